@@ -1,0 +1,39 @@
+// Registers the addon's functions; each lives in the file of its concern.
+#include <napi.h>
+#include <sched.h>
+
+#include "graft.h"
+#include "lock.h"
+#include "loop.h"
+#include "spawn.h"
+
+namespace {
+
+Napi::Object Constants(Napi::Env env) {
+  Napi::Object c = Napi::Object::New(env);
+  c.Set("CLONE_NEWNS", CLONE_NEWNS);
+  c.Set("CLONE_NEWUTS", CLONE_NEWUTS);
+  c.Set("CLONE_NEWIPC", CLONE_NEWIPC);
+  c.Set("CLONE_NEWNET", CLONE_NEWNET);
+  c.Set("CLONE_NEWPID", CLONE_NEWPID);
+  c.Set("CLONE_NEWUSER", CLONE_NEWUSER);
+  c.Set("CLONE_NEWCGROUP", CLONE_NEWCGROUP);
+  return c;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("loopAttach", Napi::Function::New(env, crashcart::LoopAttach, "loopAttach"));
+  exports.Set("loopStatus", Napi::Function::New(env, crashcart::LoopStatus, "loopStatus"));
+  exports.Set("loopDetach", Napi::Function::New(env, crashcart::LoopDetach, "loopDetach"));
+  exports.Set("graft", Napi::Function::New(env, crashcart::Graft, "graft"));
+  exports.Set("ungraft", Napi::Function::New(env, crashcart::Ungraft, "ungraft"));
+  exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
+  exports.Set("lock", Napi::Function::New(env, crashcart::Lock, "lock"));
+  exports.Set("unlock", Napi::Function::New(env, crashcart::Unlock, "unlock"));
+  exports.Set("constants", Constants(env));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(crashcart, Init)

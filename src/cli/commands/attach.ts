@@ -1,0 +1,81 @@
+// The default command: crashcart [options] <target> [-- command args...]
+import type { Argv } from 'yargs';
+import { CrashcartError } from '../../core/errors.js';
+import type { MethodChoice } from '../../core/graft.js';
+import { mountOnly, runSession, unmount } from '../../core/session.js';
+import { resolveImage } from '../../image/cache.js';
+import { resolveTarget } from '../../runtimes/index.js';
+import { logger, progress, requireRoot } from '../output.js';
+
+export interface AttachArgs {
+  target: string;
+  image?: string;
+  'mount-only': boolean;
+  unmount: boolean;
+  keep: boolean;
+  verbose: boolean;
+  user?: string;
+  workdir?: string;
+  env: string[];
+  'target-env': boolean;
+  cgroup: boolean;
+  method: MethodChoice;
+  runtime?: string;
+  'allow-host': boolean;
+}
+
+export function attachOptions<T>(y: Argv<T>) {
+  return y
+    .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID', demandOption: true })
+    .option('image', { alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
+    .option('mount-only', { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' })
+    .option('unmount', { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' })
+    .option('keep', { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' })
+    .option('user', { type: 'string', describe: 'run as uid[:gid] or name[:group] (of the container)' })
+    .option('workdir', { alias: 'w', type: 'string', describe: "working directory inside the container (default: its process's own)" })
+    .option('env', { type: 'string', array: true, default: [] as string[], describe: 'set NAME=VALUE in the command environment (repeatable)' })
+    .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
+    .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
+    .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
+    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, pid)' })
+    .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' });
+}
+
+export async function attach(args: AttachArgs, command: string[]): Promise<number> {
+  requireRoot('crashcart');
+  const log = logger(args.verbose);
+  if (args['mount-only'] && args.unmount) throw new CrashcartError('--mount-only and --unmount exclude each other');
+  if ((args['mount-only'] || args.unmount) && command.length > 0) {
+    throw new CrashcartError(`--${args.unmount ? 'unmount' : 'mount-only'} runs no command, but one was given: ${command.join(' ')}`);
+  }
+  const target = await resolveTarget(args.target, args.runtime);
+  log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
+
+  if (args.unmount) {
+    const { removed, sessions } = unmount(target, { allowHost: args['allow-host'], log });
+    if (!removed && sessions > 0) {
+      process.stderr.write(`crashcart: ${sessions} session(s) still use the toolkit; it goes when the last one ends\n`);
+    }
+    return 0;
+  }
+
+  const image = await resolveImage({ image: args.image ?? process.env.CRASHCART_IMAGE, progress: progress(args.verbose) });
+  log(`image: ${image.path}`);
+  const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log };
+  if (args['mount-only']) {
+    mountOnly(target, graft);
+    log('the toolkit stays at /dev/crashcart until crashcart -u');
+    return 0;
+  }
+  return runSession(target, {
+    ...graft,
+    command,
+    interactive: Boolean(process.stdin.isTTY),
+    keep: args.keep,
+    user: args.user,
+    workdir: args.workdir,
+    env: args.env,
+    targetEnv: args['target-env'],
+    joinCgroup: args.cgroup,
+  });
+}

@@ -1,0 +1,71 @@
+// crashcart's command line: parse, run one command, print one line on failure, exit with
+// a code that means something (see README: exit codes).
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { EXIT_CRASHCART } from '../core/errors.js';
+import { projectDir } from '../native/index.js';
+import { splitArgv } from './argv.js';
+import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
+import { demo } from './commands/demo.js';
+import { imageCommands } from './commands/image.js';
+import { report } from './output.js';
+
+function version(): string {
+  return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { own, command } = splitArgv(argv);
+  let exitCode = 0;
+  const run = (p: Promise<number>) =>
+    p.then((code) => {
+      exitCode = code;
+    });
+
+  await yargs(own)
+    .scriptName('crashcart')
+    .usage('$0 [options] <target> [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
+    .command<AttachArgs>(
+      '$0 <target>',
+      'attach to a container: run bash (or the command) inside it with the toolkit',
+      (y) => attachOptions(y) as never,
+      (a) => run(attach(a as AttachArgs, command)),
+    )
+    .command(
+      'demo',
+      'start a disposable scratch container and attach to it',
+      (y) => y.option('image', { alias: 'i', type: 'string', describe: 'toolkit image file' }),
+      (a) => run(demo(a as never, command)),
+    )
+    .command('image', 'build toolkit images', (y) => imageCommands(y))
+    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
+    .version('version', 'show the version', version())
+    .alias('version', 'V')
+    .help('help')
+    .alias('help', 'h')
+    .strict()
+    .wrap(Math.min(100, process.stdout.columns || 100))
+    .exitProcess(false)
+    .fail((msg, err) => {
+      throw err ?? Object.assign(new Error(msg), { usage: true });
+    })
+    .parseAsync();
+  return exitCode;
+}
+
+export async function run(): Promise<void> {
+  let code: number;
+  try {
+    code = await main(hideBin(process.argv));
+  } catch (e) {
+    if (e instanceof Error && (e as { usage?: boolean }).usage) {
+      process.stderr.write(`crashcart: ${e.message}; see crashcart --help\n`);
+      code = EXIT_CRASHCART;
+    } else {
+      code = report(e);
+    }
+  }
+  process.exitCode = code;
+}

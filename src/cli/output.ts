@@ -1,0 +1,42 @@
+// What crashcart says on stderr. stdout belongs to the command in the target (and to
+// listings), so scripts get clean output.
+import { CrashcartError, EXIT_CRASHCART } from '../core/errors.js';
+import { isNativeError } from '../native/index.js';
+
+export type Log = (line: string) => void;
+
+export function logger(verbose: boolean): Log {
+  return verbose ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {};
+}
+
+/** Progress lines for long steps: shown on a terminal or with -v, quiet in scripts. */
+export function progress(verbose: boolean): Log {
+  return verbose || process.stderr.isTTY ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {};
+}
+
+/** Prints one line for a failure and returns the exit code to use. */
+export function report(e: unknown): number {
+  if (e instanceof CrashcartError) {
+    process.stderr.write(`crashcart: ${e.message}${e.hint ? `; ${e.hint}` : ''}\n`);
+    return e.exitCode;
+  }
+  if (isNativeError(e)) {
+    process.stderr.write(`crashcart: ${e.message}; run with -v for details\n`);
+    return EXIT_CRASHCART;
+  }
+  if (e instanceof Error && (e as NodeJS.ErrnoException).code) {
+    // Errors of the image area and the addon loader carry their own advice.
+    process.stderr.write(`crashcart: ${e.message}\n`);
+    return EXIT_CRASHCART;
+  }
+  process.stderr.write(`crashcart: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  return EXIT_CRASHCART;
+}
+
+export function requireRoot(what: string): void {
+  if (process.geteuid?.() !== 0) {
+    throw new CrashcartError(`${what} needs root (it attaches loop devices and enters namespaces)`, {
+      hint: 'run it with sudo',
+    });
+  }
+}

@@ -1,0 +1,109 @@
+// What the command inside the target gets: argv, environment, PATH search, user.
+// Pure functions: the unit tests cover them without root.
+import { CrashcartError } from './errors.js';
+
+export const TOOLKIT_BIN = '/dev/crashcart/bin';
+export const TOOLKIT_RC = '/dev/crashcart/etc/bashrc';
+export const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+/** The shell crashcart runs when no command is given. Interactive on a terminal; on a pipe
+ *  it reads commands from stdin and prints nothing of its own (clean stdout for scripts). */
+export function defaultCommand(interactive: boolean): string[] {
+  return interactive
+    ? [`${TOOLKIT_BIN}/bash`, '--rcfile', TOOLKIT_RC, '-i']
+    : [`${TOOLKIT_BIN}/bash`, '-s'];
+}
+
+function splitEnv(kv: string): [string, string] {
+  const i = kv.indexOf('=');
+  return [kv.slice(0, i), kv.slice(i + 1)];
+}
+
+/** PATH with the toolkit first, once. */
+export function toolkitPath(path: string | undefined): string {
+  const rest = (path ?? DEFAULT_PATH).split(':').filter((d) => d && d !== TOOLKIT_BIN);
+  return [TOOLKIT_BIN, ...rest].join(':');
+}
+
+export interface EnvOptions {
+  /** the target's own environment (/proc/PID/environ), or undefined with --no-target-env */
+  targetEnv?: string[];
+  /** the caller's TERM */
+  term?: string;
+  /** --env K=V, applied last */
+  extra: string[];
+}
+
+export function commandEnv(opts: EnvOptions): string[] {
+  const env = new Map<string, string>();
+  for (const kv of opts.targetEnv ?? []) {
+    const [k, v] = splitEnv(kv);
+    if (k) env.set(k, v);
+  }
+  env.set('PATH', toolkitPath(env.get('PATH')));
+  if (opts.term) env.set('TERM', opts.term);
+  if (!env.has('HOME')) env.set('HOME', '/');
+  for (const kv of opts.extra) {
+    if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) {
+      throw new CrashcartError(`invalid --env '${kv}'`, { hint: 'use --env NAME=VALUE' });
+    }
+    const [k, v] = splitEnv(kv);
+    env.set(k, k === 'PATH' ? toolkitPath(v) : v);
+  }
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}
+
+/** Where execve will look for argv[0], in order, as execvp would with the command's PATH. */
+export function searchCandidates(argv0: string, env: string[]): string[] {
+  if (!argv0) throw new CrashcartError('empty command', { hint: 'give a command after --' });
+  if (argv0.includes('/')) return [argv0];
+  const path = env.find((kv) => kv.startsWith('PATH='))?.slice(5) ?? DEFAULT_PATH;
+  return path
+    .split(':')
+    .filter((d) => d.startsWith('/')) // relative entries would depend on the cwd: skipped
+    .map((d) => `${d.replace(/\/+$/, '')}/${argv0}`);
+}
+
+export interface UserSpec {
+  uid: number;
+  gid: number;
+}
+
+/** --user uid[:gid] or name[:group], names looked up in the container's own files. */
+export function parseUser(spec: string | undefined, passwd = '', group = ''): UserSpec {
+  if (spec === undefined || spec === '') return { uid: 0, gid: 0 };
+  const [u, g] = spec.split(':', 2);
+  const users = passwd
+    .split('\n')
+    .map((l) => l.split(':'))
+    .filter((f) => f.length >= 4);
+  let uid: number;
+  let gid: number | undefined;
+  if (/^[0-9]+$/.test(u)) {
+    uid = Number(u);
+    const entry = users.find((f) => f[2] === u);
+    gid = entry ? Number(entry[3]) : undefined;
+  } else {
+    const entry = users.find((f) => f[0] === u);
+    if (!entry) {
+      throw new CrashcartError(`user '${u}' is not in the container's /etc/passwd`, { hint: 'give a numeric uid[:gid]' });
+    }
+    uid = Number(entry[2]);
+    gid = Number(entry[3]);
+  }
+  if (g !== undefined && g !== '') {
+    if (/^[0-9]+$/.test(g)) gid = Number(g);
+    else {
+      const entry = group
+        .split('\n')
+        .map((l) => l.split(':'))
+        .find((f) => f[0] === g);
+      if (!entry) {
+        throw new CrashcartError(`group '${g}' is not in the container's /etc/group`, { hint: 'give a numeric gid' });
+      }
+      gid = Number(entry[2]);
+    }
+  }
+  if (uid > 0xfffffffe || (gid ?? 0) > 0xfffffffe) throw new CrashcartError(`invalid --user '${spec}'`);
+  return { uid, gid: gid ?? 0 }; // docker exec does the same for an unknown uid
+}

@@ -1,0 +1,117 @@
+// One loop device per image, shared by every container it is grafted into. Devices are
+// attached read-only with autoclear: the kernel frees one when its last mount and last open
+// fd are gone, so nothing here ever needs to detach on the normal path.
+import { closeSync, constants as fsConstants, openSync, readdirSync, readlinkSync, existsSync, statSync } from 'node:fs';
+import { CrashcartError, errnoCode } from './errors.js';
+import { loopAttach, loopStatus, type LoopDevice } from '../native/index.js';
+
+export interface HeldLoop extends LoopDevice {
+  /** true when this call bound the device, false when it reused one */
+  attached: boolean;
+}
+
+interface ImageId {
+  dev: number;
+  ino: number;
+}
+
+/** Bound loop devices, from sysfs (no device is opened to list them). */
+export function boundLoopDevices(): number[] {
+  let names: string[];
+  try {
+    names = readdirSync('/sys/block');
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => /^loop[0-9]+$/.test(n) && existsSync(`/sys/block/${n}/loop/backing_file`))
+    .map((n) => Number(n.slice(4)));
+}
+
+/**
+ * Opens the loop device that already backs this image read-only, if there is one. The fd
+ * holds the device, and its status is checked *after* opening, so a device that autoclear
+ * freed (or another image took) in between is never used.
+ */
+export function findLoop(image: ImageId): HeldLoop | undefined {
+  for (const index of boundLoopDevices()) {
+    const path = `/dev/loop${index}`;
+    let fd: number;
+    try {
+      fd = openSync(path, fsConstants.O_RDONLY);
+    } catch {
+      continue;
+    }
+    try {
+      const st = loopStatus(fd);
+      if (st.backingDevice === image.dev && st.backingInode === image.ino && st.readOnly && st.offset === 0 && st.sizeLimit === 0) {
+        const rdev = statSync(path).rdev;
+        return { fd, index, path, major: devMajor(rdev), minor: devMinor(rdev), attached: false };
+      }
+    } catch {
+      // not bound any more (ENXIO): skip it
+    }
+    closeSync(fd);
+  }
+  return undefined;
+}
+
+/** The loop device for this image: the shared one if it exists, else a new one. */
+export function acquireLoop(imagePath: string): HeldLoop {
+  const st = statSync(imagePath);
+  const found = findLoop({ dev: st.dev, ino: st.ino });
+  if (found) return found;
+  let imageFd: number;
+  try {
+    imageFd = openSync(imagePath, fsConstants.O_RDONLY);
+  } catch (e) {
+    throw new CrashcartError(`cannot open image ${imagePath}: ${errnoCode(e)}`, { cause: e });
+  }
+  try {
+    return { ...loopAttach(imageFd, true), attached: true };
+  } catch (e) {
+    throw new CrashcartError(`cannot attach ${imagePath} to a loop device: ${(e as Error).message}`, {
+      hint: errnoCode(e) === 'ENOENT' ? 'load the loop module (modprobe loop)' : 'check that loop devices work here (losetup -f)',
+      cause: e,
+    });
+  } finally {
+    closeSync(imageFd); // the loop device keeps its own reference to the file
+  }
+}
+
+/** Lets go of our hold; with autoclear the device stays only while mounted somewhere. */
+export function releaseLoop(loop: HeldLoop): void {
+  closeSync(loop.fd);
+}
+
+// glibc's dev_t encoding (what fs.Stats.rdev holds), for the small numbers block devices use.
+export const devMajor = (dev: number) => (dev >>> 8) & 0xfff;
+export const devMinor = (dev: number) => (dev & 0xff) | ((dev >>> 12) & 0xfff00);
+
+/** Which loop device a mount's major:minor is, if it is one (asks sysfs, which knows). */
+export function loopIndexOf(major: number, minor: number): number | undefined {
+  try {
+    const m = /\/loop([0-9]+)$/.exec(readlinkSync(`/sys/dev/block/${major}:${minor}`));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Does loop device N back this image? */
+export function loopBacks(index: number, image: ImageId): boolean {
+  let fd: number;
+  try {
+    fd = openSync(`/dev/loop${index}`, fsConstants.O_RDONLY);
+  } catch {
+    return false;
+  }
+  try {
+    const st = loopStatus(fd);
+    return st.backingDevice === image.dev && st.backingInode === image.ino;
+  } catch {
+    return false;
+  } finally {
+    closeSync(fd);
+  }
+}

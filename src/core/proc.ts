@@ -1,0 +1,189 @@
+// Readers for what /proc says about a process: namespaces, id maps, environment, cgroups,
+// mounts. Pure parsers are exported separately so unit tests can feed them text.
+import { readFileSync, readlinkSync, statSync } from 'node:fs';
+
+export const NAMESPACES = ['ipc', 'uts', 'net', 'pid', 'cgroup', 'mnt', 'user'] as const;
+export type Namespace = (typeof NAMESPACES)[number];
+
+/** The inode that identifies a process's namespace, or undefined when it cannot be read. */
+export function namespaceInode(pid: number | 'self', ns: Namespace): number | undefined {
+  try {
+    return statSync(`/proc/${pid}/ns/${ns}`).ino;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface IdMapping {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
+export function parseIdMap(text: string): IdMapping[] {
+  return text
+    .split('\n')
+    .map((line) => line.trim().split(/\s+/).map(Number))
+    .filter((f) => f.length === 3 && f.every(Number.isInteger))
+    .map(([inside, outside, count]) => ({ inside, outside, count }));
+}
+
+/** The host id that `id` inside a user namespace maps to, or undefined when unmapped. */
+export function mapToHost(map: IdMapping[], id: number): number | undefined {
+  const m = map.find((r) => id >= r.inside && id < r.inside + r.count);
+  return m === undefined ? undefined : m.outside + (id - m.inside);
+}
+
+export function readIdMap(pid: number, which: 'uid' | 'gid'): IdMapping[] {
+  return parseIdMap(readFileSync(`/proc/${pid}/${which}_map`, 'utf8'));
+}
+
+export function parseEnviron(buf: Buffer | string): string[] {
+  return buf
+    .toString()
+    .split('\0')
+    .filter((kv) => kv.includes('='));
+}
+
+export function readEnviron(pid: number): string[] {
+  return parseEnviron(readFileSync(`/proc/${pid}/environ`));
+}
+
+/** Field 22 of /proc/PID/stat: start time in clock ticks. Together with the pid it names a
+ *  process uniquely, even after the pid is reused. */
+export function parseStartTime(stat: string): number {
+  // comm (field 2) may contain spaces and parentheses: split after the last ')'.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(rest[19]);
+}
+
+export function startTime(pid: number | 'self'): number | undefined {
+  try {
+    return parseStartTime(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Is the process still the one we knew (same pid, same start time)? */
+export function isAlive(pid: number, start: number): boolean {
+  return startTime(pid) === start;
+}
+
+/** The process's state letter (R, S, Z, ...), or undefined when it is gone. */
+export function processState(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
+  } catch {
+    return undefined;
+  }
+}
+
+export interface MountInfo {
+  id: number;
+  parent: number;
+  major: number;
+  minor: number;
+  root: string;
+  mountPoint: string;
+  options: string;
+  fsType: string;
+  source: string;
+  superOptions: string;
+}
+
+// mountinfo escapes space, tab, newline and backslash as octal.
+const unescape = (s: string) => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+export function parseMountInfo(text: string): MountInfo[] {
+  const out: MountInfo[] = [];
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    const f = line.split(' ');
+    const dash = f.indexOf('-', 6);
+    if (dash < 0) continue;
+    const [major, minor] = f[2].split(':').map(Number);
+    out.push({
+      id: Number(f[0]),
+      parent: Number(f[1]),
+      major,
+      minor,
+      root: unescape(f[3]),
+      mountPoint: unescape(f[4]),
+      options: f[5],
+      fsType: f[dash + 1],
+      source: unescape(f[dash + 2]),
+      superOptions: f[dash + 3] ?? '',
+    });
+  }
+  return out;
+}
+
+export function readMountInfo(pid: number | 'self'): MountInfo[] {
+  return parseMountInfo(readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
+}
+
+export interface CgroupEntry {
+  hierarchy: number;
+  controllers: string[]; // [] for the unified (v2) hierarchy
+  path: string;
+}
+
+export function parseCgroups(text: string): CgroupEntry[] {
+  return text
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const first = line.indexOf(':');
+      const second = line.indexOf(':', first + 1);
+      const controllers = line.slice(first + 1, second);
+      return {
+        hierarchy: Number(line.slice(0, first)),
+        controllers: controllers ? controllers.split(',') : [],
+        path: line.slice(second + 1),
+      };
+    });
+}
+
+/**
+ * The cgroup.procs files (as the host sees them) of every hierarchy a process belongs to:
+ * cgroup v2, and each v1 hierarchy that is mounted in `hostMounts`.
+ */
+export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
+  const files: string[] = [];
+  for (const cg of cgroups) {
+    const mount = hostMounts.find((m) => {
+      if (cg.controllers.length === 0) return m.fsType === 'cgroup2';
+      if (m.fsType !== 'cgroup') return false;
+      const opts = m.superOptions.split(',');
+      return cg.controllers.every((c) => opts.includes(c));
+    });
+    if (!mount) continue;
+    // The mount may show a sub-tree of the hierarchy (its root field).
+    const rel = mount.root === '/' ? cg.path : cg.path.startsWith(mount.root) ? cg.path.slice(mount.root.length) : undefined;
+    if (rel === undefined) continue;
+    files.push(`${mount.mountPoint}${rel === '/' ? '' : rel}/cgroup.procs`.replace(/\/+/g, '/'));
+  }
+  return files;
+}
+
+export function readCgroups(pid: number): CgroupEntry[] {
+  return parseCgroups(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
+}
+
+export function readComm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
+export function readExe(pid: number): string | undefined {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return undefined;
+  }
+}

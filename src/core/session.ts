@@ -1,0 +1,302 @@
+// A crashcart session: graft the toolkit into a target (or join an existing graft), run a
+// command there, and take the toolkit away again when the last session ends.
+import { readFileSync, statSync } from 'node:fs';
+import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
+import { findGraft, graftToolkit, ungraftToolkit, type MethodChoice } from './graft.js';
+import { acquireLoop, loopBacks, loopIndexOf, releaseLoop } from './loop.js';
+import { commandEnv, defaultCommand, parseUser, searchCandidates } from './command.js';
+import { isAlive, readEnviron, startTime } from './proc.js';
+import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
+import { inspectTarget, TargetHandles, type TargetFacts } from './target.js';
+import type { Target } from '../runtimes/index.js';
+import { isNativeError, spawn, type ExitStatus } from '../native/index.js';
+
+export type Log = (line: string) => void;
+
+export interface GraftOptions {
+  image: string;
+  method: MethodChoice;
+  allowHost: boolean;
+  log: Log;
+}
+
+const describe = (t: Target) => (t.runtime === 'pid' ? `process ${t.pid}` : `${t.runtime} container ${t.id}`);
+
+function self(): { pid: number; start: number } {
+  return { pid: process.pid, start: startTime('self')! };
+}
+
+/**
+ * Makes sure the image is grafted in the target and records `session` (if any) against it.
+ * Runs under the state lock. Returns the record.
+ */
+function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, opts: GraftOptions, session?: Session, pin = false): TargetRecord {
+  const key = targetKey(facts.mntNs);
+  const image = statSync(opts.image);
+  let rec = store.read(key);
+  if (rec && !isAlive(rec.target.pid, rec.target.start)) rec = undefined; // a namespace inode reused
+  rec = rec ?? {
+    key,
+    target: { pid: facts.pid, start: facts.start, runtime: target.runtime, id: target.id },
+    image: opts.image,
+    loop: '',
+    method: '',
+    createdDir: false,
+    pinned: false,
+    sessions: [],
+  };
+  rec.sessions = rec.sessions.filter(sessionAlive);
+
+  const existing = findGraft(facts.pid);
+  if (existing) {
+    const index = loopIndexOf(existing.major, existing.minor);
+    if (index === undefined || !loopBacks(index, { dev: image.dev, ino: image.ino })) {
+      throw new CrashcartError(`${describe(target)} already has something else mounted at /dev/crashcart (${existing.source})`, {
+        hint: 'unmount it with crashcart -u, or use the image that is grafted there with -i',
+      });
+    }
+    opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
+    if (!rec.loop) Object.assign(rec, { loop: `/dev/loop${index}`, method: 'unknown', createdDir: true, image: opts.image });
+  } else {
+    const loop = acquireLoop(opts.image);
+    opts.log(`${loop.attached ? 'attached' : 'sharing'} ${loop.path} for ${opts.image}`);
+    const handles = TargetHandles.forGraft(facts);
+    try {
+      const outcome = graftToolkit(handles, loop, opts.method);
+      if (outcome.fallbackReason) opts.log(`mknod path failed (${outcome.fallbackReason}); used the mount API`);
+      opts.log(`grafted at /dev/crashcart with ${outcome.method}`);
+      Object.assign(rec, { loop: loop.path, method: outcome.method, createdDir: outcome.createdDir, image: opts.image, pinned: false });
+    } finally {
+      handles.close();
+      releaseLoop(loop); // the mount holds the device now (or, on failure, autoclear frees it)
+    }
+  }
+  if (session) rec.sessions.push(session);
+  if (pin) rec.pinned = true;
+  store.write(rec);
+  return rec;
+}
+
+/** Takes the toolkit out of a target if nothing needs it any more. Runs under the lock. */
+function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log, force = false): void {
+  rec.sessions = rec.sessions.filter(sessionAlive);
+  if (!force && (rec.pinned || rec.sessions.length > 0)) {
+    store.write(rec);
+    if (rec.sessions.length > 0) log(`${rec.sessions.length} other session(s) still use the toolkit: leaving it`);
+    return;
+  }
+  if (!isAlive(rec.target.pid, rec.target.start)) {
+    store.remove(rec.key); // the container is gone, and its mounts with it
+    return;
+  }
+  const facts = inspectTarget(rec.target.pid, { allowHost: true });
+  if (findGraft(facts.pid)) {
+    const handles = TargetHandles.forGraft(facts);
+    try {
+      const { lazy } = ungraftToolkit(handles, { removeDir: rec.createdDir });
+      log(lazy ? 'toolkit detached (still in use by a leftover process; freed when it exits)' : 'toolkit unmounted');
+    } finally {
+      handles.close();
+    }
+  }
+  store.remove(rec.key);
+}
+
+/** Forgets dead sessions everywhere, and ungrafts targets that crashed sessions left. */
+export function pruneStale(store: StateStore, log: Log): void {
+  for (const rec of store.all()) {
+    const before = rec.sessions.length;
+    const live = rec.sessions.filter(sessionAlive);
+    if (live.length === before && (live.length > 0 || rec.pinned)) continue;
+    try {
+      releaseIfUnused(store, rec, log);
+    } catch (e) {
+      log(`could not clean up after a stale session in ${rec.target.runtime} ${rec.target.id}: ${(e as Error).message}`);
+    }
+  }
+}
+
+export interface RunOptions extends GraftOptions {
+  command: string[];
+  interactive: boolean;
+  keep: boolean;
+  user?: string;
+  workdir?: string;
+  env: string[];
+  targetEnv: boolean;
+  joinCgroup: boolean;
+}
+
+/** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
+export async function runSession(target: Target, opts: RunOptions): Promise<number> {
+  const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
+  const store = new StateStore();
+  const session: Session = { processes: [self()] };
+  let rec = store.withLock(() => {
+    pruneStale(store, opts.log);
+    return ensureGrafted(store, target, facts, opts, session, opts.keep);
+  });
+  try {
+    const status = await runCommand(facts, opts, (pid) => {
+      // Remember the waiting process too: the session lives while either of us does.
+      const start = startTime(pid);
+      if (start === undefined) return;
+      store.withLock(() => {
+        const r = store.read(rec.key);
+        const mine = r?.sessions.find((s) => s.processes[0].pid === process.pid);
+        if (r && mine) {
+          mine.processes.push({ pid, start });
+          store.write(r);
+          rec = r;
+        }
+      });
+    });
+    return status;
+  } finally {
+    store.withLock(() => {
+      const r = store.read(rec.key);
+      if (!r) return;
+      r.sessions = r.sessions.filter((s) => s.processes[0].pid !== process.pid);
+      releaseIfUnused(store, r, opts.log);
+    });
+  }
+}
+
+/** --mount-only: graft and pin; the toolkit stays until crashcart -u. */
+export function mountOnly(target: Target, opts: GraftOptions): TargetRecord {
+  const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
+  const store = new StateStore();
+  return store.withLock(() => {
+    pruneStale(store, opts.log);
+    return ensureGrafted(store, target, facts, opts, undefined, true);
+  });
+}
+
+/** --unmount: unpin, and ungraft now unless live sessions still use it. */
+export function unmount(target: Target, opts: { allowHost: boolean; log: Log }): { removed: boolean; sessions: number } {
+  const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
+  const store = new StateStore();
+  return store.withLock(() => {
+    pruneStale(store, opts.log);
+    const key = targetKey(facts.mntNs);
+    const rec: TargetRecord = store.read(key) ?? {
+      key,
+      target: { pid: facts.pid, start: facts.start, runtime: target.runtime, id: target.id },
+      image: '',
+      loop: '',
+      method: '',
+      createdDir: true,
+      pinned: false,
+      sessions: [],
+    };
+    rec.pinned = false;
+    const live = rec.sessions.filter(sessionAlive).length;
+    if (!findGraft(facts.pid)) {
+      store.remove(key);
+      return { removed: false, sessions: 0 };
+    }
+    releaseIfUnused(store, rec, opts.log);
+    return { removed: live === 0, sessions: live };
+  });
+}
+
+async function runCommand(facts: TargetFacts, opts: RunOptions, started: (pid: number) => void): Promise<number> {
+  const rootPath = `/proc/${facts.pid}/root`;
+  const readTargetFile = (p: string) => {
+    try {
+      return readFileSync(`${rootPath}${p}`, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  const user = opts.user ? parseUser(opts.user, readTargetFile('/etc/passwd'), readTargetFile('/etc/group')) : { uid: 0, gid: 0 };
+  const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
+  const env = commandEnv({
+    targetEnv: opts.targetEnv ? readEnviron(facts.pid) : undefined,
+    term: process.env.TERM,
+    extra: opts.env,
+  });
+  const handles = TargetHandles.forSpawn(facts, { joinCgroup: opts.joinCgroup, useCwd: !opts.workdir });
+  let handle;
+  try {
+    handle = spawn({
+      namespaces: handles.namespaceList(),
+      cgroupProcsFds: handles.cgroupProcs,
+      rootFd: handles.root,
+      cwdFd: handles.cwd,
+      workdir: opts.workdir ?? '/',
+      uid: user.uid,
+      gid: user.gid,
+      groups: [],
+      candidates: searchCandidates(argv[0], env),
+      argv,
+      env,
+    });
+  } finally {
+    handles.close();
+  }
+  opts.log(`started ${argv[0]} (waiting process ${handle.pid})`);
+  started(handle.pid);
+  const forward = forwardSignals(handle.pid);
+  try {
+    return exitCodeOf(await handle.exited);
+  } catch (e) {
+    throw spawnError(e, argv[0]);
+  } finally {
+    forward.stop();
+  }
+}
+
+// Signals sent to crashcart go to the command (through the waiting process). SIGINT and
+// SIGQUIT from the terminal reach the command directly; crashcart itself must survive them
+// to clean up afterwards.
+function forwardSignals(pid: number): { stop(): void } {
+  const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
+  const ignored: NodeJS.Signals[] = ['SIGINT', 'SIGQUIT'];
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  for (const sig of forwarded) {
+    handlers.set(sig, () => {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // already gone
+      }
+    });
+  }
+  for (const sig of ignored) handlers.set(sig, () => {});
+  for (const [sig, h] of handlers) process.on(sig, h);
+  return {
+    stop() {
+      for (const [sig, h] of handlers) process.off(sig, h);
+    },
+  };
+}
+
+export function exitCodeOf(status: ExitStatus): number {
+  if (status.signal !== null) return 128 + status.signal;
+  return status.code ?? EXIT_CRASHCART;
+}
+
+function spawnError(e: unknown, argv0: string): unknown {
+  if (!isNativeError(e)) return e;
+  const step = (e as { step?: string }).step;
+  if (step === 'execve') {
+    const notFound = e.code === 'ENOENT';
+    return new CrashcartError(
+      notFound ? `command not found in the container: ${argv0} (${e.message})` : `cannot run ${argv0}: ${e.message}`,
+      {
+        exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
+        hint: notFound ? 'the toolkit is at /dev/crashcart/bin; give a full path or a tool that exists' : 'is it an executable for this machine?',
+        cause: e,
+      },
+    );
+  }
+  const hints: Record<string, string> = {
+    chdir: 'check --workdir: the directory must exist in the container',
+    setgroups: "the container's user namespace does not allow setgroups",
+  };
+  return new CrashcartError(`cannot start the command in the container: ${e.message}`, {
+    hint: hints[step ?? ''] ?? 'run with -v for details',
+    cause: e,
+  });
+}

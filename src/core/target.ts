@@ -1,0 +1,165 @@
+// A target process opened for grafting and spawning: every /proc/PID file the native side
+// needs is opened here first (the paths vanish once a child is inside the namespaces), and
+// the facts policy depends on (own user namespace? shares the host's mounts?) are read once.
+import { closeSync, openSync } from 'node:fs';
+import { constants as fsConstants } from 'node:fs';
+import { CrashcartError, errnoCode } from './errors.js';
+import { constants as nativeConstants } from '../native/index.js';
+import {
+  NAMESPACES,
+  type Namespace,
+  cgroupProcsFiles,
+  mapToHost,
+  namespaceInode,
+  readCgroups,
+  readIdMap,
+  readMountInfo,
+  startTime,
+} from './proc.js';
+
+const CLONE_FLAG: Record<Namespace, string> = {
+  ipc: 'CLONE_NEWIPC',
+  uts: 'CLONE_NEWUTS',
+  net: 'CLONE_NEWNET',
+  pid: 'CLONE_NEWPID',
+  cgroup: 'CLONE_NEWCGROUP',
+  mnt: 'CLONE_NEWNS',
+  user: 'CLONE_NEWUSER',
+};
+
+export interface TargetFacts {
+  pid: number;
+  start: number;
+  /** inode of its mount namespace: the key its graft is known by */
+  mntNs: number;
+  /** it has a user namespace of its own (the mknod path cannot work there) */
+  ownUserNs: boolean;
+  /** host ids that its root user maps to */
+  rootUid: number;
+  rootGid: number;
+  /** namespaces that differ from crashcart's own */
+  differs: Record<Namespace, boolean>;
+}
+
+export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: string } = {}): TargetFacts {
+  const what = opts.what ?? `process ${pid}`;
+  const start = startTime(pid);
+  const mntNs = namespaceInode(pid, 'mnt');
+  if (start === undefined || mntNs === undefined) {
+    throw new CrashcartError(`${what} is gone (pid ${pid} has no /proc entry)`, { hint: 'is it still running?' });
+  }
+  const differs = Object.fromEntries(
+    NAMESPACES.map((ns) => [ns, namespaceInode(pid, ns) !== namespaceInode('self', ns)]),
+  ) as Record<Namespace, boolean>;
+  if (!differs.mnt && !opts.allowHost) {
+    throw new CrashcartError(`${what} shares the host's mount namespace: it is not in a container`, {
+      hint: 'grafting there would create /dev/crashcart on the host; pass --allow-host if that is what you want',
+    });
+  }
+  let rootUid = 0;
+  let rootGid = 0;
+  if (differs.user) {
+    const uid = mapToHost(readIdMap(pid, 'uid'), 0);
+    const gid = mapToHost(readIdMap(pid, 'gid'), 0);
+    if (uid === undefined || gid === undefined) {
+      throw new CrashcartError(`${what} has a user namespace in which root is not mapped`, {
+        hint: 'crashcart needs the container to map uid and gid 0 (see /proc/PID/uid_map)',
+      });
+    }
+    rootUid = uid;
+    rootGid = gid;
+  }
+  return { pid, start, mntNs, ownUserNs: differs.user, rootUid, rootGid, differs };
+}
+
+/** File descriptors on a target, closed together. */
+export class TargetHandles {
+  readonly ns = new Map<Namespace, number>();
+  root = -1;
+  cwd = -1;
+  cgroupProcs: number[] = [];
+
+  constructor(readonly facts: TargetFacts) {}
+
+  /** Opens what a graft needs: the mount namespace and the root. */
+  static forGraft(facts: TargetFacts): TargetHandles {
+    const h = new TargetHandles(facts);
+    try {
+      h.ns.set('mnt', openProc(facts.pid, 'ns/mnt'));
+      h.root = openProc(facts.pid, 'root');
+      h.checkSameProcess();
+      return h;
+    } catch (e) {
+      h.close();
+      throw e;
+    }
+  }
+
+  /** Opens what running a command needs: every namespace that differs, root, cwd, cgroups. */
+  static forSpawn(facts: TargetFacts, opts: { joinCgroup: boolean; useCwd: boolean }): TargetHandles {
+    const h = new TargetHandles(facts);
+    try {
+      for (const ns of NAMESPACES) if (facts.differs[ns]) h.ns.set(ns, openProc(facts.pid, `ns/${ns}`));
+      h.root = openProc(facts.pid, 'root');
+      if (opts.useCwd) h.cwd = openProc(facts.pid, 'cwd');
+      if (opts.joinCgroup) {
+        const files = cgroupProcsFiles(readCgroups(facts.pid), readMountInfo('self'));
+        for (const file of files) {
+          try {
+            h.cgroupProcs.push(openSync(file, fsConstants.O_WRONLY));
+          } catch (e) {
+            // A hierarchy the host does not let us write to is skipped, as runc exec does
+            // for missing ones; the namespaces still apply.
+            if (errnoCode(e) !== 'ENOENT' && errnoCode(e) !== 'EACCES' && errnoCode(e) !== 'EROFS') throw e;
+          }
+        }
+      }
+      h.checkSameProcess();
+      return h;
+    } catch (e) {
+      h.close();
+      throw e;
+    }
+  }
+
+  /** setns order: user last (after it crashcart has no privileges left outside the container). */
+  namespaceList(): Array<[number, number]> {
+    const c = nativeConstants();
+    const order: Namespace[] = ['ipc', 'uts', 'net', 'pid', 'cgroup', 'mnt', 'user'];
+    return order.filter((ns) => this.ns.has(ns)).map((ns) => [this.ns.get(ns)!, c[CLONE_FLAG[ns]]]);
+  }
+
+  get mntNsFd(): number {
+    return this.ns.get('mnt') ?? -1;
+  }
+
+  // The pid may have been reused between looking it up and opening its files.
+  private checkSameProcess(): void {
+    if (startTime(this.facts.pid) !== this.facts.start) {
+      throw new CrashcartError(`process ${this.facts.pid} exited while crashcart was opening it`, {
+        hint: 'is the container restarting?',
+      });
+    }
+  }
+
+  close(): void {
+    for (const fd of [...this.ns.values(), this.root, this.cwd, ...this.cgroupProcs]) {
+      if (fd >= 0) closeSync(fd);
+    }
+    this.ns.clear();
+    this.root = this.cwd = -1;
+    this.cgroupProcs = [];
+  }
+}
+
+function openProc(pid: number, rel: string): number {
+  const path = `/proc/${pid}/${rel}`;
+  try {
+    return openSync(path, fsConstants.O_RDONLY);
+  } catch (e) {
+    throw new CrashcartError(`cannot open ${path}: ${errnoCode(e) ?? String(e)}`, {
+      hint: errnoCode(e) === 'ENOENT' ? 'the process is gone' : 'crashcart must run as root on the host',
+      cause: e,
+    });
+  }
+}

@@ -1,0 +1,321 @@
+// Disposable runc containers whose whole root is a static sleeper (plus an
+// optional busybox): real targets for the demo command and the test-suite.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { access, chmod, copyFile, lchown, mkdir, mkdtemp, readdir, readFile, rm, rmdir, stat, symlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, isAbsolute, join, posix, resolve } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import { execa } from 'execa';
+
+export interface UsernsOptions {
+  /** Host uid that the container's uid 0 maps to. */
+  hostUid: number;
+  /** Host gid that the container's gid 0 maps to. */
+  hostGid: number;
+  /** Number of ids mapped (uid and gid). */
+  size: number;
+}
+
+export interface ScratchOptions {
+  id?: string;
+  sleeperPath: string;
+  busybox?: boolean;
+  readOnly?: boolean;
+  userns?: UsernsOptions;
+  hostname?: string;
+  env?: string[];
+  cwd?: string;
+  args?: string[];
+  runcRoot?: string;
+  baseDir?: string;
+}
+
+export interface ScratchContainer {
+  id: string;
+  pid: number;
+  bundleDir: string;
+  rootfs: string;
+  remove(): Promise<void>;
+}
+
+const BUSYBOX = '/bin/busybox';
+const RUN_TIMEOUT_MS = 30_000;
+const DELETE_TIMEOUT_MS = 10_000;
+const EXIT_WAIT_MS = 3_000;
+// runc delete -f has already SIGKILLed and waited when it returns
+const DELETE_GRACE_MS = 200;
+
+function runcArgs(runcRoot: string | undefined, args: string[]): string[] {
+  return runcRoot ? ['--root', runcRoot, ...args] : args;
+}
+
+/** Field 22 of /proc/PID/stat: identifies a process across PID reuse. */
+async function startTime(pid: number): Promise<string | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // comm may contain spaces and parens: fields start after the last ')'
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** True while the process runs; a zombie waiting for its reaper counts as gone. */
+async function isRunning(pid: number, start: string | undefined): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return fields[0] !== 'Z' && fields[0] !== 'X' && (start === undefined || fields[19] === start);
+  } catch {
+    return false;
+  }
+}
+
+async function waitGone(pid: number, start: string | undefined, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (await isRunning(pid, start)) {
+    if (Date.now() > deadline) return false;
+    await delay(10);
+  }
+  return true;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function containerExists(id: string, runcRoot: string | undefined): Promise<boolean> {
+  const r = await execa('runc', runcArgs(runcRoot, ['state', id]), { reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore' });
+  return r.exitCode === 0;
+}
+
+/**
+ * With a user namespace runc's init runs as the mapped host uid and must
+ * traverse every directory down to the rootfs: a 0700 ancestor (mkdtemp's
+ * default) fails the rootfs bind mount with a bare "permission denied".
+ */
+async function checkTraversable(dir: string, hostUid: number, hostGid: number): Promise<void> {
+  for (let d = dir; ; d = dirname(d)) {
+    const st = await stat(d);
+    const bit = st.uid === hostUid ? 0o100 : st.gid === hostGid ? 0o010 : 0o001;
+    if ((st.mode & bit) === 0) {
+      throw new Error(`${d} (mode ${(st.mode & 0o7777).toString(8)}) is not searchable by host uid ${hostUid}, ` +
+        'which a user-namespaced container needs to reach its rootfs; use a baseDir with o+x ancestors');
+    }
+    if (d === dirname(d)) return;
+  }
+}
+
+async function buildRootfs(rootfs: string, opts: ScratchOptions, cwd: string): Promise<void> {
+  for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) await mkdir(join(rootfs, d), { recursive: true });
+  await chmod(join(rootfs, 'tmp'), 0o1777);
+  await copyFile(opts.sleeperPath, join(rootfs, 'bin/sleeper'));
+  await chmod(join(rootfs, 'bin/sleeper'), 0o755);
+  if (opts.busybox) {
+    if (!(await exists(BUSYBOX))) throw new Error(`${BUSYBOX} not found: install busybox-static`);
+    await copyFile(BUSYBOX, join(rootfs, 'bin/busybox'));
+    await chmod(join(rootfs, 'bin/busybox'), 0o755);
+    await symlink('busybox', join(rootfs, 'bin/sh'));
+  }
+  await mkdir(join(rootfs, cwd), { recursive: true });
+  if (opts.userns) {
+    // the container's root must own its files (else they show as nobody)
+    const { hostUid, hostGid } = opts.userns;
+    await lchown(rootfs, hostUid, hostGid);
+    for (const rel of await readdir(rootfs, { recursive: true })) {
+      await lchown(join(rootfs, rel), hostUid, hostGid);
+    }
+  }
+}
+
+async function writeConfig(bundleDir: string, rootfs: string, opts: ScratchOptions, cwd: string): Promise<void> {
+  await execa('runc', ['spec', '--bundle', bundleDir], { stdin: 'ignore', timeout: RUN_TIMEOUT_MS });
+  const path = join(bundleDir, 'config.json');
+  const config = JSON.parse(await readFile(path, 'utf8'));
+  config.process.terminal = false;
+  config.process.args = opts.args ?? ['/bin/sleeper'];
+  if (opts.env) config.process.env = opts.env;
+  config.process.cwd = cwd;
+  if (opts.hostname !== undefined) config.hostname = opts.hostname;
+  config.root = { path: rootfs, readonly: opts.readOnly ?? true };
+  if (opts.userns) {
+    const { hostUid, hostGid, size } = opts.userns;
+    // runc's default spec already has pid and network namespaces, which the
+    // fresh proc and sysfs mounts need once a user namespace is added
+    config.linux.namespaces.push({ type: 'user' });
+    config.linux.uidMappings = [{ containerID: 0, hostID: hostUid, size }];
+    config.linux.gidMappings = [{ containerID: 0, hostID: hostGid, size }];
+  }
+  await writeFile(path, JSON.stringify(config, null, 2));
+}
+
+/** Creates and starts a container; on failure removes whatever it made. */
+export async function createScratchContainer(opts: ScratchOptions): Promise<ScratchContainer> {
+  const id = opts.id ?? `crashcart-${randomBytes(6).toString('hex')}`;
+  // normalizing an absolute path drops leading '..', so the dir stays in the rootfs
+  const cwd = posix.normalize(opts.cwd ?? '/');
+  if (!isAbsolute(cwd)) throw new Error(`cwd must be absolute: ${opts.cwd}`);
+  // refuse before making anything: cleanup must never delete someone else's container
+  if (await containerExists(id, opts.runcRoot)) throw new Error(`runc container ${id} already exists`);
+
+  const bundleDir = await mkdtemp(join(resolve(opts.baseDir ?? tmpdir()), `${id}-`));
+  const rootfs = join(bundleDir, 'rootfs');
+  const pidFile = join(bundleDir, 'init.pid');
+  const logFile = join(bundleDir, 'runc.log');
+  let pid = 0;
+  let start: string | undefined;
+  let ranRunc = false;
+  let cgroups: string[] = [];
+
+  let removing: Promise<void> | undefined;
+  // concurrent and repeated calls share one teardown; a failed one may be retried
+  const remove = (): Promise<void> =>
+    (removing ??= teardown().catch((err: unknown) => {
+      removing = undefined;
+      throw err;
+    }));
+
+  async function teardown(): Promise<void> {
+    if (ranRunc) {
+      if (pid === 0) {
+        // runc may have started the init before failing or timing out
+        pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10) || 0;
+        if (pid > 0) start = await startTime(pid);
+      }
+      const del = await execa('runc', runcArgs(opts.runcRoot, ['delete', '-f', id]), {
+        reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore',
+      });
+      // runc exits 0 even for an id it does not know (lost state), so its exit
+      // code proves nothing: look at the process itself and kill it by PID
+      if (pid > 0 && !(await waitGone(pid, start, del.exitCode === 0 ? DELETE_GRACE_MS : 0))) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch { /* already gone */ }
+        if (!(await waitGone(pid, start, EXIT_WAIT_MS))) throw new Error(`container ${id} init ${pid} survived SIGKILL`);
+      }
+      if (await containerExists(id, opts.runcRoot)) {
+        // the init is dead now, so delete can finish the cleanup
+        const again = await execa('runc', runcArgs(opts.runcRoot, ['delete', '-f', id]), {
+          reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore',
+        });
+        if (again.exitCode !== 0) throw new Error(`runc delete -f ${id} failed: ${again.stderr || del.stderr}`);
+      }
+      // normally runc removed them already; after a kill by PID nobody else will
+      for (const dir of cgroups) await rmdir(dir).catch(() => {});
+    }
+    await rm(bundleDir, { recursive: true, force: true });
+  }
+
+  try {
+    if (opts.userns) {
+      await chmod(bundleDir, 0o711);
+      await checkTraversable(bundleDir, opts.userns.hostUid, opts.userns.hostGid);
+    }
+    await buildRootfs(rootfs, opts, cwd);
+    await writeConfig(bundleDir, rootfs, opts, cwd);
+
+    ranRunc = true;
+    const result = await runDetached(runcArgs(opts.runcRoot, ['run', '-d', '--pid-file', pidFile, '--bundle', bundleDir, id]), logFile);
+    if (result.exitCode !== 0) {
+      const log = (await readFile(logFile, 'utf8').catch(() => '')).trim();
+      // runc refused because the id was taken meanwhile: not ours to delete
+      if (/already exists/.test(log)) ranRunc = false;
+      throw new Error(`runc run ${id} failed (${result.timedOut ? 'timed out' : `exit ${result.exitCode ?? result.signal}`}): ${log}`);
+    }
+    pid = await readPidFile(pidFile);
+    start = await startTime(pid);
+    cgroups = await cgroupDirs(pid, id);
+    if (!(await isRunning(pid, start))) {
+      const log = (await readFile(logFile, 'utf8').catch(() => '')).trim();
+      throw new Error(`container ${id} init ${pid} exited right after start${log ? `: ${log}` : ''}`);
+    }
+  } catch (err) {
+    await remove().catch((cleanupErr: unknown) => {
+      if (err instanceof Error) err.message += ` (cleanup also failed: ${String(cleanupErr)})`;
+    });
+    throw err;
+  }
+  return { id, pid, bundleDir, rootfs, remove };
+}
+
+/**
+ * `runc run -d` with stdio on a log file. The detached init inherits runc's
+ * stdio, so a pipe would keep the caller waiting for EOF until the container
+ * exits; execa's typings only offer pipes or files it writes through streams.
+ */
+interface RunResult {
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
+  timedOut: boolean;
+}
+
+async function runDetached(args: string[], logFile: string): Promise<RunResult> {
+  const logFd = openSync(logFile, 'a');
+  try {
+    return await spawnWithTimeout(args, logFd);
+  } finally {
+    closeSync(logFd);
+  }
+}
+
+function spawnWithTimeout(args: string[], logFd: number): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    let timedOut = false;
+    const child = spawn('runc', args, { stdio: ['ignore', logFd, logFd] });
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, RUN_TIMEOUT_MS);
+    child.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    child.once('exit', (exitCode, signal) => {
+      clearTimeout(timer);
+      resolve({ exitCode, signal, timedOut });
+    });
+  });
+}
+
+/**
+ * The host paths of the cgroups runc made for the container (the ones named
+ * after its id), found through the host's cgroup mounts; works for v1, v2 and
+ * hybrid layouts.
+ */
+async function cgroupDirs(pid: number, id: string): Promise<string[]> {
+  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((line) => {
+    const [pre, post = ''] = line.split(' - ');
+    const f = pre.split(' ');
+    const [fstype, , superOpts = ''] = post.split(' ');
+    return { root: f[3], point: f[4], fstype, opts: superOpts.split(',') };
+  });
+  const dirs: string[] = [];
+  for (const line of (await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '')).split('\n')) {
+    const [, ctls, path] = line.split(':');
+    if (!path || path.split('/').pop() !== id) continue;
+    const ctl = ctls.split(',')[0];
+    const m = mounts.find((mt) => (ctls === '' ? mt.fstype === 'cgroup2' : mt.fstype === 'cgroup' && mt.opts.includes(ctl)));
+    if (!m || !(path + '/').startsWith(m.root === '/' ? '/' : m.root + '/')) continue;
+    dirs.push(join(m.point, m.root === '/' ? path : path.slice(m.root.length)));
+  }
+  return dirs;
+}
+
+/** runc writes the pid file before `run -d` returns; poll briefly anyway. */
+async function readPidFile(path: string): Promise<number> {
+  const deadline = Date.now() + 2_000;
+  for (;;) {
+    const text = await readFile(path, 'utf8').catch(() => '');
+    const pid = Number.parseInt(text.trim(), 10);
+    if (pid > 0) return pid;
+    if (Date.now() > deadline) throw new Error(`no pid in ${path}`);
+    await delay(10);
+  }
+}

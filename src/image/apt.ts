@@ -1,0 +1,109 @@
+// Fetches .deb files with the host's apt into a private directory. Nothing is installed and
+// the host's package state never changes; downloaded files are reused while they match the
+// candidate version's checksum. Every apt call rebuilds apt's package cache in memory
+// (~0.5 s here), so each step asks about all packages at once.
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { causeLine, imageError } from './errors.js';
+
+export interface DebInfo {
+  name: string;
+  version: string; // '1:1.35.0-4+deb12u1+b1'
+  arch: string; // 'amd64'
+  sha256: string;
+}
+
+// LC_ALL=C keeps apt's messages parseable; the sandbox user is root because our download
+// directory is root's 0700 cache, which apt's _apt user cannot write.
+const APT_ENV = { LC_ALL: 'C' };
+const APT_OPTS = ['-q', '-o', 'APT::Sandbox::User=root'];
+
+function downloadFailed(name: string, why: string, cause?: unknown): Error {
+  return imageError('EBUILD', `apt-get download ${name} failed: ${why}; run 'apt-get update' first`, cause);
+}
+
+/** The stanzas of `apt-cache show` output, as field maps. */
+export function parseStanzas(text: string): Record<string, string>[] {
+  const out: Record<string, string>[] = [];
+  let cur: Record<string, string> = {};
+  for (const line of text.split('\n')) {
+    if (!line.trim()) {
+      if (Object.keys(cur).length) out.push(cur);
+      cur = {};
+      continue;
+    }
+    const m = /^([A-Za-z0-9-]+):\s*(.*)$/.exec(line);
+    if (m) cur[m[1]!] = m[2]!;
+  }
+  if (Object.keys(cur).length) out.push(cur);
+  return out;
+}
+
+/** apt-get download names files <name>_<version>_<arch>.deb with ':' quoted as %3a. */
+export function debFileName(deb: Pick<DebInfo, 'name' | 'version' | 'arch'>): string {
+  return `${deb.name}_${deb.version.replaceAll(':', '%3a')}_${deb.arch}.deb`;
+}
+
+/** The versions apt would download now, from the host's package lists, in `names` order. */
+export async function candidates(names: string[]): Promise<DebInfo[]> {
+  const res = await execa('apt-cache', ['show', '--no-all-versions', ...names], { env: APT_ENV, stdin: 'ignore', reject: false });
+  if (res.failed && !res.stdout) throw downloadFailed(names[0] ?? '', causeLine(res), res);
+  const stanzas = parseStanzas(res.stdout);
+  return names.map((name) => {
+    const f = stanzas.find((s) => s['Package'] === name);
+    if (!f) throw downloadFailed(name, "apt's package lists do not know it");
+    // Without package lists apt-cache only knows dpkg's status record, which has no checksum.
+    if (!f['Version'] || !f['Architecture'] || !f['SHA256']) throw downloadFailed(name, "no downloadable version in apt's package lists");
+    return { name, version: f['Version'], arch: f['Architecture'], sha256: f['SHA256'].toLowerCase() };
+  });
+}
+
+export async function sha256File(path: string): Promise<string> {
+  const hash = createHash('sha256');
+  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
+  return hash.digest('hex');
+}
+
+/** Whether `dir` already holds the .deb of `deb` with the expected checksum. */
+export async function isCached(deb: DebInfo, dir: string): Promise<boolean> {
+  return (await sha256File(join(dir, debFileName(deb))).catch(() => '')) === deb.sha256;
+}
+
+/**
+ * Paths of the .deb files of `debs` in `dir`, downloading those not there yet. Downloads land
+ * in a private subdirectory and are renamed into place, so concurrent builds sharing `dir`
+ * never see a partial file.
+ */
+export async function fetchDebs(debs: DebInfo[], dir: string, onDownload?: (deb: DebInfo) => void): Promise<string[]> {
+  const missing: DebInfo[] = [];
+  for (const deb of debs) if (!(await isCached(deb, dir))) missing.push(deb);
+  if (missing.length) {
+    const tmp = await mkdtemp(join(dir, '.download-'));
+    try {
+      for (const deb of missing) onDownload?.(deb);
+      try {
+        await execa('apt-get', [...APT_OPTS, 'download', ...missing.map((d) => `${d.name}=${d.version}`)], {
+          cwd: tmp,
+          env: APT_ENV,
+          stdin: 'ignore',
+        });
+      } catch (err) {
+        throw downloadFailed(missing.map((d) => d.name).join(' '), causeLine(err), err);
+      }
+      for (const deb of missing) {
+        const got = join(tmp, debFileName(deb));
+        const sum = await sha256File(got).catch(() => '');
+        if (sum !== deb.sha256) {
+          throw downloadFailed(deb.name, sum ? `checksum of ${debFileName(deb)} does not match apt's package lists` : `${debFileName(deb)} was not written`);
+        }
+        await rename(got, join(dir, debFileName(deb)));
+      }
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
+  }
+  return debs.map((deb) => join(dir, debFileName(deb)));
+}

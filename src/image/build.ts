@@ -1,0 +1,124 @@
+// Builds a toolkit image: .deb files from the host's apt, a tree laid out for
+// /dev/crashcart, an ext3 filesystem made without mounting anything.
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { execa } from 'execa';
+import { candidates, fetchDebs, isCached, sha256File, type DebInfo } from './apt.js';
+import { cacheDir, ensureCacheDir } from './cache-dir.js';
+import { imageError, causeLine } from './errors.js';
+import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
+import { layoutTree, normalizeTree } from './layout.js';
+import { loadProfile, type Profile, type ProfileName } from './profile.js';
+
+/** Bump when the layout code changes what goes into an image. */
+export const LAYOUT_VERSION = 1;
+
+/** Used when neither the caller nor SOURCE_DATE_EPOCH gives a time (2023-11-14T22:13:20Z). */
+export const DEFAULT_EPOCH = 1700000000;
+
+export interface BuildOptions {
+  profile: ProfileName;
+  output: string;
+  /** Where .deb files are kept between builds; default `${cacheDir()}/debs`. */
+  debCache?: string;
+  progress?: (line: string) => void;
+  /** Timestamp of every file in the image; default SOURCE_DATE_EPOCH, else DEFAULT_EPOCH. */
+  sourceDateEpoch?: number;
+}
+
+export interface BuildResult {
+  path: string;
+  sha256: string;
+  sizeBytes: number;
+  packages: { name: string; version: string }[];
+}
+
+export function resolveEpoch(explicit?: number, env = process.env.SOURCE_DATE_EPOCH): number {
+  if (explicit !== undefined) {
+    if (!Number.isSafeInteger(explicit) || explicit < 0) throw new Error(`Expected a non-negative integer for sourceDateEpoch but received ${explicit}`);
+    return explicit;
+  }
+  if (env === undefined || env === '') return DEFAULT_EPOCH;
+  if (!/^\d+$/.test(env)) throw new Error(`Expected a non-negative integer for SOURCE_DATE_EPOCH but received '${env}'`);
+  return Number(env);
+}
+
+/**
+ * What an image is made from, apart from the package versions: a cached image whose recipe
+ * differs was made by another crashcart version and gets rebuilt.
+ */
+export function recipeDigest(profile: Pick<Profile, 'name' | 'packages' | 'bashrc'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ layout: LAYOUT_VERSION, profile: profile.name, packages: profile.packages, bashrc: profile.bashrc }))
+    .digest('hex');
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+async function extract(deb: string, dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  try {
+    await execa('dpkg', ['-x', deb, dir], { stdin: 'ignore', env: { LC_ALL: 'C' } });
+  } catch (err) {
+    throw imageError('EBUILD', `dpkg -x ${deb} failed: ${causeLine(err)}`, err);
+  }
+}
+
+export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
+  const say = opts.progress ?? (() => {});
+  const output = resolve(opts.output);
+  const outDir = dirname(output);
+  const epoch = resolveEpoch(opts.sourceDateEpoch);
+  const profile = await loadProfile(opts.profile);
+
+  const st = await stat(outDir).catch(() => undefined);
+  if (!st?.isDirectory()) throw imageError('EBUILD', `output directory ${outDir} does not exist; create it first`);
+
+  if (!opts.debCache) await ensureCacheDir();
+  const debDir = await ensureCacheDir(opts.debCache ? resolve(opts.debCache) : join(cacheDir(), 'debs'));
+
+  // Staging next to the output keeps it on a filesystem known to be writable and roomy.
+  const staging = await mkdtemp(join(outDir, '.crashcart-staging-')).catch(() => mkdtemp(join(tmpdir(), 'crashcart-staging-')));
+  // A name of our own: concurrent builds of the same output each rename a complete file.
+  const tmp = `${output}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    const debs = await candidates(profile.packages);
+    const cached = await Promise.all(debs.map((deb) => isCached(deb, debDir)));
+    debs.forEach((deb, i) => cached[i] && say(`using cached ${deb.name} ${deb.version}`));
+    const files = await fetchDebs(debs, debDir, (deb) => say(`downloading ${deb.name} ${deb.version}`));
+
+    const extracted: { deb: DebInfo; dir: string }[] = [];
+    for (const [i, deb] of debs.entries()) {
+      const dir = join(staging, 'debs', deb.name);
+      await extract(files[i]!, dir);
+      extracted.push({ deb, dir });
+    }
+
+    const root = join(staging, 'root');
+    await mkdir(root);
+    say(`laying out ${profile.name} toolkit`);
+    const manifest = await layoutTree({ root, extracted, profile, epoch });
+    await normalizeTree(root, epoch);
+
+    const size = await measureTree(root);
+    const seed = JSON.stringify({ recipe: recipeDigest(profile), packages: manifest.packages, epoch });
+    say(`writing ext3 image (${mib(ext3Geometry(size).blocks * 1024)}, ${manifest.tools.length} tools)`);
+    await (await open(tmp, 'wx', 0o644)).close();
+    await writeExt3({ tree: root, output: tmp, scratch: staging, size, epoch, seed });
+
+    const sha256 = await sha256File(tmp);
+    const sizeBytes = (await stat(tmp)).size;
+    await rename(tmp, output);
+    say(`image ready: ${output} (sha256 ${sha256.slice(0, 12)})`);
+    return { path: output, sha256, sizeBytes, packages: manifest.packages };
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  } finally {
+    await rm(staging, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,28 @@
+// Where crashcart keeps downloads and built images. Root runs what is in there inside
+// containers, so the directory must not be writable by anyone else.
+import { chmod, chown, mkdir, stat } from 'node:fs/promises';
+
+export const DEFAULT_CACHE_DIR = '/var/lib/crashcart';
+
+/** CRASHCART_CACHE_DIR, else /var/lib/crashcart. Only computes the path. */
+export function cacheDir(): string {
+  return process.env.CRASHCART_CACHE_DIR || DEFAULT_CACHE_DIR;
+}
+
+/**
+ * Creates `dir` (default: the cache directory) with mode 0700, owned by root when we are
+ * root, and refuses one that others could write to.
+ */
+export async function ensureCacheDir(dir = cacheDir()): Promise<string> {
+  const made = await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (made !== undefined) {
+    await chmod(dir, 0o700); // mkdir's mode is filtered by the umask
+    if (process.getuid?.() === 0) await chown(dir, 0, 0);
+  }
+  const st = await stat(dir);
+  if (!st.isDirectory()) throw new Error(`cache directory ${dir} is not a directory`);
+  if (st.mode & 0o022 || st.uid !== process.getuid?.()) {
+    throw new Error(`cache directory ${dir} is writable by others or not ours (mode ${(st.mode & 0o7777).toString(8)}, uid ${st.uid}); run 'chown root: ${dir} && chmod 700 ${dir}'`);
+  }
+  return dir;
+}

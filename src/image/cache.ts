@@ -1,0 +1,104 @@
+// Finds the image to graft: the one the user named, or the cached default, built on first use.
+import { randomBytes } from 'node:crypto';
+import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { buildImage, recipeDigest, type BuildResult } from './build.js';
+import { cacheDir, ensureCacheDir } from './cache-dir.js';
+import { imageError } from './errors.js';
+import { checkExt3 } from './ext3.js';
+import { loadProfile, type ProfileName } from './profile.js';
+
+export { cacheDir, ensureCacheDir } from './cache-dir.js';
+
+export function defaultImagePath(): string {
+  return join(cacheDir(), 'images', 'static.img');
+}
+
+/** Written next to a cached image as `${image}.json`. */
+export interface Sidecar {
+  sha256: string;
+  profile: ProfileName;
+  packages: { name: string; version: string }[];
+  /** Wall-clock time of the build (the files inside carry the fixed source date). */
+  built: string;
+  sizeBytes: number;
+  /** recipeDigest() of the profile the image was made from. */
+  recipe: string;
+}
+
+export async function writeSidecar(image: string, profile: ProfileName, result: BuildResult): Promise<Sidecar> {
+  const sidecar: Sidecar = {
+    sha256: result.sha256,
+    profile,
+    packages: result.packages,
+    built: new Date().toISOString(),
+    sizeBytes: result.sizeBytes,
+    recipe: recipeDigest(await loadProfile(profile)),
+  };
+  const tmp = `${image}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(tmp, `${JSON.stringify(sidecar, null, 2)}\n`);
+  await rename(tmp, `${image}.json`);
+  return sidecar;
+}
+
+export async function readSidecar(image: string): Promise<Partial<Sidecar> | undefined> {
+  try {
+    return JSON.parse(await readFile(`${image}.json`, 'utf8')) as Partial<Sidecar>;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ResolveOptions {
+  /** From -i or CRASHCART_IMAGE; the caller decides which wins. */
+  image?: string;
+  progress?: (line: string) => void;
+}
+
+async function userImage(image: string): Promise<string> {
+  const path = resolve(image);
+  const hint = `build one with 'crashcart image build -o ${path}'`;
+  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    throw imageError('ENOIMAGE', `image file ${path} not found: ${err.code ?? err.message}; ${hint}`, err);
+  });
+  if (!st.isFile()) throw imageError('ENOIMAGE', `image file ${path} not found: it is not a regular file; ${hint}`);
+  await checkExt3(path);
+  return path;
+}
+
+/** Why the cached default image cannot be used as it is, or undefined when it can. */
+async function staleReason(path: string): Promise<string | undefined> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) return 'no toolkit image yet';
+  try {
+    await checkExt3(path);
+  } catch (err) {
+    return `cached image is damaged (${(err as Error).message})`;
+  }
+  const sidecar = await readSidecar(path);
+  // no sidecar: someone put the file there by hand, use it as it is
+  if (sidecar?.recipe !== undefined && sidecar.recipe !== recipeDigest(await loadProfile('static'))) {
+    return 'cached image was made by another crashcart version';
+  }
+  return undefined;
+}
+
+/**
+ * The image to graft. Without opts.image, the cached default, built first when missing or
+ * outdated. Concurrent first uses each build to a private temporary file and rename it into
+ * place; the results are byte-identical, so whichever rename lands last is fine.
+ */
+export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: string; built: boolean }> {
+  if (opts.image !== undefined && opts.image !== '') return { path: await userImage(opts.image), built: false };
+
+  const path = defaultImagePath();
+  const why = await staleReason(path);
+  if (why === undefined) return { path, built: false };
+
+  opts.progress?.(`${why}; building ${path}`);
+  await ensureCacheDir();
+  await ensureCacheDir(join(cacheDir(), 'images'));
+  const result = await buildImage({ profile: 'static', output: path, progress: opts.progress });
+  await writeSidecar(path, 'static', result);
+  return { path, built: true };
+}

@@ -1,0 +1,167 @@
+// Lays out the toolkit tree that becomes /dev/crashcart from extracted Debian packages.
+import assert from 'node:assert/strict';
+import { chmod, copyFile, lstat, lutimes, mkdir, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import type { DebInfo } from './apt.js';
+import { imageError, causeLine } from './errors.js';
+import type { Profile } from './profile.js';
+
+export const PREFIX = '/dev/crashcart';
+
+/**
+ * Debian's bash reads its compiled-in /etc/bash.bashrc and /etc/bash.bash_logout, i.e. the
+ * container's files, even with --rcfile. The strings are replaced in the binary by paths of
+ * the same length inside the prefix, which are symlinks at the tree's root.
+ */
+export const BASH_PATCHES = [
+  { from: '/etc/bash.bashrc', to: `${PREFIX}/r`, target: 'etc/bashrc', required: true },
+  { from: '/etc/bash.bash_logout', to: `${PREFIX}/logout`, target: 'etc/bash_logout', required: false },
+] as const;
+
+for (const p of BASH_PATCHES) {
+  // a different length would shift every later byte of the binary
+  assert.equal(Buffer.byteLength(p.to), Buffer.byteLength(p.from), `bash patch ${p.from} -> ${p.to}: lengths differ`);
+  assert.ok(p.to.startsWith(`${PREFIX}/`) && !p.to.slice(PREFIX.length + 1).includes('/'));
+}
+
+/** Replaces every occurrence of `from` in `buf` (in place) by the same-length `to`. */
+export function replaceBytes(buf: Buffer, from: string, to: string): number {
+  const a = Buffer.from(from);
+  const b = Buffer.from(to);
+  assert.equal(b.length, a.length, `replacement for ${from} must be ${a.length} bytes`);
+  let count = 0;
+  for (let i = buf.indexOf(a); i !== -1; i = buf.indexOf(a, i + a.length)) {
+    b.copy(buf, i);
+    count++;
+  }
+  return count;
+}
+
+async function patchBash(path: string): Promise<void> {
+  const buf = await readFile(path);
+  for (const p of BASH_PATCHES) {
+    const n = replaceBytes(buf, p.from, p.to);
+    if (p.required && n < 1) {
+      throw imageError('EBUILD', `bash binary ${path} does not contain ${p.from}; cannot redirect its system bashrc`);
+    }
+  }
+  await writeFile(path, buf);
+}
+
+/** Applet names are file names in bin/; anything odd means the output was not a list. */
+const APPLET = /^[A-Za-z0-9_.+[\]-]+$/;
+
+async function busyboxApplets(busybox: string): Promise<string[]> {
+  let out: string;
+  try {
+    ({ stdout: out } = await execa(busybox, ['--list'], { stdin: 'ignore' }));
+  } catch (err) {
+    throw imageError('EBUILD', `${busybox} --list failed: ${causeLine(err)}`, err);
+  }
+  const names = out.split('\n').map((l) => l.trim()).filter(Boolean);
+  const bad = names.find((n) => !APPLET.test(n) || n === '.' || n === '..');
+  if (bad !== undefined || names.length < 10) throw imageError('EBUILD', `unexpected output from ${busybox} --list: '${bad ?? out}'`);
+  return names;
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(() => true, () => false);
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [];
+    throw err;
+  });
+}
+
+/** Executables of one extracted package, flattened into bin/ under the profile's names. */
+async function copyExecutables(pkgRoot: string, bin: string, profile: Profile): Promise<void> {
+  for (const sub of ['bin', 'sbin', 'usr/bin', 'usr/sbin']) {
+    const dir = join(pkgRoot, sub);
+    for (const name of (await listDir(dir)).sort()) {
+      const st = await lstat(join(dir, name));
+      // symlinks would need rewriting into the prefix; the static profile ships none
+      if (!st.isFile() || !(st.mode & 0o111)) continue;
+      const dest = join(bin, profile.renames[name] ?? name);
+      if (await exists(dest)) throw imageError('EBUILD', `two packages provide bin/${profile.renames[name] ?? name}`);
+      await copyFile(join(dir, name), dest);
+    }
+  }
+}
+
+export interface Manifest {
+  profile: string;
+  packages: { name: string; version: string }[];
+  tools: string[];
+  built: string;
+}
+
+export interface LayoutOptions {
+  /** Empty directory that becomes /dev/crashcart. */
+  root: string;
+  /** One directory per package, each the result of `dpkg -x`. */
+  extracted: { deb: DebInfo; dir: string }[];
+  profile: Profile;
+  epoch: number;
+}
+
+/** Builds the tree and returns its manifest (also written to MANIFEST.json). */
+export async function layoutTree(opts: LayoutOptions): Promise<Manifest> {
+  const { root, profile } = opts;
+  const bin = join(root, 'bin');
+  const etc = join(root, 'etc');
+  await mkdir(bin, { recursive: true });
+  await mkdir(etc, { recursive: true });
+
+  for (const { dir } of opts.extracted) await copyExecutables(dir, bin, profile);
+  for (const name of profile.required) {
+    if (!(await exists(join(bin, name)))) throw imageError('EBUILD', `no package of profile '${profile.name}' provides bin/${name}`);
+  }
+
+  await patchBash(join(bin, 'bash'));
+  if (!(await exists(join(bin, 'sh')))) await symlink('bash', join(bin, 'sh'));
+  for (const name of await busyboxApplets(join(bin, 'busybox'))) {
+    if (!(await exists(join(bin, name)))) await symlink('busybox', join(bin, name));
+  }
+
+  await writeFile(join(etc, 'bashrc'), profile.bashrc);
+  await writeFile(join(etc, 'bash_logout'), '');
+  for (const p of BASH_PATCHES) await symlink(p.target, join(root, p.to.slice(PREFIX.length + 1)));
+
+  // the static binary must run at all; the patched paths do not exist on the host, which is fine
+  try {
+    await execa(join(bin, 'bash'), ['--norc', '--noprofile', '-c', 'echo ok'], { stdin: 'ignore', env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
+  } catch (err) {
+    throw imageError('EBUILD', `patched bash does not run: ${causeLine(err)}`, err);
+  }
+
+  const manifest: Manifest = {
+    profile: profile.name,
+    packages: opts.extracted.map(({ deb }) => ({ name: deb.name, version: deb.version })),
+    tools: (await readdir(bin)).sort(),
+    built: new Date(opts.epoch * 1000).toISOString(),
+  };
+  await writeFile(join(root, 'MANIFEST.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  return manifest;
+}
+
+/**
+ * Fixed modes (independent of umask and of the packages' own) and mtimes/atimes clamped to
+ * `epoch`, so the same inputs make the same image.
+ */
+export async function normalizeTree(root: string, epoch: number): Promise<void> {
+  const walk = async (path: string): Promise<void> => {
+    const st = await lstat(path);
+    if (st.isDirectory()) {
+      for (const name of await readdir(path)) await walk(join(path, name));
+      await chmod(path, 0o755);
+    } else if (st.isFile()) {
+      await chmod(path, st.mode & 0o111 ? 0o755 : 0o644);
+    }
+    // after the children: writing into a directory updates its mtime
+    await lutimes(path, epoch, epoch);
+  };
+  await walk(root);
+}

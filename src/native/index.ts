@@ -1,0 +1,173 @@
+// The one module that loads the C++ addon. Everything else imports these typed wrappers.
+// The addon makes the syscalls Node cannot (loop ioctls, setns, mount, fork+exec inside
+// namespaces); policy, defaults and messages stay in TypeScript.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** An error thrown by the addon, shaped like Node's own system errors. */
+export interface NativeError extends Error {
+  code: string; // 'EBUSY'
+  errno: number; // 16
+  syscall: string; // 'mount'
+  path?: string; // '/dev/crashcart'
+  dest?: string;
+}
+
+export interface LoopDevice {
+  /** Open file descriptor on /dev/loopN (the caller closes it once the mount exists). */
+  fd: number;
+  index: number;
+  path: string; // '/dev/loopN'
+  major: number;
+  minor: number;
+}
+
+export interface LoopStatus {
+  index: number;
+  backingDevice: number; // st_dev of the backing file
+  backingInode: number; // st_ino of the backing file
+  offset: number;
+  sizeLimit: number;
+  readOnly: boolean;
+  autoClear: boolean;
+}
+
+export type GraftMethod = 'mknod' | 'mountapi';
+
+export interface GraftRequest {
+  method: GraftMethod;
+  /** fd of /proc/PID/ns/mnt */
+  mntNsFd: number;
+  /** fd of /proc/PID/root */
+  rootFd: number;
+  /** mount point inside the target, e.g. '/dev/crashcart' */
+  mountPoint: string;
+  fsType: string; // 'ext3'
+  /** mknod: the block node made (and unlinked again) inside the target, e.g. '/dev/.crashcart-loop3' */
+  nodePath: string;
+  /** mknod: loop device numbers */
+  major: number;
+  minor: number;
+  /** mountapi: the loop device path as the host sees it */
+  devicePath: string;
+  /** host uid/gid that the target's root maps to (0/0 without a user namespace) */
+  fsUid: number;
+  fsGid: number;
+}
+
+export interface GraftResult {
+  /** the mount point directory did not exist and was created */
+  createdDir: boolean;
+  /** /dev was read-only and was made writable for a moment */
+  remountedParent: boolean;
+}
+
+export interface UngraftRequest {
+  mntNsFd: number;
+  rootFd: number;
+  mountPoint: string;
+  /** MNT_DETACH: lazy unmount when processes still use it */
+  detach: boolean;
+  /** remove the mount point directory afterwards */
+  removeDir: boolean;
+  fsUid: number;
+  fsGid: number;
+}
+
+export interface SpawnRequest {
+  /** namespaces to enter, in this order: [fd, CLONE_NEW* flag] */
+  namespaces: Array<[number, number]>;
+  /** fds of cgroup.procs files to join (before setns of the cgroup namespace) */
+  cgroupProcsFds: number[];
+  /** fd of /proc/PID/root: chroot there after the namespaces */
+  rootFd: number;
+  /** fd of /proc/PID/cwd, or -1 to use workdir */
+  cwdFd: number;
+  /** path inside the target, used when cwdFd is -1 */
+  workdir: string;
+  /** run as: after entering a user namespace the ids are those inside it */
+  uid: number;
+  gid: number;
+  groups: number[];
+  /** absolute paths tried in order with execve (a PATH search done before fork) */
+  candidates: string[];
+  argv: string[];
+  env: string[];
+}
+
+export interface ExitStatus {
+  /** exit code, or null when a signal ended the command */
+  code: number | null;
+  /** signal number, or null */
+  signal: number | null;
+}
+
+/** A failure in the forked child before exec: which step, and its errno. */
+export interface SpawnFailure extends NativeError {
+  step: string; // 'execve', 'setns', 'chroot', ...
+}
+
+export interface SpawnHandle {
+  /** host pid of the process that waits for the command inside the target's PID namespace */
+  pid: number;
+  /** resolves when the command ends; rejects with a SpawnFailure if it never started */
+  exited: Promise<ExitStatus>;
+}
+
+interface Addon {
+  loopAttach(imageFd: number, readOnly: boolean): LoopDevice;
+  loopStatus(loopFd: number): LoopStatus;
+  loopDetach(loopFd: number): void;
+  graft(req: GraftRequest): GraftResult;
+  ungraft(req: UngraftRequest): void;
+  spawn(req: SpawnRequest): SpawnHandle;
+  lock(fd: number, exclusive: boolean): void;
+  unlock(fd: number): void;
+  constants: Record<string, number>;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+const projectRoot = [join(here, '..', '..'), join(here, '..', '..', '..')].find((p) =>
+  existsSync(join(p, 'binding.gyp')),
+) ?? join(here, '..', '..', '..');
+
+function load(): Addon {
+  const require = createRequire(import.meta.url);
+  const candidates = ['build/Release/crashcart.node', 'build/Debug/crashcart.node'].map((p) =>
+    join(projectRoot, p),
+  );
+  for (const file of candidates) {
+    if (existsSync(file)) return require(file) as Addon;
+  }
+  throw Object.assign(
+    new Error(
+      `the native addon is not built (looked in ${candidates.join(', ')}); ` +
+        `run 'npm run build:native' in ${projectRoot}`,
+    ),
+    { code: 'ENOADDON' },
+  );
+}
+
+let addon: Addon | undefined;
+function native(): Addon {
+  return (addon ??= load());
+}
+
+export const loopAttach = (imageFd: number, readOnly = true) => native().loopAttach(imageFd, readOnly);
+export const loopStatus = (loopFd: number) => native().loopStatus(loopFd);
+export const loopDetach = (loopFd: number) => native().loopDetach(loopFd);
+export const graft = (req: GraftRequest) => native().graft(req);
+export const ungraft = (req: UngraftRequest) => native().ungraft(req);
+export const spawn = (req: SpawnRequest) => native().spawn(req);
+export const lock = (fd: number, exclusive = true) => native().lock(fd, exclusive);
+export const unlock = (fd: number) => native().unlock(fd);
+export const constants = (): Record<string, number> => native().constants;
+
+/** Where the project lives (for the demo sleeper and other built artefacts). */
+export const projectDir = projectRoot;
+
+export function isNativeError(e: unknown): e is NativeError {
+  return e instanceof Error && typeof (e as NativeError).code === 'string' && typeof (e as NativeError).errno === 'number';
+}

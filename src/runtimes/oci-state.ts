@@ -1,0 +1,66 @@
+// runc and crun keep one directory per container under a state root; reading it directly
+// is much faster than spawning the runtime's CLI.
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { isAlive, processState, startTime } from '../core/proc.js';
+import type { Container, Runtime } from './types.js';
+
+export interface StateReader {
+  /** the container's init pid and start time (clock ticks) from its state directory */
+  (dir: string): { pid: number; start?: number } | undefined;
+}
+
+function statusOf(pid: number, start: number | undefined, createdMarker: boolean): string {
+  if (pid <= 0) return 'stopped';
+  const alive = start === undefined ? startTime(pid) !== undefined : isAlive(pid, start);
+  if (!alive || processState(pid) === 'Z') return 'stopped';
+  return createdMarker ? 'created' : 'running';
+}
+
+export function ociStateRuntime(name: string, root: () => string, read: StateReader, createdFile: string): Runtime {
+  return {
+    name,
+    present: () => existsSync(root()),
+    async list(): Promise<Container[]> {
+      const dir = root();
+      let ids: string[];
+      try {
+        ids = readdirSync(dir);
+      } catch {
+        return [];
+      }
+      const out: Container[] = [];
+      for (const id of ids) {
+        const state = read(join(dir, id));
+        if (!state) continue;
+        const created = existsSync(join(dir, id, createdFile));
+        out.push({ runtime: name, id, pid: state.pid, status: statusOf(state.pid, state.start, created) });
+      }
+      return out;
+    },
+  };
+}
+
+function readJson(file: string): Record<string, unknown> | undefined {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+}
+
+/** runc: <root>/<id>/state.json with init_process_pid and init_process_start. */
+export const readRuncState: StateReader = (dir) => {
+  const s = readJson(join(dir, 'state.json'));
+  if (!s || typeof s.init_process_pid !== 'number') return undefined;
+  const start = Number(s.init_process_start);
+  return { pid: s.init_process_pid, start: Number.isFinite(start) && start > 0 ? start : undefined };
+};
+
+/** crun: <root>/<id>/status with pid and process-start-time. */
+export const readCrunState: StateReader = (dir) => {
+  const s = readJson(join(dir, 'status'));
+  if (!s || typeof s.pid !== 'number') return undefined;
+  const start = Number(s['process-start-time']);
+  return { pid: s.pid, start: Number.isFinite(start) && start > 0 ? start : undefined };
+};

@@ -1,0 +1,7 @@
+import { ociStateRuntime, readRuncState } from './oci-state.js';
+
+/** runc's state root: /run/runc, or CRASHCART_RUNC_ROOT (like runc --root). */
+export const runcRoot = () => process.env.CRASHCART_RUNC_ROOT ?? '/run/runc';
+
+// A container made by `runc create` but not started keeps its exec.fifo.
+export const runc = ociStateRuntime('runc', runcRoot, readRuncState, 'exec.fifo');
