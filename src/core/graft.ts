@@ -23,6 +23,7 @@ export function findGraft(pid: number, mountPoint = TOOLKIT_DIR): MountInfo | un
 export interface GraftOutcome {
   method: GraftMethod;
   createdDir: boolean;
+  remountedParent: boolean;
   /** why auto moved on from mknod, when it did */
   fallbackReason?: string;
 }
@@ -68,6 +69,7 @@ function graftError(method: GraftMethod, e: unknown, earlier?: string): unknown 
     ENOSYS: 'this kernel has no new mount API (Linux 5.2 or later): try --method mknod',
     EBUSY: 'something is already mounted there: try crashcart -u first',
     EACCES: "the container's /dev does not allow device nodes: try --method mountapi",
+    EPERM: method === 'mknod' ? 'device nodes are not allowed there (a user namespace?): try --method mountapi' : 'crashcart must run as root on the host',
   };
   const why = earlier ? `${e.message}; before that, ${earlier}` : e.message;
   return new CrashcartError(`cannot graft the toolkit (${method}): ${why}`, {

@@ -64,6 +64,7 @@ function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, op
     try {
       const outcome = graftToolkit(handles, loop, opts.method);
       if (outcome.fallbackReason) opts.log(`mknod path failed (${outcome.fallbackReason}); used the mount API`);
+      if (outcome.remountedParent) opts.log("the container's /dev was read-only: made writable for a moment, then restored");
       opts.log(`grafted at /dev/crashcart with ${outcome.method}`);
       Object.assign(rec, { loop: loop.path, method: outcome.method, createdDir: outcome.createdDir, image: opts.image, pinned: false });
     } finally {

@@ -1,7 +1,7 @@
 // A target process opened for grafting and spawning: every /proc/PID file the native side
 // needs is opened here first (the paths vanish once a child is inside the namespaces), and
 // the facts policy depends on (own user namespace? shares the host's mounts?) are read once.
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { constants as fsConstants } from 'node:fs';
 import { CrashcartError, errnoCode } from './errors.js';
 import { constants as nativeConstants } from '../native/index.js';
@@ -44,8 +44,19 @@ export interface TargetFacts {
 export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: string } = {}): TargetFacts {
   const what = opts.what ?? `process ${pid}`;
   const start = startTime(pid);
-  const mntNs = namespaceInode(pid, 'mnt');
-  if (start === undefined || mntNs === undefined) {
+  let mntNs: number;
+  try {
+    mntNs = statSync(`/proc/${pid}/ns/mnt`).ino;
+  } catch (e) {
+    if (start === undefined || errnoCode(e) === 'ENOENT') {
+      throw new CrashcartError(`${what} is gone (pid ${pid} has no /proc entry)`, { hint: 'is it still running?' });
+    }
+    throw new CrashcartError(`cannot inspect ${what}: stat '/proc/${pid}/ns/mnt': ${errnoCode(e)}`, {
+      hint: 'crashcart must run as root on the host, outside any container, with ptrace access to the target',
+      cause: e,
+    });
+  }
+  if (start === undefined) {
     throw new CrashcartError(`${what} is gone (pid ${pid} has no /proc entry)`, { hint: 'is it still running?' });
   }
   const differs = Object.fromEntries(

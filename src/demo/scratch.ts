@@ -23,6 +23,8 @@ export interface ScratchOptions {
   sleeperPath: string;
   busybox?: boolean;
   readOnly?: boolean;
+  /** mount the container's /dev tmpfs read-only too (runc remounts it after making nodes) */
+  devReadOnly?: boolean;
   userns?: UsernsOptions;
   hostname?: string;
   env?: string[];
@@ -145,6 +147,10 @@ async function writeConfig(bundleDir: string, rootfs: string, opts: ScratchOptio
   config.process.cwd = cwd;
   if (opts.hostname !== undefined) config.hostname = opts.hostname;
   config.root = { path: rootfs, readonly: opts.readOnly ?? true };
+  if (opts.devReadOnly) {
+    const dev = config.mounts.find((m: { destination: string }) => m.destination === '/dev');
+    dev.options.push('ro');
+  }
   if (opts.userns) {
     const { hostUid, hostGid, size } = opts.userns;
     // runc's default spec already has pid and network namespaces, which the

@@ -77,13 +77,16 @@ export async function isCached(deb: DebInfo, dir: string): Promise<boolean> {
  * in a private subdirectory and are renamed into place, so concurrent builds sharing `dir`
  * never see a partial file.
  */
-export async function fetchDebs(debs: DebInfo[], dir: string, onDownload?: (deb: DebInfo) => void): Promise<string[]> {
+export async function fetchDebs(debs: DebInfo[], dir: string, report?: (deb: DebInfo, cached: boolean) => void): Promise<string[]> {
   const missing: DebInfo[] = [];
-  for (const deb of debs) if (!(await isCached(deb, dir))) missing.push(deb);
+  for (const deb of debs) {
+    const cached = await isCached(deb, dir);
+    report?.(deb, cached);
+    if (!cached) missing.push(deb);
+  }
   if (missing.length) {
     const tmp = await mkdtemp(join(dir, '.download-'));
     try {
-      for (const deb of missing) onDownload?.(deb);
       try {
         await execa('apt-get', [...APT_OPTS, 'download', ...missing.map((d) => `${d.name}=${d.version}`)], {
           cwd: tmp,

@@ -5,9 +5,9 @@ import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
-import { candidates, fetchDebs, isCached, sha256File, type DebInfo } from './apt.js';
+import { candidates, fetchDebs, sha256File, type DebInfo } from './apt.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
-import { imageError, causeLine } from './errors.js';
+import { causeLine, imageError } from './errors.js';
 import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
 import { layoutTree, normalizeTree } from './layout.js';
 import { loadProfile, type Profile, type ProfileName } from './profile.js';
@@ -87,9 +87,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const tmp = `${output}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
     const debs = await candidates(profile.packages);
-    const cached = await Promise.all(debs.map((deb) => isCached(deb, debDir)));
-    debs.forEach((deb, i) => cached[i] && say(`using cached ${deb.name} ${deb.version}`));
-    const files = await fetchDebs(debs, debDir, (deb) => say(`downloading ${deb.name} ${deb.version}`));
+    const files = await fetchDebs(debs, debDir, (deb, cached) => say(`${cached ? 'using cached' : 'downloading'} ${deb.name} ${deb.version}`));
 
     const extracted: { deb: DebInfo; dir: string }[] = [];
     for (const [i, deb] of debs.entries()) {

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { lstat, open, readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { imageError, causeLine } from './errors.js';
+import { causeLine, imageError } from './errors.js';
 
 const SUPERBLOCK_OFFSET = 1024;
 const MAGIC_OFFSET = 56; // s_magic, little endian, inside the superblock
@@ -147,7 +147,7 @@ export async function writeExt3(o: WriteExt3Options): Promise<{ blocks: number; 
   // root-owned even when built by another user.
   const script = join(o.scratch, 'debugfs.cmds');
   const lines: string[] = [];
-  for (const p of ['/', ...o.size.paths]) {
+  for (const p of ['/', '/lost+found', ...o.size.paths]) {
     for (const [field, value] of [['uid', '0'], ['gid', '0'], ['atime', `@${o.epoch}`], ['ctime', `@${o.epoch}`], ['mtime', `@${o.epoch}`]]) {
       lines.push(`set_inode_field "${p}" ${field} ${value}`);
     }

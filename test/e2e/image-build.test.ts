@@ -3,6 +3,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -31,8 +32,14 @@ async function sandbox(t: TestContext): Promise<string> {
   return dir;
 }
 
-// .deb files downloaded by an earlier test, so later ones need not fetch them again
+// .deb files downloaded by the first test, kept so later ones need not fetch them again
 let sharedDebs: string | undefined;
+
+async function keepDebs(from: string): Promise<void> {
+  sharedDebs = mkdtempSync(join(tmpdir(), 'crashcart-e2e-debs-'));
+  process.once('exit', () => rmSync(sharedDebs!, { recursive: true, force: true }));
+  for (const f of await readdir(from)) await copyFile(join(from, f), join(sharedDebs, f));
+}
 
 async function seedDebs(cache: string): Promise<void> {
   await mkdir(join(cache, 'debs'), { recursive: true, mode: 0o700 });
@@ -82,7 +89,7 @@ test('builds a static image, byte-identical on a rebuild, leaving nothing behind
   const b = await buildImage({ profile: 'static', output: join(out, 'b.img'), progress: (l) => warm.push(l) });
   const warmMs = Date.now() - t0;
   t.diagnostic(`cold ${coldMs} ms, warm ${warmMs} ms, ${(a.sizeBytes / 1048576).toFixed(1)} MiB, sha256 ${a.sha256}`);
-  sharedDebs = join(dir, 'cache', 'debs');
+  await keepDebs(join(dir, 'cache', 'debs'));
 
   assert.ok(cold.some((l) => /^writing ext3 image \(\d+\.\d MiB, \d+ tools\)$/.test(l)), cold.join('\n'));
   assert.ok(warm.some((l) => l.startsWith('using cached busybox-static ')), warm.join('\n'));
@@ -147,13 +154,15 @@ test('the toolkit shell ignores the container bashrc and writes no history', asy
   await debugfs(img, `rdump / ${join(root, 'dev', 'crashcart')}`);
 
   const script = 'echo "P=$PATH"; echo "L=$(command -v ls)"; echo "H=${HISTFILE-unset}"; echo "S=$SHELL"; echo "X=$(ls /dev/crashcart/bin/bash)"; exit\n';
-  const r = await execa('chroot', [root, '/dev/crashcart/bin/bash', '--rcfile', '/dev/crashcart/etc/bashrc', '-i'], {
+  // the command is looked up with our PATH, the shell gets a container-like one
+  const chroot = (await execa('sh', ['-c', 'command -v chroot'])).stdout;
+  const r = await execa(chroot, [root, '/dev/crashcart/bin/bash', '--rcfile', '/dev/crashcart/etc/bashrc', '-i'], {
     input: script,
     env: { PATH: '/usr/bin:/bin', HOME: '/root', TERM: 'dumb', LD_LIBRARY_PATH: '/nowhere' },
     extendEnv: false,
     reject: false,
   });
-  assert.equal(r.exitCode, 0, r.stderr);
+  assert.equal(r.exitCode, 0, r.message);
   assert.doesNotMatch(r.stdout + r.stderr, /CONTAINER-/);
   assert.match(r.stdout, /^P=\/dev\/crashcart\/bin:\/usr\/bin:\/bin$/m);
   assert.match(r.stdout, /^L=\/dev\/crashcart\/bin\/ls$/m);

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what crashcart needs on a Debian machine with Node.js 20 and builds it.
+# Run as root from anywhere: scripts/setup.sh
+#   apt: runc (the demo and the tests), e2fsprogs (mke2fs for images), busybox-static and
+#        bash-static (the static toolkit), patchelf, a C/C++ toolchain for the addon
+#   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
+#   and a crashcart command in /usr/local/bin
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "setup: run me as root (sudo $0)" >&2
+  exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends \
+  runc e2fsprogs busybox-static bash-static patchelf \
+  g++ gcc libc6-dev make python3 ca-certificates >/dev/null
+
+# node-gyp downloads Node's headers unless it is told where they are; Debian's and
+# distribution builds of Node ship them next to the binary.
+nodedir=$(node -p "require('path').resolve(process.execPath, '..', '..')")
+if [ -f "$nodedir/include/node/node_api.h" ]; then
+  export npm_config_nodedir="$nodedir"
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+npm run --silent build
+
+ln -sf "$PWD/bin/crashcart" /usr/local/bin/crashcart
+echo "setup: crashcart is ready: $(command -v crashcart)"
