@@ -6,6 +6,7 @@ import { findGraft, graftToolkit, ungraftToolkit, type MethodChoice } from './gr
 import { acquireLoop, loopBacks, loopIndexOf, releaseLoop } from './loop.js';
 import { commandEnv, defaultCommand, parseUser, searchCandidates } from './command.js';
 import { isAlive, readEnviron, startTime } from './proc.js';
+import { trapSignals, type SignalTrap } from './signals.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
 import { inspectTarget, TargetHandles, type TargetFacts } from './target.js';
 import type { Target } from '../runtimes/index.js';
@@ -133,33 +134,42 @@ export async function runSession(target: Target, opts: RunOptions): Promise<numb
   const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
   const store = new StateStore();
   const session: Session = { processes: [self()] };
-  let rec = store.withLock(() => {
-    pruneStale(store, opts.log);
-    return ensureGrafted(store, target, facts, opts, session, opts.keep);
-  });
+  const trap = trapSignals();
+  let rec: TargetRecord | undefined;
   try {
-    const status = await runCommand(facts, opts, (pid) => {
+    rec = store.withLock(() => {
+      pruneStale(store, opts.log);
+      return ensureGrafted(store, target, facts, opts, session, opts.keep);
+    });
+    await new Promise(setImmediate); // let a signal that came during the graft be seen
+    if (trap.received) {
+      throw new CrashcartError(`interrupted by ${trap.received}`, { exitCode: trap.exitCode() });
+    }
+    const key = rec.key;
+    return await runCommand(facts, opts, trap, (pid) => {
       // Remember the waiting process too: the session lives while either of us does.
       const start = startTime(pid);
       if (start === undefined) return;
       store.withLock(() => {
-        const r = store.read(rec.key);
+        const r = store.read(key);
         const mine = r?.sessions.find((s) => s.processes[0].pid === process.pid);
         if (r && mine) {
           mine.processes.push({ pid, start });
           store.write(r);
-          rec = r;
         }
       });
     });
-    return status;
   } finally {
-    store.withLock(() => {
-      const r = store.read(rec.key);
-      if (!r) return;
-      r.sessions = r.sessions.filter((s) => s.processes[0].pid !== process.pid);
-      releaseIfUnused(store, r, opts.log);
-    });
+    if (rec) {
+      const key = rec.key;
+      store.withLock(() => {
+        const r = store.read(key);
+        if (!r) return;
+        r.sessions = r.sessions.filter((s) => s.processes[0].pid !== process.pid);
+        releaseIfUnused(store, r, opts.log);
+      });
+    }
+    trap.release();
   }
 }
 
@@ -167,10 +177,15 @@ export async function runSession(target: Target, opts: RunOptions): Promise<numb
 export function mountOnly(target: Target, opts: GraftOptions): TargetRecord {
   const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
   const store = new StateStore();
-  return store.withLock(() => {
-    pruneStale(store, opts.log);
-    return ensureGrafted(store, target, facts, opts, undefined, true);
-  });
+  const trap = trapSignals(); // the graft is finished and recorded before a signal is obeyed
+  try {
+    return store.withLock(() => {
+      pruneStale(store, opts.log);
+      return ensureGrafted(store, target, facts, opts, undefined, true);
+    });
+  } finally {
+    trap.release();
+  }
 }
 
 /** --unmount: unpin, and ungraft now unless live sessions still use it. */
@@ -201,7 +216,7 @@ export function unmount(target: Target, opts: { allowHost: boolean; log: Log }):
   });
 }
 
-async function runCommand(facts: TargetFacts, opts: RunOptions, started: (pid: number) => void): Promise<number> {
+async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap, started: (pid: number) => void): Promise<number> {
   const rootPath = `/proc/${facts.pid}/root`;
   const readTargetFile = (p: string) => {
     try {
@@ -238,39 +253,12 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, started: (pid: n
   }
   opts.log(`started ${argv[0]} (waiting process ${handle.pid})`);
   started(handle.pid);
-  const forward = forwardSignals(handle.pid);
+  trap.forwardTo(handle.pid);
   try {
     return exitCodeOf(await handle.exited);
   } catch (e) {
     throw spawnError(e, argv[0]);
-  } finally {
-    forward.stop();
   }
-}
-
-// Signals sent to crashcart go to the command (through the waiting process). SIGINT and
-// SIGQUIT from the terminal reach the command directly; crashcart itself must survive them
-// to clean up afterwards.
-function forwardSignals(pid: number): { stop(): void } {
-  const forwarded: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2'];
-  const ignored: NodeJS.Signals[] = ['SIGINT', 'SIGQUIT'];
-  const handlers = new Map<NodeJS.Signals, () => void>();
-  for (const sig of forwarded) {
-    handlers.set(sig, () => {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // already gone
-      }
-    });
-  }
-  for (const sig of ignored) handlers.set(sig, () => {});
-  for (const [sig, h] of handlers) process.on(sig, h);
-  return {
-    stop() {
-      for (const [sig, h] of handlers) process.off(sig, h);
-    },
-  };
 }
 
 export function exitCodeOf(status: ExitStatus): number {

@@ -1,0 +1,54 @@
+// crashcart must never die half-way through a graft: a mount without a session record
+// would be left behind. While it works, termination signals are noted, not obeyed; the
+// caller looks at them when it is safe. While a command runs they are passed on instead.
+import { constants } from 'node:os';
+
+const TERMINATING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+export interface SignalTrap {
+  /** the first termination signal received, if any */
+  readonly received: NodeJS.Signals | undefined;
+  /** 128 + its number, the exit code to leave with */
+  exitCode(): number;
+  /** from now on pass SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 to `pid`; SIGINT and SIGQUIT come
+   *  from the terminal to the command directly, so crashcart only outlives them */
+  forwardTo(pid: number): void;
+  release(): void;
+}
+
+export function trapSignals(): SignalTrap {
+  let received: NodeJS.Signals | undefined;
+  let target: number | undefined;
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  const forwarded = new Set<NodeJS.Signals>(['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']);
+  for (const sig of [...TERMINATING, 'SIGUSR1', 'SIGUSR2'] as NodeJS.Signals[]) {
+    const h = () => {
+      if (target !== undefined) {
+        if (forwarded.has(sig)) {
+          try {
+            process.kill(target, sig);
+          } catch {
+            // it has just ended
+          }
+        }
+        return;
+      }
+      if (TERMINATING.includes(sig)) received ??= sig;
+    };
+    handlers.set(sig, h);
+    process.on(sig, h);
+  }
+  return {
+    get received() {
+      return received;
+    },
+    exitCode: () => 128 + (received ? constants.signals[received] : 0),
+    forwardTo(pid: number) {
+      target = pid;
+    },
+    release() {
+      for (const [sig, h] of handlers) process.off(sig, h);
+      handlers.clear();
+    },
+  };
+}
