@@ -147,11 +147,11 @@ export function parseCgroups(text: string): CgroupEntry[] {
 }
 
 /**
- * The cgroup.procs files (as the host sees them) of every hierarchy a process belongs to:
+ * The cgroup directories (as the host sees them) of every hierarchy a process belongs to:
  * cgroup v2, and each v1 hierarchy that is mounted in `hostMounts`.
  */
-export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
-  const files: string[] = [];
+export function cgroupDirs(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
+  const dirs: string[] = [];
   for (const cg of cgroups) {
     const mount = hostMounts.find((m) => {
       if (cg.controllers.length === 0) return m.fsType === 'cgroup2';
@@ -163,9 +163,14 @@ export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]
     // The mount may show a sub-tree of the hierarchy (its root field).
     const rel = mount.root === '/' ? cg.path : cg.path.startsWith(mount.root) ? cg.path.slice(mount.root.length) : undefined;
     if (rel === undefined) continue;
-    files.push(`${mount.mountPoint}${rel === '/' ? '' : rel}/cgroup.procs`.replace(/\/+/g, '/'));
+    dirs.push(`${mount.mountPoint}${rel === '/' ? '' : rel}`.replace(/\/+/g, '/'));
   }
-  return files;
+  return dirs;
+}
+
+/** The cgroup.procs file of each of those directories: writing a pid there moves it. */
+export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
+  return cgroupDirs(cgroups, hostMounts).map((d) => `${d}/cgroup.procs`);
 }
 
 export function readCgroups(pid: number): CgroupEntry[] {

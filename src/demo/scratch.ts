@@ -1,4 +1,4 @@
-// Disposable runc containers whose whole root is a static sleeper (plus an
+// Disposable runc (or crun) containers whose whole root is a static sleeper (plus an
 // optional busybox): real targets for the demo command and the test-suite.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, posix, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
+import { cgroupDirs, processState, readCgroups, readMountInfo, startTime } from '../core/proc.js';
 
 export interface UsernsOptions {
   /** Host uid that the container's uid 0 maps to. */
@@ -31,6 +32,8 @@ export interface ScratchOptions {
   cwd?: string;
   args?: string[];
   runcRoot?: string;
+  /** the OCI runtime that runs it (same CLI and bundle format); default runc */
+  runtime?: 'runc' | 'crun';
   baseDir?: string;
 }
 
@@ -53,31 +56,15 @@ function runcArgs(runcRoot: string | undefined, args: string[]): string[] {
   return runcRoot ? ['--root', runcRoot, ...args] : args;
 }
 
-/** Field 22 of /proc/PID/stat: identifies a process across PID reuse. */
-async function startTime(pid: number): Promise<string | undefined> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    // comm may contain spaces and parens: fields start after the last ')'
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
 /** True while the process runs; a zombie waiting for its reaper counts as gone. */
-async function isRunning(pid: number, start: string | undefined): Promise<boolean> {
-  try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return fields[0] !== 'Z' && fields[0] !== 'X' && (start === undefined || fields[19] === start);
-  } catch {
-    return false;
-  }
+function isRunning(pid: number, start: number | undefined): boolean {
+  const state = processState(pid);
+  return state !== undefined && state !== 'Z' && state !== 'X' && (start === undefined || startTime(pid) === start);
 }
 
-async function waitGone(pid: number, start: string | undefined, ms: number): Promise<boolean> {
+async function waitGone(pid: number, start: number | undefined, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
-  while (await isRunning(pid, start)) {
+  while (isRunning(pid, start)) {
     if (Date.now() > deadline) return false;
     await delay(10);
   }
@@ -93,8 +80,8 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
-async function containerExists(id: string, runcRoot: string | undefined): Promise<boolean> {
-  const r = await execa('runc', runcArgs(runcRoot, ['state', id]), { reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore' });
+async function containerExists(runtime: string, id: string, runcRoot: string | undefined): Promise<boolean> {
+  const r = await execa(runtime, runcArgs(runcRoot, ['state', id]), { reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore' });
   return r.exitCode === 0;
 }
 
@@ -164,19 +151,20 @@ async function writeConfig(bundleDir: string, rootfs: string, opts: ScratchOptio
 
 /** Creates and starts a container; on failure removes whatever it made. */
 export async function createScratchContainer(opts: ScratchOptions): Promise<ScratchContainer> {
+  const runtime = opts.runtime ?? 'runc';
   const id = opts.id ?? `crashcart-${randomBytes(6).toString('hex')}`;
   // normalizing an absolute path drops leading '..', so the dir stays in the rootfs
   const cwd = posix.normalize(opts.cwd ?? '/');
   if (!isAbsolute(cwd)) throw new Error(`cwd must be absolute: ${opts.cwd}`);
   // refuse before making anything: cleanup must never delete someone else's container
-  if (await containerExists(id, opts.runcRoot)) throw new Error(`runc container ${id} already exists`);
+  if (await containerExists(runtime, id, opts.runcRoot)) throw new Error(`${runtime} container ${id} already exists`);
 
   const bundleDir = await mkdtemp(join(resolve(opts.baseDir ?? tmpdir()), `${id}-`));
   const rootfs = join(bundleDir, 'rootfs');
   const pidFile = join(bundleDir, 'init.pid');
   const logFile = join(bundleDir, 'runc.log');
   let pid = 0;
-  let start: string | undefined;
+  let start: number | undefined;
   let ranRunc = false;
   let cgroups: string[] = [];
 
@@ -193,9 +181,9 @@ export async function createScratchContainer(opts: ScratchOptions): Promise<Scra
       if (pid === 0) {
         // runc may have started the init before failing or timing out
         pid = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10) || 0;
-        if (pid > 0) start = await startTime(pid);
+        if (pid > 0) start = startTime(pid);
       }
-      const del = await execa('runc', runcArgs(opts.runcRoot, ['delete', '-f', id]), {
+      const del = await execa(runtime, runcArgs(opts.runcRoot, ['delete', '-f', id]), {
         reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore',
       });
       // runc exits 0 even for an id it does not know (lost state), so its exit
@@ -206,12 +194,12 @@ export async function createScratchContainer(opts: ScratchOptions): Promise<Scra
         } catch { /* already gone */ }
         if (!(await waitGone(pid, start, EXIT_WAIT_MS))) throw new Error(`container ${id} init ${pid} survived SIGKILL`);
       }
-      if (await containerExists(id, opts.runcRoot)) {
+      if (await containerExists(runtime, id, opts.runcRoot)) {
         // the init is dead now, so delete can finish the cleanup
-        const again = await execa('runc', runcArgs(opts.runcRoot, ['delete', '-f', id]), {
+        const again = await execa(runtime, runcArgs(opts.runcRoot, ['delete', '-f', id]), {
           reject: false, timeout: DELETE_TIMEOUT_MS, stdin: 'ignore',
         });
-        if (again.exitCode !== 0) throw new Error(`runc delete -f ${id} failed: ${again.stderr || del.stderr}`);
+        if (again.exitCode !== 0) throw new Error(`${runtime} delete -f ${id} failed: ${again.stderr || del.stderr}`);
       }
       // normally runc removed them already; after a kill by PID nobody else will
       for (const dir of cgroups) await rmdir(dir).catch(() => {});
@@ -228,17 +216,17 @@ export async function createScratchContainer(opts: ScratchOptions): Promise<Scra
     await writeConfig(bundleDir, rootfs, opts, cwd);
 
     ranRunc = true;
-    const result = await runDetached(runcArgs(opts.runcRoot, ['run', '-d', '--pid-file', pidFile, '--bundle', bundleDir, id]), logFile);
+    const result = await runDetached(runtime, runcArgs(opts.runcRoot, ['run', '-d', '--pid-file', pidFile, '--bundle', bundleDir, id]), logFile);
     if (result.exitCode !== 0) {
       const log = (await readFile(logFile, 'utf8').catch(() => '')).trim();
       // runc refused because the id was taken meanwhile: not ours to delete
       if (/already exists/.test(log)) ranRunc = false;
-      throw new Error(`runc run ${id} failed (${result.timedOut ? 'timed out' : `exit ${result.exitCode ?? result.signal}`}): ${log}`);
+      throw new Error(`${runtime} run ${id} failed (${result.timedOut ? 'timed out' : `exit ${result.exitCode ?? result.signal}`}): ${log}`);
     }
     pid = await readPidFile(pidFile);
-    start = await startTime(pid);
-    cgroups = await cgroupDirs(pid, id);
-    if (!(await isRunning(pid, start))) {
+    start = startTime(pid);
+    cgroups = runcCgroupDirs(pid, id);
+    if (!isRunning(pid, start)) {
       const log = (await readFile(logFile, 'utf8').catch(() => '')).trim();
       throw new Error(`container ${id} init ${pid} exited right after start${log ? `: ${log}` : ''}`);
     }
@@ -262,19 +250,28 @@ interface RunResult {
   timedOut: boolean;
 }
 
-async function runDetached(args: string[], logFile: string): Promise<RunResult> {
+async function runDetached(runtime: string, args: string[], logFile: string): Promise<RunResult> {
   const logFd = openSync(logFile, 'a');
   try {
-    return await spawnWithTimeout(args, logFd);
+    if (runtime === 'crun' && hybridCgroups()) {
+      // crun refuses hybrid cgroup hosts ("cgroups in hybrid mode not supported"): hide
+      // the cgroup2 mount from it alone, in a private mount namespace.
+      return await spawnWithTimeout('unshare', ['-m', 'sh', '-c', 'umount /sys/fs/cgroup/unified && exec crun "$@"', 'crun', ...args], logFd);
+    }
+    return await spawnWithTimeout(runtime, args, logFd);
   } finally {
     closeSync(logFd);
   }
 }
 
-function spawnWithTimeout(args: string[], logFd: number): Promise<RunResult> {
+function hybridCgroups(): boolean {
+  return readMountInfo('self').some((m) => m.mountPoint === '/sys/fs/cgroup/unified' && m.fsType === 'cgroup2');
+}
+
+function spawnWithTimeout(cmd: string, args: string[], logFd: number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     let timedOut = false;
-    const child = spawn('runc', args, { stdio: ['ignore', logFd, logFd] });
+    const child = spawn(cmd, args, { stdio: ['ignore', logFd, logFd] });
     const timer = setTimeout(() => {
       timedOut = true;
       child.kill('SIGKILL');
@@ -290,28 +287,14 @@ function spawnWithTimeout(args: string[], logFd: number): Promise<RunResult> {
   });
 }
 
-/**
- * The host paths of the cgroups runc made for the container (the ones named
- * after its id), found through the host's cgroup mounts; works for v1, v2 and
- * hybrid layouts.
- */
-async function cgroupDirs(pid: number, id: string): Promise<string[]> {
-  const mounts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((line) => {
-    const [pre, post = ''] = line.split(' - ');
-    const f = pre.split(' ');
-    const [fstype, , superOpts = ''] = post.split(' ');
-    return { root: f[3], point: f[4], fstype, opts: superOpts.split(',') };
-  });
-  const dirs: string[] = [];
-  for (const line of (await readFile(`/proc/${pid}/cgroup`, 'utf8').catch(() => '')).split('\n')) {
-    const [, ctls, path] = line.split(':');
-    if (!path || path.split('/').pop() !== id) continue;
-    const ctl = ctls.split(',')[0];
-    const m = mounts.find((mt) => (ctls === '' ? mt.fstype === 'cgroup2' : mt.fstype === 'cgroup' && mt.opts.includes(ctl)));
-    if (!m || !(path + '/').startsWith(m.root === '/' ? '/' : m.root + '/')) continue;
-    dirs.push(join(m.point, m.root === '/' ? path : path.slice(m.root.length)));
+/** The host paths of the cgroups runc made for the container (the ones named after its id). */
+function runcCgroupDirs(pid: number, id: string): string[] {
+  try {
+    const own = readCgroups(pid).filter((cg) => cg.path.split('/').pop() === id);
+    return cgroupDirs(own, readMountInfo('self'));
+  } catch {
+    return [];
   }
-  return dirs;
 }
 
 /** runc writes the pid file before `run -d` returns; poll briefly anyway. */
