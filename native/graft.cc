@@ -293,7 +293,13 @@ Napi::Value Graft(const Napi::CallbackInfo& info) {
     close(fs);
   }
 
-  ChildReport report = RunChild(env, [&](int fd) { GraftChild(plan, fd); });
+  ChildReport report;
+  try {
+    report = RunChild(env, [&](int fd) { GraftChild(plan, fd); });
+  } catch (...) {
+    if (plan.mountFd >= 0) close(plan.mountFd);
+    throw;
+  }
   if (plan.mountFd >= 0) close(plan.mountFd);  // the mount lives on where it was moved
   if (report.step != kStepNone) {
     std::string syscallName = StepName(report.step);

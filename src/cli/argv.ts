@@ -1,7 +1,8 @@
-// Splits a command line into crashcart's own part and the command to run in the target.
-// With `--`, everything before it is crashcart's and everything after it the command.
-// Without, the command starts after the first positional argument (the target), options
-// included, like `docker exec web ps -ef`.
+// Splits a command line into crashcart's own part and the command to run in the target,
+// like `docker exec web ps -ef`: the command starts at the first word after the target
+// that is not one of crashcart's options, or after a `--` that follows the target's options.
+//   crashcart -v web -i img -- ls -l      own: -v web -i img     command: ls -l
+//   crashcart web ls -- -l                own: web               command: ls -- -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime']);
 const SUBCOMMANDS = new Set(['image', 'demo', 'help']);
 
@@ -13,19 +14,26 @@ export interface SplitArgv {
 }
 
 export function splitArgv(args: string[]): SplitArgv {
-  const dashdash = args.indexOf('--');
-  if (dashdash >= 0) return { own: args.slice(0, dashdash), command: args.slice(dashdash + 1) };
-  const head = args;
-  let firstPositional = -1;
-  for (let i = 0; i < head.length; i++) {
-    const a = head[i];
+  let seenTarget = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === '--') return { own: args.slice(0, i), command: args.slice(i + 1) };
     if (a.startsWith('-') && a !== '-') {
       if (!a.includes('=') && VALUE_OPTIONS.has(a)) i++; // its value
       continue;
     }
-    firstPositional = i;
-    break;
+    if (!seenTarget) {
+      if (SUBCOMMANDS.has(a)) return splitSubcommand(args);
+      seenTarget = true;
+      continue;
+    }
+    return { own: args.slice(0, i), command: args.slice(i) }; // the command's first word
   }
-  if (firstPositional < 0 || SUBCOMMANDS.has(head[firstPositional])) return { own: head, command: [] };
-  return { own: head.slice(0, firstPositional + 1), command: head.slice(firstPositional + 1) };
+  return { own: args, command: [] };
+}
+
+// `crashcart demo -- cmd`, `crashcart image build -o x`: only `--` separates a command.
+function splitSubcommand(args: string[]): SplitArgv {
+  const dd = args.indexOf('--');
+  return dd < 0 ? { own: args, command: [] } : { own: args.slice(0, dd), command: args.slice(dd + 1) };
 }

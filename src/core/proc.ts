@@ -65,9 +65,9 @@ export function startTime(pid: number | 'self'): number | undefined {
   }
 }
 
-/** Is the process still the one we knew (same pid, same start time)? */
+/** Is the process still the one we knew (same pid, same start time), and not a zombie? */
 export function isAlive(pid: number, start: number): boolean {
-  return startTime(pid) === start;
+  return startTime(pid) === start && processState(pid) !== 'Z';
 }
 
 /** The process's state letter (R, S, Z, ...), or undefined when it is gone. */
@@ -161,7 +161,8 @@ export function cgroupDirs(cgroups: CgroupEntry[], hostMounts: MountInfo[]): str
     });
     if (!mount) continue;
     // The mount may show a sub-tree of the hierarchy (its root field).
-    const rel = mount.root === '/' ? cg.path : cg.path.startsWith(mount.root) ? cg.path.slice(mount.root.length) : undefined;
+    const inside = cg.path === mount.root || cg.path.startsWith(`${mount.root}/`);
+    const rel = mount.root === '/' ? cg.path : inside ? cg.path.slice(mount.root.length) || '/' : undefined;
     if (rel === undefined) continue;
     dirs.push(`${mount.mountPoint}${rel === '/' ? '' : rel}`.replace(/\/+/g, '/'));
   }

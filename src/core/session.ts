@@ -52,7 +52,8 @@ function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, op
   if (existing) {
     const index = loopIndexOf(existing.major, existing.minor);
     if (index === undefined || !loopBacks(index, { dev: image.dev, ino: image.ino })) {
-      throw new CrashcartError(`${describe(target)} already has something else mounted at /dev/crashcart (${existing.source})`, {
+      const what = index === undefined ? existing.source : `/dev/loop${index}`;
+      throw new CrashcartError(`${describe(target)} already has something else mounted at /dev/crashcart (${what})`, {
         hint: 'unmount it with crashcart -u, or use the image that is grafted there with -i',
       });
     }
@@ -257,7 +258,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap
   try {
     return exitCodeOf(await handle.exited);
   } catch (e) {
-    throw spawnError(e, argv[0]);
+    throw spawnError(e, argv[0], searchDirs(argv[0], env));
   }
 }
 
@@ -266,13 +267,21 @@ export function exitCodeOf(status: ExitStatus): number {
   return status.code ?? EXIT_CRASHCART;
 }
 
-function spawnError(e: unknown, argv0: string): unknown {
+/** The directories a PATH search looked in, for the "not found" message. */
+function searchDirs(argv0: string, env: string[]): string {
+  return searchCandidates(argv0, env)
+    .map((c) => c.slice(0, c.lastIndexOf('/')) || '/')
+    .join(':');
+}
+
+function spawnError(e: unknown, argv0: string, searched: string): unknown {
   if (!isNativeError(e)) return e;
   const step = (e as { step?: string }).step;
   if (step === 'execve') {
     const notFound = e.code === 'ENOENT';
+    const where = argv0.includes('/') ? `execve '${argv0}': ENOENT` : `searched ${searched}`;
     return new CrashcartError(
-      notFound ? `command not found in the container: ${argv0} (${e.message})` : `cannot run ${argv0}: ${e.message}`,
+      notFound ? `command not found in the container: ${argv0} (${where})` : `cannot run ${argv0}: ${e.message}`,
       {
         exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
         hint: notFound ? 'the toolkit is at /dev/crashcart/bin; give a full path or a tool that exists' : 'is it an executable for this machine?',

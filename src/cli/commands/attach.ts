@@ -33,7 +33,7 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('keep', { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' })
     .option('user', { type: 'string', describe: 'run as uid[:gid] or name[:group] (of the container)' })
     .option('workdir', { alias: 'w', type: 'string', describe: "working directory inside the container (default: its process's own)" })
-    .option('env', { type: 'string', array: true, default: [] as string[], describe: 'set NAME=VALUE in the command environment (repeatable)' })
+    .option('env', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'set NAME=VALUE in the command environment (repeatable)' })
     .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
     .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
     .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })

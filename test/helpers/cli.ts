@@ -1,0 +1,97 @@
+// Runs the real CLI (bin/crashcart) as a child process, with its state and cache in private
+// temporary directories, and builds the one toolkit image the end-to-end tests graft.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { projectRoot } from './host.js';
+
+export interface CliResult {
+  /** exit code; 128+N when a signal ended crashcart itself (null if neither is known) */
+  code: number | null;
+  /** the signal that ended crashcart, if one did */
+  signal?: string;
+  stdout: string;
+  stderr: string;
+}
+
+export interface CliOptions {
+  /** stdin for crashcart (a pipe); without it stdin is closed ('ignore') */
+  input?: string;
+  /** extra environment, on top of this process's and the private directories */
+  env?: Record<string, string>;
+  /** milliseconds before crashcart is killed; default 60 s */
+  timeout?: number;
+}
+
+let dirs: { root: string; state: string; cache: string } | undefined;
+
+/** This process's private directories; removed when it exits. */
+export function privateDirs(): { root: string; state: string; cache: string } {
+  if (!dirs) {
+    const root = mkdtempSync(join(tmpdir(), 'crashcart-cli-test-'));
+    process.once('exit', () => rmSync(root, { recursive: true, force: true }));
+    // The cache must not exist yet: crashcart creates it root-only (mode 0700) itself.
+    dirs = { root, state: join(root, 'state'), cache: join(root, 'cache') };
+  }
+  return dirs;
+}
+
+function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const { state, cache } = privateDirs();
+  return { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, ...extra };
+}
+
+function cliCommand(args: string[]): [string, string[]] {
+  return [process.execPath, [join(projectRoot(), 'bin', 'crashcart'), ...args]];
+}
+
+const DEFAULT_TIMEOUT = 60_000;
+
+/** Runs crashcart to completion; never throws for a non-zero exit. */
+export async function runCrashcart(args: string[], opts: CliOptions = {}): Promise<CliResult> {
+  const [file, argv] = cliCommand(args);
+  const r = await execa(file, argv, {
+    cwd: projectRoot(),
+    env: cliEnv(opts.env),
+    reject: false,
+    timeout: opts.timeout ?? DEFAULT_TIMEOUT,
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
+  });
+  if (r.timedOut) throw new Error(`crashcart ${args.join(' ')} timed out:\n${r.stderr}`);
+  return {
+    code: r.exitCode ?? null,
+    signal: r.signal,
+    stdout: r.stdout,
+    stderr: r.stderr,
+  };
+}
+
+/**
+ * Starts crashcart without waiting for it. With `detached`, it leads a process group of its
+ * own, so the group (crashcart, its waiting process and the command) can be signalled at once.
+ */
+export function startCrashcart(args: string[], opts: CliOptions & { detached?: boolean } = {}) {
+  const [file, argv] = cliCommand(args);
+  return execa(file, argv, {
+    cwd: projectRoot(),
+    env: cliEnv(opts.env),
+    reject: false,
+    detached: opts.detached ?? false,
+    timeout: opts.timeout ?? DEFAULT_TIMEOUT,
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
+  });
+}
+
+let image: Promise<string> | undefined;
+
+/** The static toolkit image, built once per test process with `crashcart image build -o`. */
+export function testImage(): Promise<string> {
+  image ??= (async () => {
+    const out = join(privateDirs().root, 'static.img');
+    const r = await runCrashcart(['image', 'build', '-o', out], { timeout: 600_000 });
+    if (r.code !== 0) throw new Error(`crashcart image build -o ${out} failed (exit ${r.code}):\n${r.stderr}`);
+    return out;
+  })();
+  return image;
+}
