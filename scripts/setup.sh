@@ -16,7 +16,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  runc crun e2fsprogs busybox-static bash-static patchelf util-linux \
+  runc crun e2fsprogs busybox-static bash-static patchelf util-linux tmux \
   g++ gcc libc6-dev make python3 ca-certificates >/dev/null
 
 # node-gyp downloads Node's headers unless it is told where they are; Debian's and
