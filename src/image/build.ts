@@ -1,6 +1,6 @@
 // Builds a toolkit image: .deb files from the host's apt, a tree laid out for
 // /dev/crashcart, an ext3 filesystem made without mounting anything.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -10,10 +10,10 @@ import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { causeLine, imageError } from './errors.js';
 import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
 import { layoutTree, normalizeTree } from './layout.js';
-import { loadProfile, type Profile, type ProfileName } from './profile.js';
+import { loadProfile, recipeDigest, type ProfileName } from './profile.js';
 
 /** Bump when the layout code changes what goes into an image. */
-export const LAYOUT_VERSION = 1;
+export { LAYOUT_VERSION, recipeDigest } from './profile.js';
 
 /** Used when neither the caller nor SOURCE_DATE_EPOCH gives a time (2023-11-14T22:13:20Z). */
 export const DEFAULT_EPOCH = 1700000000;
@@ -49,11 +49,6 @@ export function resolveEpoch(explicit?: number, env = process.env.SOURCE_DATE_EP
  * What an image is made from, apart from the package versions: a cached image whose recipe
  * differs was made by another crashcart version and gets rebuilt.
  */
-export function recipeDigest(profile: Pick<Profile, 'name' | 'packages' | 'bashrc'>): string {
-  return createHash('sha256')
-    .update(JSON.stringify({ layout: LAYOUT_VERSION, profile: profile.name, packages: profile.packages, bashrc: profile.bashrc }))
-    .digest('hex');
-}
 
 function mib(bytes: number): string {
   return `${(bytes / 1048576).toFixed(1)} MiB`;

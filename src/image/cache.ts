@@ -2,11 +2,11 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { buildImage, recipeDigest, type BuildResult } from './build.js';
+import type { BuildResult } from './build.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
 import { checkExt3 } from './ext3.js';
-import { loadProfile, type ProfileName } from './profile.js';
+import { loadProfile, recipeDigest, type ProfileName } from './profile.js';
 
 export { cacheDir, ensureCacheDir } from './cache-dir.js';
 
@@ -98,6 +98,8 @@ export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: s
   opts.progress?.(`${why}; building ${path}`);
   await ensureCacheDir();
   await ensureCacheDir(join(cacheDir(), 'images'));
+  // Loaded only when needed: building pulls in modules an attach does not use.
+  const { buildImage } = await import('./build.js');
   const result = await buildImage({ profile: 'static', output: path, progress: opts.progress });
   await writeSidecar(path, 'static', result);
   return { path, built: true };

@@ -3,7 +3,6 @@
 import { createHash } from 'node:crypto';
 import { lstat, open, readdir, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { causeLine, imageError } from './errors.js';
 
 const SUPERBLOCK_OFFSET = 1024;
@@ -120,6 +119,7 @@ export interface WriteExt3Options {
 }
 
 export async function writeExt3(o: WriteExt3Options): Promise<{ blocks: number; inodes: number }> {
+  const { execa } = await import('execa'); // loaded here: an attach only checks images
   const { inodes, blocks } = ext3Geometry(o.size);
   const conf = join(o.scratch, 'mke2fs.conf');
   await writeFile(conf, MKE2FS_CONF);

@@ -1,4 +1,5 @@
 // A toolkit profile: the Debian packages it is made of and the files under images/<name>/.
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -58,4 +59,14 @@ export async function loadProfile(name: ProfileName): Promise<Profile> {
   if (!packages.length) throw new Error(`${join(dir, 'packages.txt')} lists no packages`);
   const bashrc = await readFile(join(dir, 'bashrc'), 'utf8');
   return { name, dir, packages, bashrc, ...LAYOUT[name] };
+}
+
+/** Bumped whenever the tree layout changes, so cached images of an older layout are rebuilt. */
+export const LAYOUT_VERSION = 1;
+
+/** What an image is made from: a cached image whose recipe differs is rebuilt. */
+export function recipeDigest(profile: Pick<Profile, 'name' | 'packages' | 'bashrc'>): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ layout: LAYOUT_VERSION, profile: profile.name, packages: profile.packages, bashrc: profile.bashrc }))
+    .digest('hex');
 }
