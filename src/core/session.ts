@@ -3,7 +3,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
 import { findGraft, graftToolkit, ungraftToolkit, type MethodChoice } from './graft.js';
-import { acquireLoop, loopBacks, loopIndexOf, releaseLoop } from './loop.js';
+import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
 import { commandEnv, defaultCommand, parseUser, searchCandidates } from './command.js';
 import { isAlive, readEnviron, startTime } from './proc.js';
 import { trapSignals, type SignalTrap } from './signals.js';
@@ -27,6 +27,19 @@ function self(): { pid: number; start: number } {
   return { pid: process.pid, start: startTime('self')! };
 }
 
+function newRecord(key: string, target: Target, facts: TargetFacts): TargetRecord {
+  return {
+    key,
+    target: { pid: facts.pid, start: facts.start, runtime: target.runtime, id: target.id },
+    image: '',
+    loop: '',
+    method: '',
+    createdDir: false,
+    pinned: false,
+    sessions: [],
+  };
+}
+
 /**
  * Makes sure the image is grafted in the target and records `session` (if any) against it.
  * Runs under the state lock. Returns the record.
@@ -36,16 +49,7 @@ function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, op
   const image = statSync(opts.image);
   let rec = store.read(key);
   if (rec && !isAlive(rec.target.pid, rec.target.start)) rec = undefined; // a namespace inode reused
-  rec = rec ?? {
-    key,
-    target: { pid: facts.pid, start: facts.start, runtime: target.runtime, id: target.id },
-    image: opts.image,
-    loop: '',
-    method: '',
-    createdDir: false,
-    pinned: false,
-    sessions: [],
-  };
+  rec = rec ?? newRecord(key, target, facts);
   rec.sessions = rec.sessions.filter(sessionAlive);
 
   const existing = findGraft(facts.pid);
@@ -60,18 +64,27 @@ function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, op
     opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
     if (!rec.loop) Object.assign(rec, { loop: `/dev/loop${index}`, method: 'unknown', createdDir: true, image: opts.image });
   } else {
-    const loop = acquireLoop(opts.image);
-    opts.log(`${loop.attached ? 'attached' : 'sharing'} ${loop.path} for ${opts.image}`);
-    const handles = TargetHandles.forGraft(facts);
+    // Recorded before the mount exists: if crashcart is killed in between, the next run
+    // finds a dead session here and takes away whatever it left.
+    store.write({ ...rec, sessions: [...rec.sessions, session ?? { processes: [self()] }] });
+    let loop: HeldLoop | undefined;
+    let handles: TargetHandles | undefined;
     try {
+      loop = acquireLoop(opts.image);
+      opts.log(`${loop.attached ? 'attached' : 'sharing'} ${loop.path} for ${opts.image}`);
+      handles = TargetHandles.forGraft(facts);
       const outcome = graftToolkit(handles, loop, opts.method);
       if (outcome.fallbackReason) opts.log(`mknod path failed (${outcome.fallbackReason}); used the mount API`);
       if (outcome.remountedParent) opts.log("the container's /dev was read-only: made writable for a moment, then restored");
       opts.log(`grafted at /dev/crashcart with ${outcome.method}`);
       Object.assign(rec, { loop: loop.path, method: outcome.method, createdDir: outcome.createdDir, image: opts.image, pinned: false });
+    } catch (e) {
+      if (rec.sessions.length > 0 || rec.pinned) store.write(rec);
+      else store.remove(key);
+      throw e;
     } finally {
-      handles.close();
-      releaseLoop(loop); // the mount holds the device now (or, on failure, autoclear frees it)
+      handles?.close();
+      if (loop) releaseLoop(loop); // the mount holds the device now (or, on failure, autoclear frees it)
     }
   }
   if (session) rec.sessions.push(session);
@@ -81,9 +94,9 @@ function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, op
 }
 
 /** Takes the toolkit out of a target if nothing needs it any more. Runs under the lock. */
-function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log, force = false): void {
+function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log): void {
   rec.sessions = rec.sessions.filter(sessionAlive);
-  if (!force && (rec.pinned || rec.sessions.length > 0)) {
+  if (rec.pinned || rec.sessions.length > 0) {
     store.write(rec);
     if (rec.sessions.length > 0) log(`${rec.sessions.length} other session(s) still use the toolkit: leaving it`);
     return;
@@ -196,16 +209,9 @@ export function unmount(target: Target, opts: { allowHost: boolean; log: Log }):
   return store.withLock(() => {
     pruneStale(store, opts.log);
     const key = targetKey(facts.mntNs);
-    const rec: TargetRecord = store.read(key) ?? {
-      key,
-      target: { pid: facts.pid, start: facts.start, runtime: target.runtime, id: target.id },
-      image: '',
-      loop: '',
-      method: '',
-      createdDir: true,
-      pinned: false,
-      sessions: [],
-    };
+    // Without a record (grafted by an older crashcart, or the state was lost) the directory
+    // is taken to be crashcart's own.
+    const rec = store.read(key) ?? { ...newRecord(key, target, facts), createdDir: true };
     rec.pinned = false;
     const live = rec.sessions.filter(sessionAlive).length;
     if (!findGraft(facts.pid)) {
