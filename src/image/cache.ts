@@ -7,6 +7,7 @@ import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
 import { checkExt3 } from './ext3.js';
 import { loadProfile, recipeDigest, type ProfileName } from './profile.js';
+import { findCached, imagesDir, trustedImage } from './store.js';
 
 export { cacheDir, ensureCacheDir } from './cache-dir.js';
 
@@ -53,17 +54,43 @@ export interface ResolveOptions {
   /** From -i or CRASHCART_IMAGE; the caller decides which wins. */
   image?: string;
   progress?: (line: string) => void;
+  /** --insecure-image: use an image file a non-root user could change. */
+  insecureImage?: boolean;
 }
 
-async function userImage(image: string): Promise<string> {
-  const path = resolve(image);
+/**
+ * The image `image` names: a cached image (name or digest prefix, see findCached), else a file.
+ * Both must pass the trust rule of store.ts unless `insecure`.
+ */
+async function userImage(image: string, insecure = false): Promise<string> {
+  const cached = await findCached(image);
+  const path = cached?.path ?? resolve(image);
   const hint = `build one with 'crashcart image build -o ${path}'`;
   const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (!image.includes('/') && err.code === 'ENOENT') {
+      throw imageError('ENOIMAGE', `image '${image}' not found: no cached image of that name or digest and no file ${path}; see 'crashcart image ls'`, err);
+    }
     throw imageError('ENOIMAGE', `image file ${path} not found: ${err.code ?? err.message}; ${hint}`, err);
   });
   if (!st.isFile()) throw imageError('ENOIMAGE', `image file ${path} not found: it is not a regular file; ${hint}`);
-  await checkExt3(path);
-  return path;
+  const real = insecure ? path : await trustedImage(path);
+  await checkExt3(real);
+  return real;
+}
+
+/** With CRASHCART_IMAGE_URL set, the default image is that one, pulled on first use. */
+async function urlImage(url: string, opts: ResolveOptions): Promise<{ path: string; built: boolean; pulled: boolean }> {
+  const sha = (process.env.CRASHCART_IMAGE_SHA256 ?? '').toLowerCase().replace(/^sha256:/, '');
+  if (!/^[0-9a-f]{64}$/.test(sha)) {
+    throw imageError('ENOIMAGE', `CRASHCART_IMAGE_URL is set but CRASHCART_IMAGE_SHA256 is not a sha256 digest (64 hex digits); set it to the image's digest`);
+  }
+  const path = join(imagesDir(), `sha256-${sha}.img`);
+  const ok = await checkExt3(path).then(() => true, () => false);
+  if (ok) return { path, built: false, pulled: false };
+  opts.progress?.(`no cached image ${sha.slice(0, 12)}; pulling ${url}`);
+  const { pullImage } = await import('./pull.js');
+  const r = await pullImage({ url, sha256: sha });
+  return { path: r.path, built: false, pulled: true };
 }
 
 /** Why the cached default image cannot be used as it is, or undefined when it can. */
@@ -88,8 +115,10 @@ async function staleReason(path: string): Promise<string | undefined> {
  * outdated. Concurrent first uses each build to a private temporary file and rename it into
  * place; the results are byte-identical, so whichever rename lands last is fine.
  */
-export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: string; built: boolean }> {
-  if (opts.image !== undefined && opts.image !== '') return { path: await userImage(opts.image), built: false };
+export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: string; built: boolean; pulled?: boolean }> {
+  if (opts.image !== undefined && opts.image !== '') return { path: await userImage(opts.image, opts.insecureImage), built: false };
+  const url = process.env.CRASHCART_IMAGE_URL;
+  if (url) return urlImage(url, opts);
 
   const path = defaultImagePath();
   const why = await staleReason(path);

@@ -5,13 +5,14 @@ import { existsSync } from 'node:fs';
 import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
 import { crun } from './crun.js';
+import { docker } from './docker.js';
 import { runc } from './runc.js';
 import type { Container, Runtime } from './types.js';
 
 export type { Container, Runtime } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun];
+export const RUNTIMES: Runtime[] = [runc, crun, docker];
 
 export interface Target {
   pid: number;
@@ -56,7 +57,11 @@ function running(c: Container, query: string): Target {
 export async function resolveTarget(query: string, runtimeName?: string): Promise<Target> {
   if (!query) throw new CrashcartError('no target given', { hint: 'name a container ID, name or PID' });
   const runtimes = pickRuntimes(runtimeName).filter((r) => r.present());
-  const all = (await Promise.all(runtimes.map((r) => r.list()))).flat();
+  // A runtime that cannot answer (a daemon that is down) must not hide a match elsewhere:
+  // its failure is reported only when nothing matched.
+  const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query) : r.list())));
+  const all = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+  const failures = answers.flatMap((a, i) => (a.status === 'rejected' ? [`${runtimes[i].name}: ${(a.reason as Error).message}`] : []));
 
   const exact = all.filter((c) => c.id === query || c.name === query);
   if (exact.length === 1) return running(exact[0], query);
@@ -72,9 +77,22 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   if (prefixed.length > 1) throw ambiguous(query, prefixed);
 
   const asked = runtimeName === 'pid' ? ['pid'] : [...runtimes.map((r) => r.name), ...(runtimeName ? [] : ['pid'])];
+  if (failures.length > 0) {
+    throw new CrashcartError(`no container or process matches '${query}', and not every runtime answered (${failures.join('; ')})`, {
+      hint: 'is its daemon running? name another runtime with --runtime',
+    });
+  }
   throw new CrashcartError(`no container or process matches '${query}' (asked: ${asked.join(', ') || 'none present'})`, {
-    hint: 'check the ID with your runtime (e.g. runc list), or give a PID',
+    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes)}), or give a PID`,
   });
+}
+
+const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a' };
+
+/** How to list containers with the first runtime asked that has such a command. */
+function listCommand(asked: Runtime[]): string {
+  for (const r of asked) if (LIST_COMMANDS[r.name]) return LIST_COMMANDS[r.name];
+  return LIST_COMMANDS.runc;
 }
 
 function ambiguous(query: string, matches: Container[]): CrashcartError {

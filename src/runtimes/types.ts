@@ -16,4 +16,9 @@ export interface Runtime {
   present(): boolean;
   /** Every container the runtime knows about, running or not. */
   list(): Promise<Container[]>;
+  /**
+   * Optional cheaper lookup: the containers that may match `query` (its exact ID or name,
+   * or an ID it prefixes); a superset is fine. Without it, list() is used.
+   */
+  find?(query: string): Promise<Container[]>;
 }

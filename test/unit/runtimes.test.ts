@@ -36,8 +36,9 @@ async function failure(query: string, runtime?: string): Promise<CrashcartError>
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'crashcart-unit-runtimes-'));
-  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT']) saved[k] = process.env[k];
+  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST']) saved[k] = process.env[k];
   process.env.CRASHCART_RUNC_ROOT = join(root, 'runc');
+  process.env.DOCKER_HOST = `unix://${join(root, 'no-docker.sock')}`; // a host's own daemon stays out
   process.env.CRASHCART_CRUN_ROOT = join(root, 'no-crun-here');
 
   // a pid that existed once and is gone now
@@ -174,18 +175,18 @@ describe('resolveTarget', () => {
   });
 
   test('an unknown runtime is refused', async () => {
-    const e = await failure('web', 'docker');
-    assert.equal(e.message, "unknown runtime 'docker'");
-    assert.equal(e.hint, 'choose one of: runc, crun, pid');
+    const e = await failure('web', 'nosuch');
+    assert.equal(e.message, "unknown runtime 'nosuch'");
+    assert.equal(e.hint, 'choose one of: runc, crun, docker, pid');
   });
 });
 
 describe('pickRuntimes', () => {
   test('all runtimes by default, one by name, none for pid', () => {
-    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun']);
+    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker']);
     assert.deepEqual(pickRuntimes('crun').map((r) => r.name), ['crun']);
     assert.deepEqual(pickRuntimes('pid'), []);
-    assert.equal(RUNTIMES.length, 2);
+    assert.equal(RUNTIMES.length, 3);
   });
 
   test('the runc runtime lists what the state root holds', async () => {

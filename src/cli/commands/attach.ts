@@ -22,6 +22,7 @@ export interface AttachArgs {
   method: MethodChoice;
   runtime?: string;
   'allow-host': boolean;
+  'insecure-image': boolean;
 }
 
 export function attachOptions<T>(y: Argv<T>) {
@@ -37,8 +38,9 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
     .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
     .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, pid)' })
-    .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' });
+    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, pid)' })
+    .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
+    .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
 }
 
 export async function attach(args: AttachArgs, command: string[]): Promise<number> {
@@ -59,7 +61,11 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     return 0;
   }
 
-  const image = await resolveImage({ image: args.image ?? process.env.CRASHCART_IMAGE, progress: progress(args.verbose) });
+  const image = await resolveImage({
+    image: args.image ?? process.env.CRASHCART_IMAGE,
+    progress: progress(args.verbose),
+    insecureImage: args['insecure-image'],
+  });
   log(`image: ${image.path}`);
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log };
   if (args['mount-only']) {

@@ -30,3 +30,88 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
     process.stdout.write(`${result.path}\nsha256:${result.sha256}\n`);
   },
 };
+
+// The commands below load the image modules only when they run.
+
+interface PullArgs {
+  url: string;
+  sha256?: string;
+  insecure: boolean;
+}
+
+export const imagePullCommand: CommandModule<object, PullArgs> = {
+  command: 'pull <url>',
+  describe: 'download an image into the cache, checking its sha256 and ext3 superblock',
+  builder: (b) =>
+    b
+      .positional('url', { type: 'string', demandOption: true, describe: 'http or https URL of the image' })
+      .option('sha256', { type: 'string', describe: 'the image digest (64 hex digits) the download must have' })
+      .option('insecure', { type: 'boolean', default: false, describe: 'do not check the digest (anyone who can alter the download gets root)' }),
+  handler: async (a) => {
+    const { pullImage, progressLine } = await import('../../image/pull.js');
+    if (a.insecure && a.sha256 === undefined) {
+      process.stderr.write(`crashcart: WARNING: --insecure: the sha256 of ${a.url} is NOT checked; whoever can alter this download can run code as root on this host\n`);
+    }
+    const bar = process.stderr.isTTY ? progressLine(a.url) : undefined;
+    try {
+      const r = await pullImage({ url: a.url, sha256: a.sha256, insecure: a.insecure, onProgress: bar?.update });
+      bar?.done();
+      process.stdout.write(`${r.path}\nsha256:${r.sha256}\n`);
+    } catch (err) {
+      bar?.done();
+      throw err;
+    }
+  },
+};
+
+function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
+export const imageLsCommand: CommandModule<object, { json: boolean }> = {
+  command: 'ls',
+  describe: 'list the cached images',
+  builder: (b) => b.option('json', { type: 'boolean', default: false, describe: 'print JSON (full digests)' }),
+  handler: async (a) => {
+    const { listImages } = await import('../../image/store.js');
+    const images = await listImages();
+    if (a.json) {
+      process.stdout.write(`${JSON.stringify(images, null, 2)}\n`);
+      return;
+    }
+    const rows = [
+      ['NAME', 'SHA256', 'SIZE', 'SOURCE', 'DATE'],
+      ...images.map((i) => [
+        i.name,
+        i.sha256 ? i.sha256.slice(0, 12) : '-',
+        mib(i.sizeBytes),
+        i.source ?? (i.profile ? `profile ${i.profile}` : '-'),
+        i.date.replace(/\.\d+Z$/, 'Z'),
+      ]),
+    ];
+    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+    for (const r of rows) process.stdout.write(`${r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')}\n`);
+  },
+};
+
+export const imageInspectCommand: CommandModule<object, { image: string }> = {
+  command: 'inspect <image>',
+  describe: "print a cached image's (or an image file's) sidecar and manifest as JSON",
+  builder: (b) => b.positional('image', { type: 'string', demandOption: true, describe: 'cache name, digest prefix or file' }),
+  handler: async (a) => {
+    const { inspectImage } = await import('../../image/inspect.js');
+    process.stdout.write(`${JSON.stringify(await inspectImage(a.image), null, 2)}\n`);
+  },
+};
+
+export const imageRmCommand: CommandModule<object, { image: string }> = {
+  command: 'rm <image>',
+  describe: 'remove a cached image and its sidecar',
+  builder: (b) => b.positional('image', { type: 'string', demandOption: true, describe: 'cache name or digest prefix' }),
+  handler: async (a) => {
+    const { removeImage } = await import('../../image/store.js');
+    process.stdout.write(`${await removeImage(a.image)}\n`);
+  },
+};
+
+export const imageCommands = [imageBuildCommand, imagePullCommand, imageLsCommand, imageInspectCommand, imageRmCommand] as CommandModule<object, never>[];

@@ -1,0 +1,167 @@
+// The image cache as a set of named images (`${cacheDir()}/images/NAME.img` plus NAME.img.json),
+// how a user's --image is resolved against it, and the trust rule for image files. Loaded by
+// every attach: only node: modules here.
+import { lstat, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { cacheDir } from './cache-dir.js';
+import { imageError } from './errors.js';
+
+export function imagesDir(): string {
+  return join(cacheDir(), 'images');
+}
+
+/** The sidecar of a pulled image (built images have the build sidecar of cache.ts). */
+export interface PullSidecar {
+  sha256: string;
+  source: string;
+  pulled: string;
+  sizeBytes: number;
+}
+
+/** What `image ls` shows of one cached image, from its sidecar where there is one. */
+export interface CachedImage {
+  name: string;
+  path: string;
+  sha256?: string;
+  sizeBytes: number;
+  source?: string;
+  profile?: string;
+  /** When it was pulled or built (ISO); the file's mtime when there is no sidecar. */
+  date: string;
+}
+
+export const DIGEST_NAME = /^sha256-([0-9a-f]{64})$/;
+/** Shortest digest prefix accepted for --image. */
+export const MIN_PREFIX = 6;
+
+async function readJson(path: string): Promise<Record<string, unknown> | undefined> {
+  try {
+    const v = JSON.parse(await readFile(path, 'utf8')) as unknown;
+    return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
+/** The cached images, sorted by name; none when the cache does not exist yet. */
+export async function listImages(): Promise<CachedImage[]> {
+  const dir = imagesDir();
+  const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return [] as string[];
+    throw err;
+  });
+  const out: CachedImage[] = [];
+  for (const file of names.sort()) {
+    if (!file.endsWith('.img') || file.startsWith('.')) continue;
+    const path = join(dir, file);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    const name = file.slice(0, -'.img'.length);
+    const side = (await readJson(`${path}.json`)) ?? {};
+    const sha = str(side['sha256']) ?? DIGEST_NAME.exec(name)?.[1];
+    out.push({
+      name,
+      path,
+      sha256: sha?.toLowerCase(),
+      sizeBytes: st.size,
+      source: str(side['source']),
+      profile: str(side['profile']),
+      date: str(side['pulled']) ?? str(side['built']) ?? st.mtime.toISOString(),
+    });
+  }
+  return out;
+}
+
+/**
+ * The cached image `ref` names: its cache name (`static`, `sha256-<hex>`, with or without
+ * `.img`), else a digest prefix of at least MIN_PREFIX hex digits (`sha256:` allowed) that
+ * exactly one cached digest starts with. Undefined when nothing matches; an error when the
+ * prefix is ambiguous. Names with a '/' are files, never cache names.
+ */
+export async function findCached(ref: string): Promise<CachedImage | undefined> {
+  if (ref.includes('/') || ref === '' || ref.startsWith('.')) return undefined;
+  const images = await listImages();
+  const name = ref.endsWith('.img') ? ref.slice(0, -'.img'.length) : ref;
+  const byName = images.find((i) => i.name === name);
+  if (byName) return byName;
+  const prefix = /^(?:sha256[:-])?([0-9a-fA-F]+)$/.exec(ref)?.[1]?.toLowerCase();
+  if (!prefix || prefix.length < MIN_PREFIX || prefix.length > 64) return undefined;
+  const matches = images.filter((i) => i.sha256?.startsWith(prefix));
+  if (!matches.length) return undefined;
+  // the same digest under two names (say static and sha256-<hex>) is the same image
+  if (new Set(matches.map((i) => i.sha256)).size > 1) {
+    throw imageError(
+      'EAMBIGUOUS',
+      `image digest prefix ${prefix} matches ${matches.length} cached images: ${matches.map((i) => `${i.name} (sha256:${i.sha256!.slice(0, 12)})`).join(', ')}; give more digits`,
+    );
+  }
+  return matches.find((i) => DIGEST_NAME.test(i.name)) ?? matches[0];
+}
+
+/**
+ * Why a non-root user could change what root mounts at `path`, or undefined when none can.
+ *
+ * The rule, applied to the real path (symlinks resolved, so the returned path is the one
+ * checked): the file and every directory above it up to / must be owned by root; the file
+ * must not be group- or other-writable; a directory must not be group- or other-writable
+ * unless it has the sticky bit (like /tmp). A root-owned entry of a sticky directory cannot
+ * be renamed, removed or replaced by anyone but root, and as everything below it must be
+ * root-owned and not writable by others, a root-owned 0700 directory made by mkdtemp in /tmp
+ * is safe while a file a user left directly in /tmp is not (it is not root's). Group write
+ * counts as unsafe whatever the group. ACLs are not looked at.
+ */
+export async function unsafeReason(path: string): Promise<{ real: string; reason?: string }> {
+  const real = await realpath(path);
+  const st = await lstat(real);
+  if (st.uid !== 0) return { real, reason: `it is owned by uid ${st.uid}, not root` };
+  if (st.mode & 0o022) return { real, reason: `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})` };
+  for (let dir = dirname(real); ; dir = dirname(dir)) {
+    const d = await lstat(dir);
+    if (d.uid !== 0) return { real, reason: `directory ${dir} is owned by uid ${d.uid}, not root` };
+    if (d.mode & 0o022 && !(d.mode & 0o1000)) {
+      return { real, reason: `directory ${dir} is writable by group or others (mode ${(d.mode & 0o7777).toString(8)})` };
+    }
+    if (dir === dirname(dir)) break;
+  }
+  return { real };
+}
+
+/** The real path of `path`, or EUNSAFEIMAGE when a non-root user could change it. */
+export async function trustedImage(path: string): Promise<string> {
+  const { real, reason } = await unsafeReason(path);
+  if (reason) {
+    throw imageError('EUNSAFEIMAGE', `refusing image ${path}: ${reason}, so a non-root user could change what root mounts; pass --insecure-image to use it anyway`);
+  }
+  return real;
+}
+
+/** Loop devices (`loop3`) whose backing file is `path`, from sysfs. */
+export async function loopsBacking(path: string, sysBlock = '/sys/block'): Promise<string[]> {
+  const real = await realpath(path).catch(() => path);
+  const out: string[] = [];
+  for (const dev of (await readdir(sysBlock).catch(() => [] as string[])).sort()) {
+    if (!dev.startsWith('loop')) continue;
+    const backing = await readFile(join(sysBlock, dev, 'loop', 'backing_file'), 'utf8').catch(() => '');
+    const file = backing.trim().replace(/ \(deleted\)$/, '');
+    if (file && (file === real || file === path)) out.push(dev);
+  }
+  return out;
+}
+
+/** Removes a cached image and its sidecar; refuses one a loop device is backed by. */
+export async function removeImage(ref: string, sysBlock?: string): Promise<string> {
+  const img = await findCached(ref);
+  if (!img) throw imageError('ENOIMAGE', `image rm ${ref}: no cached image of that name or digest; see 'crashcart image ls'`);
+  const loops = await loopsBacking(img.path, sysBlock);
+  if (loops.length) {
+    throw imageError(
+      'EBUSY',
+      `image rm ${ref}: ${img.path} backs ${loops.map((l) => `/dev/${l}`).join(', ')} (grafted in a container); take it out with 'crashcart -u TARGET' first`,
+    );
+  }
+  await rm(img.path, { force: true });
+  await rm(`${img.path}.json`, { force: true });
+  return img.path;
+}

@@ -1,0 +1,192 @@
+// docker containers are found through the Engine API of a private dockerd (its own data
+// root and socket, no iptables or bridge) and grafted like any other target.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { after, before, describe, test, type TestContext } from 'node:test';
+import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
+import { runCrashcart, testImage } from '../helpers/cli.js';
+import { importScratchImage, mountsUnder, processesMentioning, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
+import { assertNoLeaks, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
+
+const IMAGE_TAG = 'mini:latest';
+
+describe('docker', () => {
+  let d: PrivateDockerd | undefined;
+  let image = '';
+  let ipForward = '';
+  let setupError: unknown;
+  let runcTwin: ScratchContainer | undefined;
+
+  const ready = (t: TestContext): boolean => {
+    if (!requireRoot(t) || !requireCommand(t, 'dockerd') || !requireCommand(t, 'docker')) return false;
+    if (setupError) throw setupError;
+    return d !== undefined;
+  };
+
+  async function docker(args: string[]): Promise<string> {
+    const r = await d!.docker(args);
+    assert.equal(r.code, 0, `docker ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.trim();
+  }
+
+  async function inspect(name: string): Promise<{ Id: string; Name: string; State: { Pid: number; Status: string } }> {
+    return JSON.parse(await docker(['inspect', '--type', 'container', name]))[0];
+  }
+
+  /** Starts a read-only, networkless sleeper; returns its full ID and pid. */
+  async function runSleeper(name: string): Promise<{ id: string; pid: number }> {
+    const id = await docker(['run', '-d', '--read-only', '--network', 'none', '--name', name, IMAGE_TAG, '/bin/sleeper', '100000']);
+    const { State } = await inspect(id);
+    assert.equal(State.Status, 'running');
+    return { id, pid: State.Pid };
+  }
+
+  const snap = (pid: number) => snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
+
+  /** Attaches with `args` and checks the target's pid 1 is the sleeper, leaving nothing behind. */
+  async function attach(pid: number, args: string[]): Promise<number> {
+    const before = await snap(pid);
+    const t0 = Date.now();
+    const r = await runCrashcart(['-i', image, ...args, '--', 'cat', '/proc/1/comm'], { env: d!.env });
+    const ms = Date.now() - t0;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'sleeper');
+    assertNoLeaks(before, await snap(pid));
+    const mountinfo = await readFile(`/proc/${pid}/mountinfo`, 'utf8');
+    assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
+    return ms;
+  }
+
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    if (!process.env.CI && !(await hasCommand('dockerd'))) return;
+    try {
+      ipForward = await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8');
+      image = await testImage();
+      d = await startDockerd();
+      await importScratchImage(d, IMAGE_TAG, await sleeperPath());
+    } catch (err) {
+      setupError = err;
+    }
+  });
+
+  after(async () => {
+    if (runcTwin) await runcTwin.remove();
+    if (!d) return;
+    const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await d.docker(['rm', '-f', ...ids]);
+    const ours = await processesMentioning(d.dir);
+    await d.stop();
+    const left = (await Promise.all(ours.map(async (p) => ((await processAlive(p.pid)) ? [p] : [])))).flat();
+    assert.deepEqual(left, [], 'dockerd or containerd still running');
+    assert.deepEqual(await processesMentioning(d.dir), []);
+    assert.deepEqual(await mountsUnder(d.dir), []);
+    assert.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), ipForward, 'net.ipv4.ip_forward changed');
+  });
+
+  test('a container named web: by name, full ID, unique prefix and --runtime docker', async (t) => {
+    if (!ready(t)) return;
+    const web = await runSleeper('web');
+    const byName = await attach(web.pid, ['web']);
+    t.diagnostic(`attach by name: ${byName} ms`);
+    await attach(web.pid, [web.id]);
+    await attach(web.pid, ['--runtime', 'docker', 'web']);
+
+    // the shortest prefix no other container shares
+    const others = (await docker(['ps', '-aq', '--no-trunc'])).split('\n').filter((id) => id && id !== web.id);
+    let n = 1;
+    while (others.some((o) => o.startsWith(web.id.slice(0, n)))) n++;
+    // 12 characters: never mistaken for a PID
+    await attach(web.pid, [web.id.slice(0, Math.max(n, 12))]);
+
+    const verbose = await runCrashcart(['-i', image, '-v', 'web', '--', 'true'], { env: d!.env });
+    assert.equal(verbose.code, 0, verbose.stderr);
+    assert.match(verbose.stderr, new RegExp(`target: docker ${web.id} \\(pid ${web.pid}\\)`));
+  });
+
+  test('an ambiguous ID prefix lists every match', async (t) => {
+    if (!ready(t)) return;
+    // created containers until two IDs share a first digit (17 at most)
+    const made: string[] = [];
+    let pair: [string, string] | undefined;
+    for (let i = 0; !pair; i++) {
+      const id = await docker(['create', '--network', 'none', '--name', `amb-${i}`, IMAGE_TAG, '/bin/sleeper']);
+      const twin = made.find((m) => m[0] === id[0]);
+      if (twin) pair = [twin, id];
+      made.push(id);
+    }
+    let common = 1;
+    while (pair[0][common] === pair[1][common]) common++;
+    const prefix = pair[0].slice(0, common);
+    const sharing = (await docker(['ps', '-aq', '--no-trunc'])).split('\n').filter((id) => id.startsWith(prefix));
+    // an all-digit prefix could be a live PID, which wins over prefixes unless docker is named
+    const runtime = /^[0-9]+$/.test(prefix) ? ['--runtime', 'docker'] : [];
+    const r = await runCrashcart(['-i', image, ...runtime, prefix, '--', 'true'], { env: d!.env });
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, new RegExp(`^crashcart: '${prefix}' matches ${sharing.length} containers: `));
+    for (const id of sharing) {
+      const name = (await inspect(id)).Name.slice(1);
+      assert.ok(r.stderr.includes(`docker ${id} (${name})`), r.stderr);
+    }
+    await docker(['rm', ...made]);
+  });
+
+  test('a name used by both docker and runc is ambiguous across runtimes', async (t) => {
+    if (!ready(t) || !requireCommand(t, 'runc')) return;
+    const name = `ccdk-${randomBytes(3).toString('hex')}`;
+    const dk = await runSleeper(name);
+    runcTwin = await createScratchContainer({ id: name, sleeperPath: await sleeperPath() });
+    const r = await runCrashcart(['-i', image, name, '--', 'true'], { env: d!.env });
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr, `crashcart: '${name}' matches 2 containers: runc ${name}, docker ${dk.id} (${name}); ` +
+      'give more of the ID, or the runtime with --runtime');
+    await attach(dk.pid, ['--runtime', 'docker', name]);
+    await attach(runcTwin.pid, ['--runtime', 'runc', name]);
+    await runcTwin.remove();
+    runcTwin = undefined;
+    await docker(['rm', '-f', name]);
+  });
+
+  test('stopped and never-started containers are refused with their status', async (t) => {
+    if (!ready(t)) return;
+    const gone = await runSleeper('gone');
+    await docker(['stop', '-t', '5', 'gone']);
+    const fresh = await docker(['create', '--network', 'none', '--name', 'fresh', IMAGE_TAG, '/bin/sleeper']);
+    const host = await snapshotHost();
+
+    const r = await runCrashcart(['-i', image, 'gone', '--', 'true'], { env: d!.env });
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr, `crashcart: container gone is not running (status: exited); start it first; ` +
+      `crashcart attaches to running containers only (docker ${gone.id} (gone))`);
+
+    const c = await runCrashcart(['-i', image, fresh.slice(0, 12), '--', 'true'], { env: d!.env });
+    assert.equal(c.code, 125);
+    assert.equal(c.stderr, `crashcart: container ${fresh.slice(0, 12)} is not running (status: created); start it first; ` +
+      `crashcart attaches to running containers only (docker ${fresh} (fresh))`);
+    assertNoLeaks(host, await snapshotHost());
+    await docker(['rm', 'gone', 'fresh']);
+  });
+
+  test('--runtime docker does not fall back to a PID; an unknown name names docker', async (t) => {
+    if (!ready(t)) return;
+    const r = await runCrashcart(['-i', image, '--runtime', 'docker', 'nosuch', '--', 'true'], { env: d!.env });
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr, "crashcart: no container or process matches 'nosuch' (asked: docker); " +
+      'check the ID with your runtime (e.g. docker ps -a), or give a PID');
+  });
+});
+
+async function hasCommand(name: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    if (dir && (await access(`${dir}/${name}`, constants.X_OK).then(() => true, () => false))) return true;
+  }
+  return false;
+}
+
+async function processAlive(pid: number): Promise<boolean> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  if (!stat) return false;
+  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+}
