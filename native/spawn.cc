@@ -13,6 +13,7 @@
 #include <sched.h>
 #include <string.h>
 #include <linux/close_range.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -152,6 +153,7 @@ bool IsForwarded(int sig) {
 }
 
 [[noreturn]] void MiddleChild(const SpawnPlan& p, int reportFd) {
+  prctl(PR_SET_NAME, "crashcart-wait");  // what `ps` on the host shows for it
   // Join the target's cgroups first, as docker exec does ("0" means the writer itself).
   for (size_t i = 0; i < p.cgroupProcsFds.size(); i++) {
     if (write(p.cgroupProcsFds[i], "0", 1) < 0) {

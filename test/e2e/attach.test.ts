@@ -5,29 +5,17 @@
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
-import { delimiter, dirname, join } from 'node:path';
+import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer, type ScratchOptions } from '../../src/demo/scratch.js';
 import { runCrashcart, startCrashcart, testImage, type CliResult } from '../helpers/cli.js';
-import { assertNoLeaks, requireCommand, requireRoot, sleeperPath, snapshotHost, type HostSnapshot } from '../helpers/host.js';
+import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost, type HostSnapshot } from '../helpers/host.js';
 
 const TOOLKIT = '/dev/crashcart';
 const BASE = `cctest-${randomBytes(3).toString('hex')}`;
 const USERNS = { hostUid: 100000, hostGid: 100000, size: 65536 };
-
-function onPath(name: string): boolean {
-  const dirs = name.includes('/') ? [''] : (process.env.PATH ?? '').split(delimiter).filter(Boolean);
-  return dirs.some((d) => {
-    try {
-      accessSync(d ? join(d, name) : name, constants.X_OK);
-      return true;
-    } catch {
-      return false;
-    }
-  });
-}
 
 const canRun = () => process.getuid?.() === 0 && onPath('runc');
 

@@ -156,7 +156,8 @@ export function requireRoot(t: TestContext): boolean {
   return skipOrThrow(t, 'needs root');
 }
 
-function onPath(name: string): boolean {
+/** Is `name` (a path, or a command looked up in PATH) an executable file? */
+export function onPath(name: string): boolean {
   if (name.includes('/')) return isExecutable(name);
   return (process.env.PATH ?? '').split(delimiter).some((dir) => dir && isExecutable(join(dir, name)));
 }
