@@ -9,6 +9,9 @@ export function logger(verbose: boolean): Log {
   return verbose ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {};
 }
 
+/** Warnings: shown always, one line each. */
+export const warn: Log = (line) => process.stderr.write(`crashcart: warning: ${line}\n`);
+
 /** Progress lines for long steps: shown on a terminal or with -v, quiet in scripts. */
 export function progress(verbose: boolean): Log {
   return verbose || process.stderr.isTTY ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {};

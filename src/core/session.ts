@@ -18,7 +18,10 @@ export interface GraftOptions {
   image: string;
   method: MethodChoice;
   allowHost: boolean;
+  /** -v lines */
   log: Log;
+  /** lines shown even without -v */
+  warn: Log;
 }
 
 const describe = (t: Target) => (t.runtime === 'pid' ? `process ${t.pid}` : `${t.runtime} container ${t.id}`);
@@ -176,12 +179,18 @@ export async function runSession(target: Target, opts: RunOptions): Promise<numb
   } finally {
     if (rec) {
       const key = rec.key;
-      store.withLock(() => {
-        const r = store.read(key);
-        if (!r) return;
-        r.sessions = r.sessions.filter((s) => s.processes[0].pid !== process.pid);
-        releaseIfUnused(store, r, opts.log);
-      });
+      try {
+        store.withLock(() => {
+          const r = store.read(key);
+          if (!r) return;
+          r.sessions = r.sessions.filter((s) => s.processes[0].pid !== process.pid);
+          releaseIfUnused(store, r, opts.log);
+        });
+      } catch (e) {
+        // The command's own exit code still stands (scripts rely on it); the next run
+        // retries the cleanup, as for a crashed session.
+        opts.warn(`the toolkit could not be removed from the container: ${(e as Error).message}`);
+      }
     }
     trap.release();
   }

@@ -5,7 +5,7 @@ import type { MethodChoice } from '../../core/graft.js';
 import { mountOnly, runSession, unmount } from '../../core/session.js';
 import { resolveImage } from '../../image/cache.js';
 import { resolveTarget } from '../../runtimes/index.js';
-import { logger, progress, requireRoot } from '../output.js';
+import { logger, progress, requireRoot, warn } from '../output.js';
 
 export interface AttachArgs {
   target: string;
@@ -67,7 +67,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     insecureImage: args['insecure-image'],
   });
   log(`image: ${image.path}`);
-  const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log };
+  const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
   if (args['mount-only']) {
     mountOnly(target, graft);
     log('the toolkit stays at /dev/crashcart until crashcart -u');

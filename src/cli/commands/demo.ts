@@ -8,7 +8,7 @@ import { runSession } from '../../core/session.js';
 import { createScratchContainer } from '../../demo/scratch.js';
 import { resolveImage } from '../../image/cache.js';
 import { projectDir } from '../../native/index.js';
-import { logger, progress, requireRoot } from '../output.js';
+import { logger, progress, requireRoot, warn } from '../output.js';
 
 export interface DemoArgs {
   image?: string;
@@ -41,6 +41,7 @@ export async function demo(args: DemoArgs, command: string[]): Promise<number> {
         method: 'auto',
         allowHost: false,
         log,
+        warn,
         command,
         interactive: Boolean(process.stdin.isTTY),
         keep: false,
