@@ -1,7 +1,7 @@
 // One loop device per image, shared by every container it is grafted into. Devices are
 // attached read-only with autoclear: the kernel frees one when its last mount and last open
 // fd are gone, so nothing here ever needs to detach on the normal path.
-import { closeSync, constants as fsConstants, openSync, readdirSync, readlinkSync, existsSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readlinkSync, existsSync, statSync } from 'node:fs';
 import { CrashcartError, errnoCode } from './errors.js';
 import { loopAttach, loopStatus, type LoopDevice } from '../native/index.js';
 
@@ -29,38 +29,43 @@ export function boundLoopDevices(): number[] {
 }
 
 /**
- * Opens the loop device that already backs this image read-only, if there is one. The fd
- * holds the device, and its status is checked *after* opening, so a device that autoclear
- * freed (or another image took) in between is never used.
+ * Opens /dev/loopN if it backs this image (whole file, read-only), else undefined. Status is
+ * read *after* opening, so a device that autoclear freed (or another image took) in between
+ * is never taken for ours; the open fd then holds it.
  */
+function openIfBacks(index: number, image: ImageId): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`/dev/loop${index}`, fsConstants.O_RDONLY);
+  } catch {
+    return undefined;
+  }
+  try {
+    const st = loopStatus(fd);
+    if (st.backingDevice === image.dev && st.backingInode === image.ino && st.readOnly && st.offset === 0 && st.sizeLimit === 0) {
+      return fd;
+    }
+  } catch {
+    // not bound any more (ENXIO)
+  }
+  closeSync(fd);
+  return undefined;
+}
+
+/** Opens the loop device that already backs this image, if there is one. */
 export function findLoop(image: ImageId): HeldLoop | undefined {
   for (const index of boundLoopDevices()) {
+    const fd = openIfBacks(index, image);
+    if (fd === undefined) continue;
     const path = `/dev/loop${index}`;
-    let fd: number;
-    try {
-      fd = openSync(path, fsConstants.O_RDONLY);
-    } catch {
-      continue;
-    }
-    try {
-      const st = loopStatus(fd);
-      if (st.backingDevice === image.dev && st.backingInode === image.ino && st.readOnly && st.offset === 0 && st.sizeLimit === 0) {
-        const rdev = statSync(path).rdev;
-        return { fd, index, path, major: devMajor(rdev), minor: devMinor(rdev), attached: false };
-      }
-    } catch {
-      // not bound any more (ENXIO): skip it
-    }
-    closeSync(fd);
+    const rdev = statSync(path).rdev;
+    return { fd, index, path, major: devMajor(rdev), minor: devMinor(rdev), attached: false };
   }
   return undefined;
 }
 
 /** The loop device for this image: the shared one if it exists, else a new one. */
 export function acquireLoop(imagePath: string): HeldLoop {
-  const st = statSync(imagePath);
-  const found = findLoop({ dev: st.dev, ino: st.ino });
-  if (found) return found;
   let imageFd: number;
   try {
     imageFd = openSync(imagePath, fsConstants.O_RDONLY);
@@ -68,6 +73,10 @@ export function acquireLoop(imagePath: string): HeldLoop {
     throw new CrashcartError(`cannot open image ${imagePath}: ${errnoCode(e)}`, { cause: e });
   }
   try {
+    // Identified by the open file, so an image replaced (renamed over) meanwhile can't mix.
+    const st = fstatSync(imageFd);
+    const found = findLoop({ dev: st.dev, ino: st.ino });
+    if (found) return found;
     return { ...loopAttach(imageFd, true), attached: true };
   } catch (e) {
     throw new CrashcartError(`cannot attach ${imagePath} to a loop device: ${(e as Error).message}`, {
@@ -100,18 +109,8 @@ export function loopIndexOf(major: number, minor: number): number | undefined {
 
 /** Does loop device N back this image? */
 export function loopBacks(index: number, image: ImageId): boolean {
-  let fd: number;
-  try {
-    fd = openSync(`/dev/loop${index}`, fsConstants.O_RDONLY);
-  } catch {
-    return false;
-  }
-  try {
-    const st = loopStatus(fd);
-    return st.backingDevice === image.dev && st.backingInode === image.ino;
-  } catch {
-    return false;
-  } finally {
-    closeSync(fd);
-  }
+  const fd = openIfBacks(index, image);
+  if (fd === undefined) return false;
+  closeSync(fd);
+  return true;
 }

@@ -49,35 +49,48 @@ export function readEnviron(pid: number): string[] {
   return parseEnviron(readFileSync(`/proc/${pid}/environ`));
 }
 
-/** Field 22 of /proc/PID/stat: start time in clock ticks. Together with the pid it names a
- *  process uniquely, even after the pid is reused. */
-export function parseStartTime(stat: string): number {
-  // comm (field 2) may contain spaces and parentheses: split after the last ')'.
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(rest[19]);
+export interface ProcStat {
+  comm: string;
+  /** state letter: R, S, D, Z, ... */
+  state: string;
+  ppid: number;
+  /** field 22, start time in clock ticks: with the pid it names a process uniquely, even
+   *  after the pid is reused */
+  start: number;
 }
 
-export function startTime(pid: number | 'self'): number | undefined {
+export function parseStat(text: string): ProcStat {
+  // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
+  const close = text.lastIndexOf(')');
+  const rest = text.slice(close + 2).split(' ');
+  return { comm: text.slice(text.indexOf('(') + 1, close), state: rest[0], ppid: Number(rest[1]), start: Number(rest[19]) };
+}
+
+export const parseStartTime = (stat: string): number => parseStat(stat).start;
+
+export function readStat(pid: number | 'self'): ProcStat | undefined {
   try {
-    return parseStartTime(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return undefined;
   }
+}
+
+export const startTime = (pid: number | 'self'): number | undefined => readStat(pid)?.start;
+
+/** The process's state letter (R, S, Z, ...), or undefined when it is gone. */
+export const processState = (pid: number): string | undefined => readStat(pid)?.state;
+
+/** Does a process with this pid exist, other than as a zombie? */
+export function isRunning(pid: number): boolean {
+  const st = readStat(pid);
+  return st !== undefined && st.state !== 'Z';
 }
 
 /** Is the process still the one we knew (same pid, same start time), and not a zombie? */
 export function isAlive(pid: number, start: number): boolean {
-  return startTime(pid) === start && processState(pid) !== 'Z';
-}
-
-/** The process's state letter (R, S, Z, ...), or undefined when it is gone. */
-export function processState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
+  const st = readStat(pid);
+  return st !== undefined && st.start === start && st.state !== 'Z';
 }
 
 export interface MountInfo {

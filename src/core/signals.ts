@@ -52,3 +52,19 @@ export function trapSignals(): SignalTrap {
     },
   };
 }
+
+/**
+ * Runs a long step that cleans up after itself (in its own `finally`): SIGINT, SIGTERM and
+ * SIGHUP abort `interrupted` instead of killing crashcart before the cleanup could run.
+ */
+export async function interruptible<T>(fn: (interrupted: AbortSignal) => Promise<T>): Promise<T> {
+  const abort = new AbortController();
+  const onSignal = (sig: NodeJS.Signals) => abort.abort(`interrupted by ${sig}`);
+  const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+  for (const sig of signals) process.on(sig, onSignal);
+  try {
+    return await fn(abort.signal);
+  } finally {
+    for (const sig of signals) process.off(sig, onSignal);
+  }
+}

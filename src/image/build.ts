@@ -3,13 +3,15 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { candidates, fetchDebs, sha256File, type DebInfo } from './apt.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
+import { interruptible } from '../core/signals.js';
 import { causeLine, imageError } from './errors.js';
 import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
 import { layoutTree, normalizeTree } from './layout.js';
+import { sweepDeadTemps } from './temp.js';
 import { loadProfile, recipeDigest, type ProfileName } from './profile.js';
 
 /** Bump when the layout code changes what goes into an image. */
@@ -77,41 +79,63 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const debDir = await ensureCacheDir(opts.debCache ? resolve(opts.debCache) : join(cacheDir(), 'debs'));
 
   // Staging next to the output keeps it on a filesystem known to be writable and roomy.
-  const staging = await mkdtemp(join(outDir, '.crashcart-staging-')).catch(() => mkdtemp(join(tmpdir(), 'crashcart-staging-')));
+  // Both temporaries carry our pid: a build that died (SIGKILL) is swept by the next one.
+  await sweepDeadTemps(outDir, STAGING_NAME);
+  await sweepDeadTemps(outDir, tmpName(basename(output)));
+  const staging = await mkdtemp(join(outDir, `.crashcart-staging-${process.pid}-`)).catch(() =>
+    mkdtemp(join(tmpdir(), `crashcart-staging-${process.pid}-`)),
+  );
   // A name of our own: concurrent builds of the same output each rename a complete file.
   const tmp = `${output}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    const debs = await candidates(profile.packages);
-    const files = await fetchDebs(debs, debDir, (deb, cached) => say(`${cached ? 'using cached' : 'downloading'} ${deb.name} ${deb.version}`));
+  return interruptible(async (interrupted) => {
+    // Each step's programs die with the terminal's Ctrl-C; a signal sent to crashcart alone
+    // stops the build between steps. Either way the finally below removes what was made.
+    const step = () => {
+      if (interrupted.aborted) throw imageError('EBUILD', `image build ${interrupted.reason}; nothing was kept`);
+    };
+    try {
+      const debs = await candidates(profile.packages);
+      const files = await fetchDebs(debs, debDir, (deb, cached) => say(`${cached ? 'using cached' : 'downloading'} ${deb.name} ${deb.version}`));
 
-    const extracted: { deb: DebInfo; dir: string }[] = [];
-    for (const [i, deb] of debs.entries()) {
-      const dir = join(staging, 'debs', deb.name);
-      await extract(files[i]!, dir);
-      extracted.push({ deb, dir });
+      const extracted: { deb: DebInfo; dir: string }[] = [];
+      step();
+      for (const [i, deb] of debs.entries()) {
+        const dir = join(staging, 'debs', deb.name);
+        await extract(files[i]!, dir);
+        extracted.push({ deb, dir });
+      }
+
+      step();
+      const root = join(staging, 'root');
+      await mkdir(root);
+      say(`laying out ${profile.name} toolkit`);
+      const manifest = await layoutTree({ root, extracted, profile, epoch });
+      await normalizeTree(root, epoch);
+
+      const size = await measureTree(root);
+      const seed = JSON.stringify({ recipe: recipeDigest(profile), packages: manifest.packages, epoch });
+      say(`writing ext3 image (${mib(ext3Geometry(size).blocks * 1024)}, ${manifest.tools.length} tools)`);
+      step();
+      await (await open(tmp, 'wx', 0o644)).close();
+      await writeExt3({ tree: root, output: tmp, scratch: staging, size, epoch, seed });
+      step();
+
+      const sha256 = await sha256File(tmp);
+      const sizeBytes = (await stat(tmp)).size;
+      await rename(tmp, output);
+      say(`image ready: ${output} (sha256 ${sha256.slice(0, 12)})`);
+      return { path: output, sha256, sizeBytes, packages: manifest.packages };
+    } catch (err) {
+      await rm(tmp, { force: true });
+      step(); // an interruption explains the failure better than the step it broke
+      throw err;
+    } finally {
+      await rm(staging, { recursive: true, force: true });
     }
-
-    const root = join(staging, 'root');
-    await mkdir(root);
-    say(`laying out ${profile.name} toolkit`);
-    const manifest = await layoutTree({ root, extracted, profile, epoch });
-    await normalizeTree(root, epoch);
-
-    const size = await measureTree(root);
-    const seed = JSON.stringify({ recipe: recipeDigest(profile), packages: manifest.packages, epoch });
-    say(`writing ext3 image (${mib(ext3Geometry(size).blocks * 1024)}, ${manifest.tools.length} tools)`);
-    await (await open(tmp, 'wx', 0o644)).close();
-    await writeExt3({ tree: root, output: tmp, scratch: staging, size, epoch, seed });
-
-    const sha256 = await sha256File(tmp);
-    const sizeBytes = (await stat(tmp)).size;
-    await rename(tmp, output);
-    say(`image ready: ${output} (sha256 ${sha256.slice(0, 12)})`);
-    return { path: output, sha256, sizeBytes, packages: manifest.packages };
-  } catch (err) {
-    await rm(tmp, { force: true });
-    throw err;
-  } finally {
-    await rm(staging, { recursive: true, force: true });
-  }
+  });
 }
+
+const STAGING_NAME = /^\.crashcart-staging-(\d+)-/;
+const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** `<output>.<pid>.<hex>.tmp`, the image being written. */
+const tmpName = (output: string) => new RegExp(`^${escape(output)}\\.(\\d+)\\.[0-9a-f]+\\.tmp$`);

@@ -4,13 +4,15 @@
 // removes the temporary file, so a partial image is never kept.
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, rename, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import { ensureCacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
 import { checkExt3 } from './ext3.js';
+import { sweepDeadTemps } from './temp.js';
+import { interruptible } from '../core/signals.js';
 import { imagesDir, type PullSidecar } from './store.js';
 
 export const MAX_REDIRECTS = 5;
@@ -137,23 +139,6 @@ function download(url: string, file: string, opts: PullOptions, signal: AbortSig
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** Temporary files of pulls whose process died without cleaning up (SIGKILL, power loss). */
-async function sweepStale(dir: string): Promise<void> {
-  for (const name of await readdir(dir)) {
-    const pid = /^\.pull-(\d+)-[0-9a-f]+\.tmp(?:\.json)?$/.exec(name)?.[1];
-    if (pid && Number(pid) !== process.pid && !alive(Number(pid))) await rm(join(dir, name), { force: true });
-  }
-}
-
 /**
  * Pulls `opts.url` into `${cacheDir()}/images/sha256-<hex>.img` with a sidecar
  * `{sha256, source, pulled, sizeBytes}`. Errors are one line starting "pull URL: ".
@@ -178,46 +163,42 @@ export async function pullImage(opts: PullOptions): Promise<PullResult> {
 
   await ensureCacheDir();
   const dir = await ensureCacheDir(imagesDir());
-  await sweepStale(dir);
+  await sweepDeadTemps(dir, /^\.pull-(\d+)-[0-9a-f]+\.tmp(?:\.json)?$/);
   // A dot name: `image ls` and --image never see it.
   const tmp = join(dir, `.pull-${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
-  const abort = new AbortController();
-  const onSignal = (sig: NodeJS.Signals) => abort.abort(`interrupted by ${sig}`);
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  try {
-    await writeFile(tmp, '', { flag: 'wx', mode: 0o600 });
-    let got: Download;
+  return interruptible(async (interrupted) => {
     try {
-      got = await download(url, tmp, opts, abort.signal);
-    } catch (err) {
-      throw err instanceof PullFailure ? failed(err.message) : failed((err as Error).message, err);
-    }
-    if (abort.signal.aborted) throw failed(String(abort.signal.reason));
-    if (expected && got.sha256 !== expected) throw failed(`sha256 mismatch (expected ${expected}, got ${got.sha256})`);
-    try {
-      await checkExt3(tmp);
-    } catch (err) {
-      const msg = (err as Error).message.replace(`image ${tmp} is `, '');
-      throw failed(msg, err);
-    }
-    const path = join(dir, `sha256-${got.sha256}.img`);
-    const sidecar: PullSidecar = { sha256: got.sha256, source: url, pulled: new Date().toISOString(), sizeBytes: got.received };
-    const sideTmp = `${tmp}.json`;
-    try {
-      await writeFile(sideTmp, `${JSON.stringify(sidecar, null, 2)}\n`, { mode: 0o644 });
-      await chmod(tmp, 0o644);
-      await rename(tmp, path);
-      await rename(sideTmp, `${path}.json`);
+      await writeFile(tmp, '', { flag: 'wx', mode: 0o600 });
+      let got: Download;
+      try {
+        got = await download(url, tmp, opts, interrupted);
+      } catch (err) {
+        throw err instanceof PullFailure ? failed(err.message) : failed((err as Error).message, err);
+      }
+      if (interrupted.aborted) throw failed(String(interrupted.reason));
+      if (expected && got.sha256 !== expected) throw failed(`sha256 mismatch (expected ${expected}, got ${got.sha256})`);
+      try {
+        await checkExt3(tmp);
+      } catch (err) {
+        const msg = (err as Error).message.replace(`image ${tmp} is `, '');
+        throw failed(msg, err);
+      }
+      const path = join(dir, `sha256-${got.sha256}.img`);
+      const sidecar: PullSidecar = { sha256: got.sha256, source: url, pulled: new Date().toISOString(), sizeBytes: got.received };
+      const sideTmp = `${tmp}.json`;
+      try {
+        await writeFile(sideTmp, `${JSON.stringify(sidecar, null, 2)}\n`, { mode: 0o644 });
+        await chmod(tmp, 0o644);
+        await rename(tmp, path);
+        await rename(sideTmp, `${path}.json`);
+      } finally {
+        await rm(sideTmp, { force: true });
+      }
+      return { path, sha256: got.sha256, sizeBytes: got.received };
     } finally {
-      await rm(sideTmp, { force: true });
+      await rm(tmp, { force: true });
     }
-    return { path, sha256: got.sha256, sizeBytes: got.received };
-  } finally {
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    await rm(tmp, { force: true });
-  }
+  });
 }
 
 /** A progress line for a terminal, redrawn in place at most ten times a second. */

@@ -253,3 +253,34 @@ test('without package lists the error says to run apt-get update', async (t) => 
   });
   assert.deepEqual(await readdir(out), []);
 });
+
+test('an interrupted build keeps nothing, and temporaries of a dead build are swept', async (t) => {
+  if (!ready(t)) return;
+  const dir = await sandbox(t);
+  await seedDebs(join(dir, 'cache'));
+  const out = join(dir, 'out');
+  await mkdir(out);
+  // What a build killed with SIGKILL leaves: a pid that no longer runs.
+  const gone = execa('true');
+  const dead = gone.pid!;
+  await gone;
+  await mkdir(join(out, `.crashcart-staging-${dead}-x1y2z3`));
+  await writeFile(join(out, `static.img.${dead}.0a1b2c3d.tmp`), 'partial');
+
+  const cli = join(projectRoot(), 'bin', 'crashcart');
+  const child = execa(process.execPath, [cli, 'image', 'build', '-o', join(out, 'static.img')], {
+    reject: false,
+    stdin: 'ignore',
+    env: { CRASHCART_CACHE_DIR: join(dir, 'cache') },
+  });
+  // Interrupt once its own staging directory exists (the dead one is swept first).
+  const mine = new RegExp(`^\\.crashcart-staging-${child.pid}-`);
+  for (let i = 0; i < 400 && !(await readdir(out)).some((n) => mine.test(n)); i++) await new Promise((r) => setTimeout(r, 5));
+  assert.ok((await readdir(out)).some((n) => mine.test(n)), 'the build started staging');
+  assert.ok(!(await readdir(out)).some((n) => n.includes(`-${dead}-`) || n.includes(`.${dead}.`)), 'dead temporaries swept');
+  child.kill('SIGINT');
+  const r = await child;
+  assert.equal(r.exitCode, 125, r.stderr);
+  assert.equal(r.stderr, 'crashcart: image build interrupted by SIGINT; nothing was kept');
+  assert.deepEqual(await readdir(out), []);
+});

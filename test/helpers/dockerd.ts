@@ -2,12 +2,13 @@
 // temporary directory, no iptables, no bridge, no ip forwarding. Stopped by the PID in its
 // pid file; nothing outside its directory is touched.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
+import { isRunning, readStat } from '../../src/core/proc.js';
 import { engineGet } from '../../src/runtimes/engine-api.js';
 
 export interface PrivateDockerd {
@@ -24,38 +25,13 @@ export interface PrivateDockerd {
 const START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 20_000;
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch {
-    return false;
-  }
-  // a zombie is gone for our purposes
-  return procStat(pid)?.state !== 'Z';
-}
-
-function parseStat(text: string): { comm: string; state: string; ppid: number } | undefined {
-  const close = text.lastIndexOf(')');
-  if (close < 0) return undefined;
-  const rest = text.slice(close + 2).split(' ');
-  return { comm: text.slice(text.indexOf('(') + 1, close), state: rest[0], ppid: Number(rest[1]) };
-}
-
-function procStat(pid: number): { comm: string; state: string; ppid: number } | undefined {
-  try {
-    return parseStat(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return undefined;
-  }
-}
-
 /** Live processes whose command line mentions `needle` (our daemon's directory). */
 export async function processesMentioning(needle: string): Promise<{ pid: number; cmd: string }[]> {
   const out: { pid: number; cmd: string }[] = [];
   for (const name of await readdir('/proc')) {
     if (!/^[0-9]+$/.test(name)) continue;
     const cmd = await readFile(`/proc/${name}/cmdline`, 'utf8').catch(() => '');
-    if (cmd.includes(needle) && Number(name) !== process.pid && alive(Number(name))) {
+    if (cmd.includes(needle) && Number(name) !== process.pid && isRunning(Number(name))) {
       out.push({ pid: Number(name), cmd: cmd.split('\0').join(' ').trim() });
     }
   }
@@ -73,7 +49,7 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 
 async function waitGone(pid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
-  while (alive(pid)) {
+  while (isRunning(pid)) {
     if (Date.now() > deadline) return false;
     await delay(20);
   }
@@ -84,7 +60,7 @@ function childrenOf(pid: number): number[] {
   const out: number[] = [];
   for (const name of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(name)) continue;
-    if (procStat(Number(name))?.ppid === pid) out.push(Number(name));
+    if (readStat(Number(name))?.ppid === pid) out.push(Number(name));
   }
   return out;
 }
@@ -130,8 +106,8 @@ export async function startDockerd(): Promise<PrivateDockerd> {
   async function teardown(): Promise<void> {
     const fromFile = Number.parseInt(await readFile(pidFile, 'utf8').catch(() => ''), 10);
     if (fromFile > 0) pid = fromFile;
-    const kids = pid > 0 && alive(pid) ? childrenOf(pid) : [];
-    if (pid > 0 && alive(pid)) {
+    const kids = pid > 0 && isRunning(pid) ? childrenOf(pid) : [];
+    if (pid > 0 && isRunning(pid)) {
       process.kill(pid, 'SIGTERM');
       if (!(await waitGone(pid, STOP_TIMEOUT_MS))) {
         process.kill(pid, 'SIGKILL');
