@@ -8,6 +8,29 @@ export interface Container {
   pid: number;
   /** 'running', or the runtime's word for why not ('stopped', 'created', 'exited', ...) */
   status: string;
+  /** containerd's namespace (k8s.io, moby, default, ...), for runtimes that have them */
+  namespace?: string;
+  /** the runtime's labels; Kubernetes finds pods through io.kubernetes.* labels */
+  labels?: Record<string, string>;
+}
+
+/** What --exec asks a runtime's own exec to run. */
+export interface ExecRequest {
+  /** absolute path and arguments, e.g. ['/dev/crashcart/bin/bash', '-i'] */
+  argv: string[];
+  /** allocate a terminal (-t); stdin is always kept open (-i) */
+  tty: boolean;
+  /** extra environment for the command */
+  env: Record<string, string>;
+  user?: string;
+  workdir?: string;
+}
+
+/** A command line to run (with execa, stdio inherited) and the environment it needs. */
+export interface ExecCommand {
+  file: string;
+  args: string[];
+  env?: Record<string, string>;
 }
 
 export interface Runtime {
@@ -21,4 +44,6 @@ export interface Runtime {
    * or an ID it prefixes); a superset is fine. Without it, list() is used.
    */
   find?(query: string): Promise<Container[]>;
+  /** The runtime's own exec (docker exec, runc exec, ...) running `req` inside `c`. */
+  execCommand?(c: Container, req: ExecRequest): ExecCommand;
 }
