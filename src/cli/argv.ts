@@ -4,7 +4,7 @@
 //   crashcart -v web -i img -- ls -l      own: -v web -i img     command: ls -l
 //   crashcart web ls -- -l                own: web               command: ls -- -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime']);
-const SUBCOMMANDS = new Set(['image', 'demo', 'help']);
+const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'help']);
 
 export interface SplitArgv {
   /** what yargs parses */

@@ -9,6 +9,7 @@ import { projectDir } from '../native/index.js';
 import { splitArgv } from './argv.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
 import { imageCommands } from './commands/image.js';
+import { psCommand } from './commands/ps.js';
 import { report } from './output.js';
 
 // yargs' CommonJS build loads in a third of the time its ES module entry takes, and every
@@ -42,6 +43,7 @@ export async function main(argv: string[]): Promise<number> {
       (y) => y.option('image', { alias: 'i', type: 'string', describe: 'toolkit image file' }),
       (a) => run(import('./commands/demo.js').then(({ demo }) => demo(a as never, command))),
     )
+    .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command('image', 'build, pull and manage toolkit images', (y) => y.command(imageCommands).demandCommand(1, 'name an image command: build, pull, ls, inspect, rm'))
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
     .version('version', 'show the version', version())

@@ -36,9 +36,9 @@ export function report(e: unknown): number {
   return EXIT_CRASHCART;
 }
 
-export function requireRoot(what: string): void {
+export function requireRoot(what: string, why = 'it attaches loop devices and enters namespaces'): void {
   if (process.geteuid?.() !== 0) {
-    throw new CrashcartError(`${what} needs root (it attaches loop devices and enters namespaces)`, {
+    throw new CrashcartError(`${what} needs root (${why})`, {
       hint: 'run it with sudo',
     });
   }

@@ -43,14 +43,18 @@ export function commandEnv(opts: EnvOptions): string[] {
   env.set('PATH', toolkitPath(env.get('PATH')));
   if (opts.term) env.set('TERM', opts.term);
   if (!env.has('HOME')) env.set('HOME', '/');
-  for (const kv of opts.extra) {
+  for (const [k, v] of envAssignments(opts.extra)) env.set(k, k === 'PATH' ? toolkitPath(v) : v);
+  return [...env].map(([k, v]) => `${k}=${v}`);
+}
+
+/** --env NAME=VALUE arguments, checked, in order. */
+export function envAssignments(extra: string[]): [string, string][] {
+  return extra.map((kv) => {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) {
       throw new CrashcartError(`invalid --env '${kv}'`, { hint: 'use --env NAME=VALUE' });
     }
-    const [k, v] = splitEnv(kv);
-    env.set(k, k === 'PATH' ? toolkitPath(v) : v);
-  }
-  return [...env].map(([k, v]) => `${k}=${v}`);
+    return splitEnv(kv);
+  });
 }
 
 /** Where execve will look for argv[0], in order, as execvp would with the command's PATH. */

@@ -1,15 +1,17 @@
 // A crashcart session: graft the toolkit into a target (or join an existing graft), run a
 // command there, and take the toolkit away again when the last session ends.
-import { readFileSync, statSync } from 'node:fs';
+import { spawn as spawnChild } from 'node:child_process';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
 import { findGraft, graftToolkit, ungraftToolkit, type MethodChoice } from './graft.js';
 import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
-import { commandEnv, defaultCommand, parseUser, searchCandidates } from './command.js';
+import { commandEnv, defaultCommand, envAssignments, parseUser, searchCandidates, toolkitPath } from './command.js';
 import { isAlive, readEnviron, startTime } from './proc.js';
 import { trapSignals, type SignalTrap } from './signals.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
 import { inspectTarget, TargetHandles, type TargetFacts } from './target.js';
-import type { Target } from '../runtimes/index.js';
+import type { ExecCommand, ExecRequest, Target } from '../runtimes/index.js';
 import { isNativeError, spawn, type ExitStatus } from '../native/index.js';
 
 export type Log = (line: string) => void;
@@ -144,6 +146,8 @@ export interface RunOptions extends GraftOptions {
   env: string[];
   targetEnv: boolean;
   joinCgroup: boolean;
+  /** --exec: run the command through the runtime's own exec instead of entering ourselves */
+  runtimeExec?: (req: ExecRequest) => ExecCommand;
 }
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
@@ -163,7 +167,8 @@ export async function runSession(target: Target, opts: RunOptions): Promise<numb
       throw new CrashcartError(`interrupted by ${trap.received}`, { exitCode: trap.exitCode() });
     }
     const key = rec.key;
-    return await runCommand(facts, opts, trap, (pid) => {
+    const run = opts.runtimeExec ? runThroughRuntime : runCommand;
+    return await run(facts, opts, trap, (pid) => {
       // Remember the waiting process too: the session lives while either of us does.
       const start = startTime(pid);
       if (start === undefined) return;
@@ -277,6 +282,43 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap
   }
 }
 
+/**
+ * --exec: the runtime's exec runs the command, so it gets exactly the container's user,
+ * capabilities, seccomp and LSM profile. Its exit code is passed on as it is (docker, runc
+ * and friends already give the command's own, 126/127, or 128+N).
+ */
+async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, trap: SignalTrap, started: (pid: number) => void): Promise<number> {
+  const targetPath = readEnviron(facts.pid).find((kv) => kv.startsWith('PATH='))?.slice(5);
+  const env: Record<string, string> = { PATH: toolkitPath(targetPath) };
+  if (opts.interactive && process.env.TERM) env.TERM = process.env.TERM;
+  for (const [k, v] of envAssignments(opts.env)) env[k] = k === 'PATH' ? toolkitPath(v) : v;
+  const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
+  // Runtimes disagree on the exit code for a missing program (runc says 255): look first,
+  // through the target's root (the toolkit is mounted there now), and answer 127 ourselves.
+  const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
+  const candidates = searchCandidates(argv[0], envList);
+  if (candidates.every((c) => c.startsWith('/') && !existsSync(`/proc/${facts.pid}/root${c}`))) {
+    throw notFound(argv[0], searchDirs(argv[0], envList));
+  }
+  const cmd = opts.runtimeExec!({ argv, tty: opts.interactive, env, user: opts.user, workdir: opts.workdir });
+  opts.log(`running ${[cmd.file, ...cmd.args].join(' ')}`);
+  const child = spawnChild(cmd.file, cmd.args, { stdio: 'inherit', env: { ...process.env, ...cmd.env } });
+  const status = new Promise<number>((resolve, reject) => {
+    child.once('error', (e: NodeJS.ErrnoException) => {
+      reject(new CrashcartError(`cannot run ${cmd.file} for --exec: ${e.code ?? e.message}`, {
+        hint: e.code === 'ENOENT' ? `install ${cmd.file}'s command-line tool, or attach without --exec` : 'run with -v for details',
+        cause: e,
+      }));
+    });
+    child.once('exit', (code, signal) => resolve(signal ? 128 + (osConstants.signals[signal] ?? 0) : (code ?? EXIT_CRASHCART)));
+  });
+  if (child.pid !== undefined) {
+    started(child.pid);
+    trap.forwardTo(child.pid);
+  }
+  return status;
+}
+
 export function exitCodeOf(status: ExitStatus): number {
   if (status.signal !== null) return 128 + status.signal;
   return status.code ?? EXIT_CRASHCART;
@@ -289,20 +331,25 @@ function searchDirs(argv0: string, env: string[]): string {
     .join(':');
 }
 
+function notFound(argv0: string, searched: string, cause?: unknown): CrashcartError {
+  const where = argv0.includes('/') ? `execve '${argv0}': ENOENT` : `searched ${searched}`;
+  return new CrashcartError(`command not found in the container: ${argv0} (${where})`, {
+    exitCode: EXIT_NOT_FOUND,
+    hint: 'the toolkit is at /dev/crashcart/bin; give a full path or a tool that exists',
+    cause,
+  });
+}
+
 function spawnError(e: unknown, argv0: string, searched: string): unknown {
   if (!isNativeError(e)) return e;
   const step = (e as { step?: string }).step;
   if (step === 'execve') {
-    const notFound = e.code === 'ENOENT';
-    const where = argv0.includes('/') ? `execve '${argv0}': ENOENT` : `searched ${searched}`;
-    return new CrashcartError(
-      notFound ? `command not found in the container: ${argv0} (${where})` : `cannot run ${argv0}: ${e.message}`,
-      {
-        exitCode: notFound ? EXIT_NOT_FOUND : EXIT_CANNOT_INVOKE,
-        hint: notFound ? 'the toolkit is at /dev/crashcart/bin; give a full path or a tool that exists' : 'is it an executable for this machine?',
-        cause: e,
-      },
-    );
+    if (e.code === 'ENOENT') return notFound(argv0, searched, e);
+    return new CrashcartError(`cannot run ${argv0}: ${e.message}`, {
+      exitCode: EXIT_CANNOT_INVOKE,
+      hint: 'is it an executable for this machine?',
+      cause: e,
+    });
   }
   const hints: Record<string, string> = {
     chdir: 'check --workdir: the directory must exist in the container',

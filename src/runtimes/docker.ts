@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { CrashcartError } from '../core/errors.js';
 import { engineGet, engineMessage } from './engine-api.js';
-import type { Container, Runtime } from './types.js';
+import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
@@ -93,8 +93,19 @@ async function addPids(socket: string, cs: Container[]): Promise<Container[]> {
   return out.filter((c): c is Container => c !== undefined);
 }
 
+/** `docker exec`: the docker CLI talks to the same daemon (DOCKER_HOST is passed on). */
+export function dockerExec(id: string, req: ExecRequest): ExecCommand {
+  const args = ['exec', '--interactive'];
+  if (req.tty) args.push('--tty');
+  for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
+  if (req.user !== undefined) args.push('--user', req.user);
+  if (req.workdir !== undefined) args.push('--workdir', req.workdir);
+  return { file: 'docker', args: [...args, id, ...req.argv] };
+}
+
 export const docker: Runtime = {
   name: 'docker',
+  execCommand: (c, req) => dockerExec(c.id, req),
   present: () => existsSync(dockerSocket()),
   async list(): Promise<Container[]> {
     const socket = dockerSocket();

@@ -7,9 +7,9 @@ import { processState, readComm } from '../core/proc.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
 import { runc } from './runc.js';
-import type { Container, Runtime } from './types.js';
+import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
-export type { Container, Runtime } from './types.js';
+export type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
 export const RUNTIMES: Runtime[] = [runc, crun, docker];
@@ -20,6 +20,19 @@ export interface Target {
   runtime: string;
   id: string;
   name?: string;
+  /** what the runtime said about it; absent for a plain PID */
+  container?: Container;
+}
+
+/**
+ * runc and crun also run the containers of higher-level managers: podman's live in runc's
+ * default root under the same ID. Such a container is the manager's (it has the name).
+ */
+const LOW_LEVEL = new Set(['runc', 'crun']);
+
+export function withoutLowLevelTwins(cs: Container[]): Container[] {
+  const managed = new Set(cs.filter((c) => !LOW_LEVEL.has(c.runtime)).map((c) => c.id));
+  return cs.filter((c) => !LOW_LEVEL.has(c.runtime) || !managed.has(c.id));
 }
 
 const describe = (c: Container) => `${c.runtime} ${c.id}${c.name ? ` (${c.name})` : ''}`;
@@ -51,7 +64,7 @@ function running(c: Container, query: string): Target {
       hint: `start it first; crashcart attaches to running containers only (${describe(c)})`,
     });
   }
-  return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name };
+  return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name, container: c };
 }
 
 export async function resolveTarget(query: string, runtimeName?: string): Promise<Target> {
@@ -60,7 +73,7 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   // A runtime that cannot answer (a daemon that is down) must not hide a match elsewhere:
   // its failure is reported only when nothing matched.
   const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query) : r.list())));
-  const all = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+  const all = withoutLowLevelTwins(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : [])));
   const failures = answers.flatMap((a, i) => (a.status === 'rejected' ? [`${runtimes[i].name}: ${(a.reason as Error).message}`] : []));
 
   const exact = all.filter((c) => c.id === query || c.name === query);
@@ -99,4 +112,38 @@ function ambiguous(query: string, matches: Container[]): CrashcartError {
   return new CrashcartError(`'${query}' matches ${matches.length} containers: ${matches.map(describe).join(', ')}`, {
     hint: 'give more of the ID, or the runtime with --runtime',
   });
+}
+
+/** The target runtime's own exec (--exec), checked before anything is grafted. */
+export function runtimeExecutor(target: Target): (req: ExecRequest) => ExecCommand {
+  if (!target.container) {
+    throw new CrashcartError(`--exec needs a container runtime, but process ${target.pid} was given as a plain PID`, {
+      hint: 'name the container instead, or attach without --exec',
+    });
+  }
+  const rt = RUNTIMES.find((r) => r.name === target.runtime);
+  if (!rt?.execCommand) {
+    throw new CrashcartError(`--exec is not supported for ${target.runtime} containers: ${target.runtime} has no exec of its own`, {
+      hint: 'attach without --exec',
+    });
+  }
+  const container = target.container;
+  const build = rt.execCommand.bind(rt);
+  return (req) => build(container, req);
+}
+
+export interface Listing {
+  containers: Container[];
+  /** runtimes that did not answer, with why */
+  failures: { runtime: string; message: string }[];
+}
+
+/** The containers of every runtime present (or of one), running or not. */
+export async function listContainers(runtimeName?: string): Promise<Listing> {
+  const runtimes = pickRuntimes(runtimeName).filter((r) => r.present());
+  const answers = await Promise.allSettled(runtimes.map((r) => r.list()));
+  return {
+    containers: withoutLowLevelTwins(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []))),
+    failures: answers.flatMap((a, i) => (a.status === 'rejected' ? [{ runtime: runtimes[i].name, message: (a.reason as Error).message }] : [])),
+  };
 }

@@ -3,7 +3,7 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAlive, processState, startTime } from '../core/proc.js';
-import type { Container, Runtime } from './types.js';
+import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export interface StateReader {
   /** the container's init pid and start time (clock ticks) from its state directory */
@@ -17,10 +17,24 @@ function statusOf(pid: number, start: number | undefined, createdMarker: boolean
   return createdMarker ? 'created' : 'running';
 }
 
+/**
+ * `runc exec` and `crun exec` take the same flags: -t only for a terminal (stdin is passed
+ * through either way), --env, --user uid[:gid], --cwd.
+ */
+export function ociExec(binary: string, root: string, id: string, req: ExecRequest): ExecCommand {
+  const args = ['--root', root, 'exec'];
+  if (req.tty) args.push('--tty');
+  for (const [k, v] of Object.entries(req.env)) args.push('--env', `${k}=${v}`);
+  if (req.user !== undefined) args.push('--user', req.user);
+  if (req.workdir !== undefined) args.push('--cwd', req.workdir);
+  return { file: binary, args: [...args, id, ...req.argv] };
+}
+
 export function ociStateRuntime(name: string, root: () => string, read: StateReader, createdFile: string): Runtime {
   return {
     name,
     present: () => existsSync(root()),
+    execCommand: (c, req) => ociExec(name, root(), c.id, req),
     async list(): Promise<Container[]> {
       const dir = root();
       let ids: string[];

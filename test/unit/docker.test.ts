@@ -156,7 +156,7 @@ describe('the docker runtime against a fake daemon', () => {
   });
 
   test('resolution: name, full ID, prefix, ambiguity, not running', async () => {
-    const web = { pid: process.pid, runtime: 'docker', id: ID_WEB, name: 'web' };
+    const web = { pid: process.pid, runtime: 'docker', id: ID_WEB, name: 'web', container: { runtime: 'docker', id: ID_WEB, name: 'web', pid: process.pid, status: 'running' } };
     assert.deepEqual(await resolveTarget('web'), web);
     assert.deepEqual(await resolveTarget(ID_WEB, 'docker'), web);
     assert.deepEqual(await resolveTarget('aa1'), web);

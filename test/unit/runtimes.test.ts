@@ -75,11 +75,12 @@ after(() => {
 
 describe('resolveTarget', () => {
   test('an exact ID of a running container', async () => {
-    assert.deepEqual(await resolveTarget('alpha-1234'), { pid: process.pid, runtime: 'runc', id: 'alpha-1234', name: undefined });
+    const alpha = { runtime: 'runc', id: 'alpha-1234', pid: process.pid, status: 'running' };
+    assert.deepEqual(await resolveTarget('alpha-1234'), { pid: process.pid, runtime: 'runc', id: 'alpha-1234', name: undefined, container: alpha });
   });
 
   test('a unique ID prefix', async () => {
-    assert.deepEqual(await resolveTarget('alp'), { pid: process.pid, runtime: 'runc', id: 'alpha-1234', name: undefined });
+    assert.deepEqual((await resolveTarget('alp')).container, { runtime: 'runc', id: 'alpha-1234', pid: process.pid, status: 'running' });
   });
 
   test('an exact ID wins over a longer ID it prefixes', async () => {
@@ -151,7 +152,8 @@ describe('resolveTarget', () => {
 
   test('a PID wins over an ID prefix, an exact ID over a PID', async () => {
     assert.equal((await resolveTarget(String(process.pid))).runtime, 'pid');
-    assert.deepEqual(await resolveTarget(`${process.pid}0`), { pid: process.pid, runtime: 'runc', id: `${process.pid}0`, name: undefined });
+    const numeric = { runtime: 'runc', id: `${process.pid}0`, pid: process.pid, status: 'running' };
+    assert.deepEqual(await resolveTarget(`${process.pid}0`), { pid: process.pid, runtime: 'runc', id: `${process.pid}0`, name: undefined, container: numeric });
   });
 
   test('--runtime runc does not fall back to a PID, but to prefixes', async () => {

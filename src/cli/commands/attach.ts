@@ -4,7 +4,7 @@ import { CrashcartError } from '../../core/errors.js';
 import type { MethodChoice } from '../../core/graft.js';
 import { mountOnly, runSession, unmount } from '../../core/session.js';
 import { resolveImage } from '../../image/cache.js';
-import { resolveTarget } from '../../runtimes/index.js';
+import { resolveTarget, runtimeExecutor } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 
 export interface AttachArgs {
@@ -23,6 +23,7 @@ export interface AttachArgs {
   runtime?: string;
   'allow-host': boolean;
   'insecure-image': boolean;
+  exec: boolean;
 }
 
 export function attachOptions<T>(y: Argv<T>) {
@@ -40,6 +41,7 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
     .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, pid)' })
     .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
+    .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
     .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
 }
 
@@ -50,7 +52,17 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
   if ((args['mount-only'] || args.unmount) && command.length > 0) {
     throw new CrashcartError(`--${args.unmount ? 'unmount' : 'mount-only'} runs no command, but one was given: ${command.join(' ')}`);
   }
+  if (args.exec) {
+    const clash = [
+      args['mount-only'] && '--mount-only',
+      args.unmount && '--unmount',
+      !args['target-env'] && '--no-target-env',
+      !args.cgroup && '--no-cgroup',
+    ].find(Boolean);
+    if (clash) throw new CrashcartError(`--exec and ${clash} exclude each other`, { hint: "with --exec the runtime's exec decides the command's environment and cgroup" });
+  }
   const target = await resolveTarget(args.target, args.runtime);
+  const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
 
   if (args.unmount) {
@@ -83,5 +95,6 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     env: args.env,
     targetEnv: args['target-env'],
     joinCgroup: args.cgroup,
+    runtimeExec: via,
   });
 }
