@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { access, readFile } from 'node:fs/promises';
+import { access, readFile, rm, writeFile } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { runCrashcart, testImage } from '../helpers/cli.js';
@@ -169,6 +169,21 @@ describe('docker', () => {
     await docker(['rm', 'gone', 'fresh']);
   });
 
+  test("--exec runs through docker exec: the container's user and capabilities", async (t) => {
+    if (!ready(t)) return;
+    const id = await docker(['run', '-d', '--read-only', '--network', 'none', '--user', '65532:65532', '--cap-drop', 'ALL', '--name', 'nonroot', IMAGE_TAG, '/bin/sleeper', '100000']);
+    const { State } = await inspect(id);
+    const host = await snap(State.Pid);
+    const own = (await readFile(`/proc/${State.Pid}/status`, 'utf8')).split('\n').filter((l) => /^(Uid|Gid|CapEff|CapBnd):/.test(l)).join('\n');
+    const viaDocker = await runCrashcart(['-i', image, '-e', 'nonroot', '--', 'grep', '-E', '^(Uid|Gid|CapEff|CapBnd):', '/proc/self/status'], { env: d!.env });
+    assert.equal(viaDocker.code, 0, viaDocker.stderr);
+    assert.equal(viaDocker.stdout, own);
+    const seven = await runCrashcart(['-i', image, '-e', 'nonroot', '--', 'sh', '-c', 'exit 7'], { env: d!.env });
+    assert.equal(seven.code, 7, seven.stderr);
+    assertNoLeaks(host, await snap(State.Pid));
+    await docker(['rm', '-f', 'nonroot']);
+  });
+
   test('--runtime docker does not fall back to a PID; an unknown name names docker', async (t) => {
     if (!ready(t)) return;
     const r = await runCrashcart(['-i', image, '--runtime', 'docker', 'nosuch', '--', 'true'], { env: d!.env });
@@ -190,3 +205,67 @@ async function processAlive(pid: number): Promise<boolean> {
   if (!stat) return false;
   return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
+
+// dockerd --userns-remap: containers run in a user namespace (root inside is uid 200000
+// outside), so the toolkit goes in through the mount API. The subordinate id ranges it needs
+// are added to /etc/subuid and /etc/subgid for the test and the files restored afterwards.
+describe('docker with --userns-remap', () => {
+  const REMAP = 'nobody:200000:65536\n';
+  let d: PrivateDockerd | undefined;
+  let image = '';
+  let setupError: unknown;
+  const saved = new Map<string, string | undefined>();
+
+  before(async () => {
+    if (process.getuid?.() !== 0) return;
+    if (!process.env.CI && !(await hasCommand('dockerd'))) return;
+    try {
+      for (const f of ['/etc/subuid', '/etc/subgid']) {
+        const text = await readFile(f, 'utf8').catch(() => undefined);
+        saved.set(f, text);
+        await writeFile(f, `${text ?? ''}${REMAP}`);
+      }
+      image = await testImage();
+      d = await startDockerd(['--userns-remap=nobody:nogroup']);
+      await importScratchImage(d, IMAGE_TAG, await sleeperPath());
+    } catch (err) {
+      setupError = err;
+    }
+  });
+
+  after(async () => {
+    try {
+      if (d) {
+        const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+        if (ids.length) await d.docker(['rm', '-f', ...ids]);
+        await d.stop();
+        assert.deepEqual(await processesMentioning(d.dir), []);
+      }
+    } finally {
+      for (const [f, text] of saved) {
+        if (text === undefined) await rm(f, { force: true });
+        else await writeFile(f, text);
+      }
+    }
+  });
+
+  test('a remapped container is attached through the mount API, by name and with --exec', async (t) => {
+    if (!requireRoot(t) || !requireCommand(t, 'dockerd') || !requireCommand(t, 'docker')) return;
+    if (setupError) throw setupError;
+    const run = await d!.docker(['run', '-d', '--read-only', '--network', 'none', '--name', 'remapped', IMAGE_TAG, '/bin/sleeper', '100000']);
+    assert.equal(run.code, 0, run.stderr);
+    const pid = (JSON.parse((await d!.docker(['inspect', 'remapped'])).stdout)[0] as { State: { Pid: number } }).State.Pid;
+    assert.match(await readFile(`/proc/${pid}/uid_map`, 'utf8'), /^\s*0\s+200000\s+65536\s*$/);
+    const host = await snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
+
+    const r = await runCrashcart(['-i', image, '-v', 'remapped', '--', 'cat', '/proc/1/comm', '/proc/self/uid_map'], { env: d!.env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^sleeper\n\s*0\s+200000\s+65536$/);
+    assert.match(r.stderr, /grafted at \/dev\/crashcart with mountapi/);
+
+    const viaDocker = await runCrashcart(['-i', image, '-e', 'remapped', '--', 'id', '-u'], { env: d!.env });
+    assert.equal(viaDocker.code, 0, viaDocker.stderr);
+    assert.equal(viaDocker.stdout, '0');
+    assertNoLeaks(host, await snapshotHost({ pid, rootfs: `/proc/${pid}/root` }));
+  });
+});

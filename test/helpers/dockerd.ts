@@ -74,8 +74,11 @@ async function ping(socket: string): Promise<boolean> {
   }
 }
 
-export async function startDockerd(): Promise<PrivateDockerd> {
+/** `extraArgs` go to dockerd (e.g. --userns-remap). */
+export async function startDockerd(extraArgs: string[] = []): Promise<PrivateDockerd> {
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-dockerd-'));
+  // a remapped root (--userns-remap) must be able to pass through to its data root
+  await chmod(dir, 0o711);
   const socket = join(dir, 'docker.sock');
   const pidFile = join(dir, 'dockerd.pid');
   const logFile = join(dir, 'dockerd.log');
@@ -87,6 +90,7 @@ export async function startDockerd(): Promise<PrivateDockerd> {
     '--pidfile', pidFile,
     '-H', env.DOCKER_HOST,
     '--iptables=false', '--ip6tables=false', '--bridge=none', '--ip-forward=false', '--ip-masq=false',
+    ...extraArgs,
   ], { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
   child.unref();
