@@ -6,13 +6,14 @@ import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
+import { podman } from './podman.js';
 import { runc } from './runc.js';
 import type { Container, Runtime } from './types.js';
 
 export type { Container, Runtime } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun, docker];
+export const RUNTIMES: Runtime[] = [runc, crun, docker, podman];
 
 export interface Target {
   pid: number;
@@ -45,6 +46,18 @@ function pidTarget(query: string): Target | undefined {
   return { pid, runtime: 'pid', id: String(pid), name: readComm(pid) };
 }
 
+const OCI_RUNTIMES = new Set(['runc', 'crun']);
+
+/**
+ * Podman runs its containers with runc's (or crun's) default state root, so they also show
+ * up there under the same ID: the same container, not a second match. The engine's entry
+ * (with its name) is kept.
+ */
+export function withoutOciTwins(all: Container[]): Container[] {
+  const managed = new Set(all.filter((c) => !OCI_RUNTIMES.has(c.runtime)).map((c) => c.id));
+  return all.filter((c) => !OCI_RUNTIMES.has(c.runtime) || !managed.has(c.id));
+}
+
 function running(c: Container, query: string): Target {
   if (c.status !== 'running' || c.pid <= 0) {
     throw new CrashcartError(`container ${query} is not running (status: ${c.status})`, {
@@ -60,7 +73,7 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   // A runtime that cannot answer (a daemon that is down) must not hide a match elsewhere:
   // its failure is reported only when nothing matched.
   const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query) : r.list())));
-  const all = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+  const all = withoutOciTwins(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : [])));
   const failures = answers.flatMap((a, i) => (a.status === 'rejected' ? [`${runtimes[i].name}: ${(a.reason as Error).message}`] : []));
 
   const exact = all.filter((c) => c.id === query || c.name === query);
@@ -87,7 +100,7 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   });
 }
 
-const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a' };
+const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a', podman: 'podman ps -a' };
 
 /** How to list containers with the first runtime asked that has such a command. */
 function listCommand(asked: Runtime[]): string {
