@@ -7,7 +7,8 @@
 // neither tells "exited" from "created". libpod's database (<static_dir>/bolt_state.db,
 // static_dir defaulting to <graphroot>/libpod) is what `podman ps` itself reads: per
 // container its name, its state (created, running, exited, ...), its pid and conmon's pid.
-// Reading it takes ~1 ms where `podman ps -a --format json` takes ~40 ms plus a process spawn.
+// Reading it takes ~0.3 ms (63 containers: ~2 ms) where `podman ps -a --format json` takes
+// ~50 ms, on podman 4.3 here.
 //
 // The database is only as fresh as podman's last look: a container whose process died before
 // conmon's cleanup ran still says running. So a running one must also have a live pid whose
@@ -69,8 +70,16 @@ export function graphRoot(env: NodeJS.ProcessEnv = process.env): string {
   return DEFAULT_GRAPHROOT;
 }
 
+/** The [engine] settings used here. */
+export interface EngineConfig {
+  /** where libpod keeps its database */
+  staticDir: string;
+  /** 'boltdb', 'sqlite', or '' (podman 4.8+: bolt when its file exists, else SQLite) */
+  databaseBackend: string;
+}
+
 /** Like containers/common: CONTAINERS_CONF alone, else the system files in order, later wins. */
-export function staticDir(env: NodeJS.ProcessEnv = process.env): string {
+export function engineConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
   let files: string[];
   if (env.CONTAINERS_CONF) {
     files = [env.CONTAINERS_CONF];
@@ -82,12 +91,14 @@ export function staticDir(env: NodeJS.ProcessEnv = process.env): string {
     files = [...CONTAINERS_CONFS, ...dropIns];
   }
   let dir: string | undefined;
+  let backend = '';
   for (const f of files) {
     const text = readText(f);
-    const v = text === undefined ? undefined : tomlString(text, 'engine', 'static_dir');
-    if (v) dir = v;
+    if (text === undefined) continue;
+    dir = tomlString(text, 'engine', 'static_dir') || dir;
+    backend = tomlString(text, 'engine', 'database_backend') ?? backend;
   }
-  return dir ?? join(graphRoot(env), 'libpod');
+  return { staticDir: dir ?? join(graphRoot(env), 'libpod'), databaseBackend: backend };
 }
 
 /** libpod's ContainerStatus, as `podman ps` words it. */
@@ -175,13 +186,13 @@ export async function listWithCli(): Promise<Container[]> {
   return entries.map((e) => fromPsEntry(e as PsEntry)).filter((c): c is Container => c !== undefined);
 }
 
-/** The database file and its kind, in the state directory libpod would use. */
-function database(): { kind: 'bolt' | 'sqlite'; path: string } | undefined {
-  const dir = staticDir();
-  const bolt = join(dir, 'bolt_state.db');
-  if (existsSync(bolt)) return { kind: 'bolt', path: bolt };
-  const sqlite = join(dir, 'db.sql');
-  if (existsSync(sqlite)) return { kind: 'sqlite', path: sqlite };
+/** The database file libpod would use, and its kind; undefined when there is none. */
+export function database(env: NodeJS.ProcessEnv = process.env): { kind: 'bolt' | 'sqlite'; path: string } | undefined {
+  const { staticDir, databaseBackend } = engineConfig(env);
+  const bolt = join(staticDir, 'bolt_state.db');
+  const sqlite = join(staticDir, 'db.sql');
+  if (databaseBackend !== 'sqlite' && existsSync(bolt)) return { kind: 'bolt', path: bolt };
+  if (databaseBackend !== 'boltdb' && existsSync(sqlite)) return { kind: 'sqlite', path: sqlite };
   return undefined;
 }
 

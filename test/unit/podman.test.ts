@@ -12,7 +12,7 @@ import type { ProcStat } from '../../src/core/proc.js';
 import { BoltError, BoltFile } from '../../src/runtimes/bolt.js';
 import { withoutOciTwins } from '../../src/runtimes/index.js';
 import {
-  DEFAULT_GRAPHROOT, fromPsEntry, fromState, graphRoot, podman, podmanEnv, podmanExec, readBoltState, staticDir, tomlString,
+  database, DEFAULT_GRAPHROOT, engineConfig, fromPsEntry, fromState, graphRoot, podman, podmanEnv, podmanExec, readBoltState, tomlString,
 } from '../../src/runtimes/podman.js';
 import type { Container } from '../../src/runtimes/types.js';
 import { projectRoot } from '../helpers/host.js';
@@ -76,8 +76,25 @@ describe('where podman keeps its state', () => {
 
   test('static_dir from CONTAINERS_CONF, else <graphroot>/libpod', () => {
     const storage = { CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf') };
-    assert.equal(staticDir({ ...storage, CONTAINERS_CONF: join(dir, 'containers.conf') }), '/srv/static');
-    assert.equal(staticDir({ ...storage, CONTAINERS_CONF: join(dir, 'empty.conf') }), '/srv/g/libpod');
+    assert.deepEqual(engineConfig({ ...storage, CONTAINERS_CONF: join(dir, 'containers.conf') }), { staticDir: '/srv/static', databaseBackend: '' });
+    assert.deepEqual(engineConfig({ ...storage, CONTAINERS_CONF: join(dir, 'empty.conf') }), { staticDir: '/srv/g/libpod', databaseBackend: '' });
+  });
+
+  test('bolt when its file exists, SQLite (podman 4.8+) otherwise or when configured', () => {
+    const st = join(dir, 'static');
+    mkdirSync(st, { recursive: true });
+    const conf = (backend?: string) => {
+      const f = join(dir, `engine-${backend ?? 'default'}.conf`);
+      writeFileSync(f, `[engine]\nstatic_dir = "${st}"\n${backend ? `database_backend = "${backend}"\n` : ''}`);
+      return { CONTAINERS_CONF: f };
+    };
+    assert.equal(database(conf()), undefined);
+    writeFileSync(join(st, 'db.sql'), '');
+    assert.deepEqual(database(conf()), { kind: 'sqlite', path: join(st, 'db.sql') });
+    assert.equal(database(conf('boltdb')), undefined);
+    writeFileSync(join(st, 'bolt_state.db'), '');
+    assert.deepEqual(database(conf()), { kind: 'bolt', path: join(st, 'bolt_state.db') });
+    assert.deepEqual(database(conf('sqlite')), { kind: 'sqlite', path: join(st, 'db.sql') });
   });
 
   test('the podman variables are passed on to podman commands, and only those', () => {
