@@ -6,13 +6,14 @@ import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
+import { podman } from './podman.js';
 import { runc } from './runc.js';
 import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun, docker];
+export const RUNTIMES: Runtime[] = [runc, crun, docker, podman];
 
 export interface Target {
   pid: number;
@@ -100,7 +101,7 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   });
 }
 
-const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a' };
+const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a', podman: 'podman ps -a' };
 
 /** How to list containers with the first runtime asked that has such a command. */
 function listCommand(asked: Runtime[]): string {

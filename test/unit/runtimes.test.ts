@@ -36,10 +36,15 @@ async function failure(query: string, runtime?: string): Promise<CrashcartError>
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'crashcart-unit-runtimes-'));
-  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST']) saved[k] = process.env[k];
+  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST', 'CONTAINERS_STORAGE_CONF', 'CONTAINERS_CONF']) saved[k] = process.env[k];
   process.env.CRASHCART_RUNC_ROOT = join(root, 'runc');
   process.env.DOCKER_HOST = `unix://${join(root, 'no-docker.sock')}`; // a host's own daemon stays out
   process.env.CRASHCART_CRUN_ROOT = join(root, 'no-crun-here');
+  // a host's own podman stays out too: storage in a directory that does not exist
+  writeFileSync(join(root, 'storage.conf'), `[storage]\ngraphroot = "${join(root, 'no-podman-here')}"\n`);
+  writeFileSync(join(root, 'containers.conf'), '');
+  process.env.CONTAINERS_STORAGE_CONF = join(root, 'storage.conf');
+  process.env.CONTAINERS_CONF = join(root, 'containers.conf');
 
   // a pid that existed once and is gone now
   const child = spawn('true', { stdio: 'ignore' });
@@ -179,16 +184,16 @@ describe('resolveTarget', () => {
   test('an unknown runtime is refused', async () => {
     const e = await failure('web', 'nosuch');
     assert.equal(e.message, "unknown runtime 'nosuch'");
-    assert.equal(e.hint, 'choose one of: runc, crun, docker, pid');
+    assert.equal(e.hint, 'choose one of: runc, crun, docker, podman, pid');
   });
 });
 
 describe('pickRuntimes', () => {
   test('all runtimes by default, one by name, none for pid', () => {
-    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker']);
+    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker', 'podman']);
     assert.deepEqual(pickRuntimes('crun').map((r) => r.name), ['crun']);
     assert.deepEqual(pickRuntimes('pid'), []);
-    assert.equal(RUNTIMES.length, 3);
+    assert.equal(RUNTIMES.length, 4);
   });
 
   test('the runc runtime lists what the state root holds', async () => {
