@@ -220,6 +220,10 @@ describe('podman', () => {
     assert.match(r.stderr, /^crashcart: grafted at \/dev\/crashcart with mountapi$/m);
     assert.doesNotMatch(r.stderr, /mknod path failed/);
     assert.deepEqual(r.stdout.split('\n'), ['0', readlinkSync(`/proc/${un.pid}/ns/user`), 'sleeper']);
+    // and through podman exec: the same namespaces, the toolkit grafted by crashcart
+    const viaPodman = await runCrashcart(['-i', image, '--exec', 'userns', '--', 'sh', '-c', 'readlink /proc/self/ns/user; ls /dev/crashcart/bin/busybox /dev/crashcart/bin/bash'], { env: p!.env });
+    assert.equal(viaPodman.code, 0, viaPodman.stderr);
+    assert.equal(viaPodman.stdout.split('\n')[0], readlinkSync(`/proc/${un.pid}/ns/user`));
     assertNoLeaks(before, await snap(un.pid));
     await podman(['rm', '-f', '-t', '0', 'userns']);
     report(t);
