@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { resolveImage } from '../../src/image/cache.js';
-import { runCrashcart, startCrashcart } from '../helpers/cli.js';
-import { requireCommand, requireRoot } from '../helpers/host.js';
+import { createScratchContainer } from '../../src/demo/scratch.js';
+import { runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
+import { assertNoLeaks, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -251,4 +252,42 @@ test('an interrupted pull keeps nothing', async (t) => {
   assert.equal(r.exitCode, 125, r.stderr);
   assert.equal(r.stderr, `crashcart: pull ${base}/stall.img: interrupted by SIGINT; nothing was kept`);
   assert.deepEqual(await readdir(images), []);
+});
+
+test('with CRASHCART_IMAGE_URL and no cached image, the first attach pulls it; the next uses the cache', async (t) => {
+  if (!ready(t) || !requireCommand(t, 'runc')) return;
+  const toolkit = await readFile(await testImage());
+  const digest = sha(toolkit);
+  let requests = 0;
+  const srv = createServer((_req, res) => {
+    requests++;
+    res.writeHead(200, { 'content-length': toolkit.length }).end(toolkit);
+  });
+  await new Promise<void>((ok) => srv.listen(0, '127.0.0.1', ok));
+  t.after(() => new Promise<void>((ok) => srv.close(() => ok())));
+  const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/toolkit.img`;
+  await setup();
+  const cache = await fixture!.then((f) => f.cache(t));
+  const c = await createScratchContainer({ sleeperPath: await sleeperPath() });
+  t.after(() => c.remove());
+  const before = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
+  const env = { CRASHCART_CACHE_DIR: cache, CRASHCART_IMAGE_URL: url, CRASHCART_IMAGE_SHA256: digest };
+
+  const first = await runCrashcart([c.id, '--', 'cat', '/proc/1/comm'], { env });
+  assert.equal(first.code, 0, first.stderr);
+  assert.equal(first.stdout, 'sleeper');
+  assert.equal(requests, 1);
+  assert.deepEqual(await readFile(join(cache, 'images', `sha256-${digest}.img`)), toolkit);
+
+  const second = await runCrashcart([c.id, '--', 'true'], { env });
+  assert.equal(second.code, 0, second.stderr);
+  assert.equal(requests, 1, 'the cached image is used');
+
+  // a digest that does not match: refused, nothing kept, nothing grafted
+  const other = await fixture!.then((f) => f.cache(t));
+  const wrong = await runCrashcart([c.id, '--', 'true'], { env: { ...env, CRASHCART_CACHE_DIR: other, CRASHCART_IMAGE_SHA256: 'a'.repeat(64) } });
+  assert.equal(wrong.code, 125);
+  assert.match(wrong.stderr, /^crashcart: .*sha256/);
+  assert.deepEqual(await readdir(join(other, 'images')).catch(() => []), []);
+  assertNoLeaks(before, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
 });
