@@ -59,4 +59,20 @@ describe('interactive', () => {
 
     assertNoLeaks(snap, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
   });
+
+  test('--exec on a terminal: runc exec --tty gives the same prompt, and its exit code', async (t) => {
+    if (!requireRoot(t) || !requireCommand(t, 'tmux') || !requireCommand(t, 'runc') || !c) return;
+    const image = await testImage();
+    const snap = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
+    const { state, cache } = privateDirs();
+    const cli = join(projectRoot(), 'bin', 'crashcart');
+    await tmux('send-keys', '-t', 'cc', 'clear', 'Enter');
+    await tmux('send-keys', '-t', 'cc', `CRASHCART_STATE_DIR=${state} CRASHCART_CACHE_DIR=${cache} ${cli} -i ${image} --exec ${c.id}; echo "exec exited $?"`, 'Enter');
+    await waitForScreen(/^\[crashcart tty-test \/\]#/m);
+    await tmux('send-keys', '-t', 'cc', 'tty; cat /proc/1/comm', 'Enter');
+    await waitForScreen(/^\/dev\/pts\/\d+\nsleeper$/m);
+    await tmux('send-keys', '-t', 'cc', 'exit 4', 'Enter');
+    await waitForScreen(/^exec exited 4$/m);
+    assertNoLeaks(snap, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
+  });
 });
