@@ -4,15 +4,16 @@
 import { existsSync } from 'node:fs';
 import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
+import { containerd } from './containerd.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
 import { runc } from './runc.js';
-import type { Container, Runtime } from './types.js';
+import type { Container, Runtime, Scope } from './types.js';
 
-export type { Container, Runtime } from './types.js';
+export type { Container, Runtime, Scope } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun, docker];
+export const RUNTIMES: Runtime[] = [runc, crun, docker, containerd];
 
 export interface Target {
   pid: number;
@@ -20,9 +21,12 @@ export interface Target {
   runtime: string;
   id: string;
   name?: string;
+  /** containerd's namespace of the container */
+  namespace?: string;
 }
 
-const describe = (c: Container) => `${c.runtime} ${c.id}${c.name ? ` (${c.name})` : ''}`;
+export const describe = (c: Container) =>
+  `${c.runtime} ${c.id}${c.name ? ` (${c.name})` : ''}${c.namespace ? ` in namespace ${c.namespace}` : ''}`;
 
 export function pickRuntimes(name?: string): Runtime[] {
   if (!name || name === 'pid') return name === 'pid' ? [] : RUNTIMES;
@@ -45,29 +49,41 @@ function pidTarget(query: string): Target | undefined {
   return { pid, runtime: 'pid', id: String(pid), name: readComm(pid) };
 }
 
-function running(c: Container, query: string): Target {
+export function running(c: Container, query: string): Target {
   if (c.status !== 'running' || c.pid <= 0) {
     throw new CrashcartError(`container ${query} is not running (status: ${c.status})`, {
       hint: `start it first; crashcart attaches to running containers only (${describe(c)})`,
     });
   }
-  return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name };
+  return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name, ...(c.namespace ? { namespace: c.namespace } : {}) };
 }
 
-export async function resolveTarget(query: string, runtimeName?: string): Promise<Target> {
+/**
+ * One container seen through two runtimes is one match: docker's containers are also in
+ * containerd's moby namespace, with the same ID and the same process.
+ */
+function distinct(cs: Container[]): Container[] {
+  return cs.filter((c, i) => !cs.slice(0, i).some((o) => o.runtime !== c.runtime && o.id === c.id && o.pid > 0 && o.pid === c.pid));
+}
+
+export async function resolveTarget(query: string, runtimeName?: string, scope: Scope = {}): Promise<Target> {
   if (!query) throw new CrashcartError('no target given', { hint: 'name a container ID, name or PID' });
-  const runtimes = pickRuntimes(runtimeName).filter((r) => r.present());
+  const ns = scope.namespace;
+  // --namespace: only runtimes with namespaces, and no PIDs
+  const runtimes = pickRuntimes(runtimeName).filter((r) => (ns === undefined || r.namespaced) && r.present());
+  if (ns !== undefined && runtimeName === 'pid') throw new CrashcartError('--namespace does not apply to a PID (--runtime pid)');
   // A runtime that cannot answer (a daemon that is down) must not hide a match elsewhere:
   // its failure is reported only when nothing matched.
-  const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query) : r.list())));
-  const all = answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []));
+  const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query, scope) : r.list(scope))));
+  const all = distinct(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : [])))
+    .filter((c) => ns === undefined || c.namespace === ns);
   const failures = answers.flatMap((a, i) => (a.status === 'rejected' ? [`${runtimes[i].name}: ${(a.reason as Error).message}`] : []));
 
   const exact = all.filter((c) => c.id === query || c.name === query);
   if (exact.length === 1) return running(exact[0], query);
   if (exact.length > 1) throw ambiguous(query, exact);
 
-  if (runtimeName === undefined || runtimeName === 'pid') {
+  if ((runtimeName === undefined || runtimeName === 'pid') && ns === undefined) {
     const byPid = pidTarget(query);
     if (byPid) return byPid;
   }
@@ -76,27 +92,35 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   if (prefixed.length === 1) return running(prefixed[0], query);
   if (prefixed.length > 1) throw ambiguous(query, prefixed);
 
-  const asked = runtimeName === 'pid' ? ['pid'] : [...runtimes.map((r) => r.name), ...(runtimeName ? [] : ['pid'])];
+  const asked = runtimeName === 'pid' ? ['pid'] : [...runtimes.map((r) => r.name), ...(runtimeName || ns !== undefined ? [] : ['pid'])];
+  const where = ns === undefined ? '' : ` in namespace ${ns}`;
   if (failures.length > 0) {
-    throw new CrashcartError(`no container or process matches '${query}', and not every runtime answered (${failures.join('; ')})`, {
+    throw new CrashcartError(`no container or process matches '${query}'${where}, and not every runtime answered (${failures.join('; ')})`, {
       hint: 'is its daemon running? name another runtime with --runtime',
     });
   }
-  throw new CrashcartError(`no container or process matches '${query}' (asked: ${asked.join(', ') || 'none present'})`, {
-    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes)}), or give a PID`,
+  throw new CrashcartError(`no container or process matches '${query}'${where} (asked: ${asked.join(', ') || 'none present'})`, {
+    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes, ns)})${ns === undefined ? ', or give a PID' : ''}`,
   });
 }
 
-const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a' };
+export const LIST_COMMANDS: Record<string, string> = {
+  runc: 'runc list',
+  crun: 'crun list',
+  docker: 'docker ps -a',
+  containerd: 'ctr -n NAMESPACE containers ls',
+};
 
 /** How to list containers with the first runtime asked that has such a command. */
-function listCommand(asked: Runtime[]): string {
-  for (const r of asked) if (LIST_COMMANDS[r.name]) return LIST_COMMANDS[r.name];
+function listCommand(asked: Runtime[], ns?: string): string {
+  for (const r of asked) if (LIST_COMMANDS[r.name]) return LIST_COMMANDS[r.name].replace('NAMESPACE', ns ?? 'NAMESPACE');
   return LIST_COMMANDS.runc;
 }
 
 function ambiguous(query: string, matches: Container[]): CrashcartError {
+  const namespaced = matches.some((c) => c.namespace);
   return new CrashcartError(`'${query}' matches ${matches.length} containers: ${matches.map(describe).join(', ')}`, {
-    hint: 'give more of the ID, or the runtime with --runtime',
+    hint: namespaced ? 'give more of the ID, the runtime with --runtime, or the namespace with --namespace'
+      : 'give more of the ID, or the runtime with --runtime',
   });
 }

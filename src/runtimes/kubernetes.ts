@@ -1,0 +1,177 @@
+// Kubernetes pods: --pod NAME [--container NAME] [--k8s-namespace NS] finds a container by
+// the labels the kubelet puts on it, in containerd's k8s.io namespace, or through crictl
+// where it is installed (CRI-O nodes). Sandbox (pause) containers are never targets.
+import { accessSync, constants, statSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { TOOLKIT_BIN } from '../core/command.js';
+import { CrashcartError } from '../core/errors.js';
+import { containerd, listContainerd } from './containerd.js';
+import { running, type Target } from './index.js';
+import type { Container, ExecCommand, ExecRequest } from './types.js';
+
+export const POD_NAME = 'io.kubernetes.pod.name';
+export const POD_NAMESPACE = 'io.kubernetes.pod.namespace';
+export const CONTAINER_NAME = 'io.kubernetes.container.name';
+/** containerd's CRI plugin marks pause containers with kind=sandbox */
+export const CRI_KIND = 'io.cri-containerd.kind';
+/** the containerd namespace of the CRI plugin */
+export const K8S_CONTAINERD_NAMESPACE = 'k8s.io';
+
+export interface PodQuery {
+  pod: string;
+  /** the container's name in the pod spec */
+  container?: string;
+  /** the Kubernetes namespace (default "default") */
+  namespace: string;
+}
+
+const RUNTIMES = ['containerd', 'crictl'];
+
+/** The pod's own containers (no sandbox), by their labels. */
+export function podContainers(cs: Container[], q: PodQuery): Container[] {
+  return cs.filter((c) => c.labels?.[POD_NAME] === q.pod && c.labels[POD_NAMESPACE] === q.namespace
+    && c.labels[CRI_KIND] !== 'sandbox' && c.labels[CONTAINER_NAME] !== undefined);
+}
+
+/**
+ * The one container `q` means among the pod's containers: the named one, or the only one.
+ * The kubelet keeps a restarted container's exited attempts, so a running one wins.
+ */
+export function pickPodContainer(inPod: Container[], q: PodQuery): Target {
+  const pod = `${q.namespace}/${q.pod}`;
+  const names = [...new Set(inPod.map((c) => c.labels![CONTAINER_NAME]))].sort();
+  const name = q.container ?? (names.length === 1 ? names[0] : undefined);
+  if (name === undefined) {
+    throw new CrashcartError(`pod ${pod} has ${names.length} containers: ${names.join(', ')}`, { hint: 'name one with --container' });
+  }
+  const attempts = inPod.filter((c) => c.labels![CONTAINER_NAME] === name);
+  if (attempts.length === 0) {
+    throw new CrashcartError(`pod ${pod} has no container '${name}' (it has: ${names.join(', ')})`, { hint: 'name one of them with --container' });
+  }
+  const live = attempts.filter((c) => c.status === 'running' && c.pid > 0);
+  if (live.length > 1) {
+    throw new CrashcartError(`container ${name} of pod ${pod} runs ${live.length} times: ${live.map((c) => `${c.runtime} ${c.id}`).join(', ')}`, {
+      hint: 'give the container ID instead of --pod',
+    });
+  }
+  const target = running(live[0] ?? attempts[0], `${pod}/${name}`);
+  return { ...target, name: `${pod}/${name}` };
+}
+
+/** Is `name` an executable file in PATH? */
+function onPath(name: string): boolean {
+  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
+    if (!dir) return false;
+    try {
+      accessSync(join(dir, name), constants.X_OK);
+      return statSync(join(dir, name)).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+// --- crictl ------------------------------------------------------------------------------
+
+const CRI_STATES: Record<string, string> = {
+  CONTAINER_CREATED: 'created', CONTAINER_RUNNING: 'running', CONTAINER_EXITED: 'exited', CONTAINER_UNKNOWN: 'unknown',
+};
+
+/** `crictl ps -a -o json`: {"containers": [{id, metadata: {name}, state, labels}]}; pids come from inspect. */
+export function parseCrictlPs(json: string): Container[] {
+  const doc = JSON.parse(json) as { containers?: unknown };
+  if (!Array.isArray(doc.containers)) throw new Error('no "containers" array');
+  return doc.containers.flatMap((c: { id?: unknown; metadata?: { name?: unknown }; state?: unknown; labels?: unknown }) => {
+    if (typeof c?.id !== 'string' || !c.id) return [];
+    const labels = c.labels && typeof c.labels === 'object' ? Object.fromEntries(
+      Object.entries(c.labels as Record<string, unknown>).filter((e): e is [string, string] => typeof e[1] === 'string')) : {};
+    const name = typeof c.metadata?.name === 'string' ? c.metadata.name : undefined;
+    const status = typeof c.state === 'string' ? CRI_STATES[c.state] ?? c.state.toLowerCase() : 'unknown';
+    return [{ runtime: 'crictl', id: c.id, ...(name ? { name } : {}), pid: 0, status, labels }];
+  });
+}
+
+/** `crictl inspect -o json ID`: the pid is in .info.pid (verbose runtime info). */
+export function parseCrictlInspectPid(json: string): number {
+  const pid = (JSON.parse(json) as { info?: { pid?: unknown } }).info?.pid;
+  return typeof pid === 'number' && pid > 0 ? pid : 0;
+}
+
+const lastLine = (text: string) => text.trim().split('\n').pop() ?? '';
+
+async function crictl(args: string[]): Promise<string> {
+  const { execa } = await import('execa');
+  const r = await execa('crictl', args, { reject: false, stdin: 'ignore', timeout: 10_000 });
+  if (r.exitCode !== 0) {
+    throw new CrashcartError(`crictl ${args.join(' ')} failed: ${lastLine(String(r.stderr || r.message))}`, {
+      hint: 'check that crictl reaches the CRI runtime (crictl info)',
+    });
+  }
+  return r.stdout;
+}
+
+/** The pod's containers through crictl, with pids for the running ones. */
+async function crictlPodContainers(q: PodQuery): Promise<Container[]> {
+  const out = await crictl(['ps', '-a', '-o', 'json', '--label', `${POD_NAME}=${q.pod}`, '--label', `${POD_NAMESPACE}=${q.namespace}`]);
+  let cs: Container[];
+  try {
+    cs = podContainers(parseCrictlPs(out), q);
+  } catch (err) {
+    throw new CrashcartError(`crictl ps -o json printed something unexpected: ${(err as Error).message}`, { hint: 'is crictl recent enough?' });
+  }
+  return Promise.all(cs.map(async (c) => (c.status === 'running' ? { ...c, pid: parseCrictlInspectPid(await crictl(['inspect', '-o', 'json', c.id])) } : c)));
+}
+
+/** `crictl exec -i [-t] ID argv...`; crictl exec has no user, workdir or environment options. */
+export function crictlExecCommand(c: Container, req: ExecRequest): ExecCommand {
+  if (req.user) throw new CrashcartError(`crictl exec cannot run as another user (--user ${req.user})`, { hint: 'drop --user' });
+  if (req.workdir) throw new CrashcartError(`crictl exec cannot set the working directory (--workdir ${req.workdir})`, { hint: 'drop --workdir' });
+  const env = Object.entries(req.env).map(([k, v]) => `${k}=${v}`);
+  return {
+    file: 'crictl',
+    args: ['exec', '-i', ...(req.tty ? ['-t'] : []), c.id, ...(env.length ? [`${TOOLKIT_BIN}/env`, ...env] : []), ...req.argv],
+  };
+}
+
+// --- lookup ------------------------------------------------------------------------------
+
+export interface PodLookup {
+  /** containerd or crictl only */
+  runtime?: string;
+  /** containerd's namespace for Kubernetes (default k8s.io) */
+  containerdNamespace?: string;
+}
+
+/** Finds the container `q` means: containerd first, then crictl where it is installed. */
+export async function findPod(q: PodQuery, opts: PodLookup = {}): Promise<Target> {
+  if (opts.runtime !== undefined && !RUNTIMES.includes(opts.runtime)) {
+    throw new CrashcartError(`--pod looks in ${RUNTIMES.join(' and ')}, not in ${opts.runtime}`, { hint: `drop --runtime, or name one of: ${RUNTIMES.join(', ')}` });
+  }
+  const ns = opts.containerdNamespace ?? K8S_CONTAINERD_NAMESPACE;
+  const searched: string[] = [];
+  const failures: string[] = [];
+  const sources: [string, boolean, () => Promise<Container[]>][] = [
+    [`containerd namespace ${ns}`, (opts.runtime ?? 'containerd') === 'containerd' && containerd.present(),
+      async () => podContainers(await listContainerd(ns), q)],
+    ['crictl', (opts.runtime ?? 'crictl') === 'crictl' && onPath('crictl'), () => crictlPodContainers(q)],
+  ];
+  for (const [what, present, list] of sources) {
+    if (!present) continue;
+    searched.push(what);
+    try {
+      const found = await list();
+      if (found.length > 0) return pickPodContainer(found, q);
+    } catch (err) {
+      failures.push(`${what}: ${(err as Error).message}`);
+    }
+  }
+  const pod = `pod ${q.pod} in Kubernetes namespace ${q.namespace}`;
+  if (failures.length > 0) {
+    throw new CrashcartError(`no ${pod} found, and not every source answered (${failures.join('; ')})`, {
+      hint: 'is containerd (or the CRI runtime crictl talks to) running?',
+    });
+  }
+  throw new CrashcartError(`no ${pod} (searched: ${searched.join(', ') || 'nothing: no containerd socket, no crictl'})`, {
+    hint: `check the pod with kubectl get pods -n ${q.namespace}, or name its namespace with --k8s-namespace`,
+  });
+}
