@@ -3,8 +3,9 @@
 // three list calls per namespace, no ctr spawned. A container's ID is its name in
 // containerd; its status comes from its task (none yet: 'created').
 import { randomBytes } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { readStat } from '../core/proc.js';
 import { TOOLKIT_BIN } from '../core/command.js';
 import { CrashcartError } from '../core/errors.js';
 import { bytesOf, decode, encodeStrings, grpcClient, num, str, stringMap, type GrpcClient } from './grpc.js';
@@ -89,10 +90,24 @@ export async function listContainerd(namespace?: string, address = containerdAdd
   }
 }
 
+/** Is `pid` a live process whose parent is a containerd shim of namespace `ns`? */
+function childOfShim(pid: number, ns: string): boolean {
+  const stat = readStat(pid);
+  if (!stat || stat.state === 'Z') return false;
+  let argv: string[];
+  try {
+    argv = readFileSync(`/proc/${stat.ppid}/cmdline`, 'utf8').split('\0');
+  } catch {
+    return false;
+  }
+  const ni = argv.indexOf('-namespace');
+  return basename(argv[0]).startsWith('containerd-shim') && ni > 0 && argv[ni + 1] === ns;
+}
+
 /**
  * The running tasks as the shims left them on disk, for when containerd does not answer:
- * <ns>/<id>/init.pid, believed only while that process's root is the root of the bundle's
- * config.json (a reused pid has another root). No labels, no containers without a task.
+ * <ns>/<id>/init.pid, believed only while that process is a child of a shim of the same
+ * namespace (a reused pid is not). No labels, no containers without a running task.
  */
 export function tasksOnDisk(root = taskRoot(), namespace?: string): Container[] {
   const out: Container[] = [];
@@ -105,29 +120,14 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string): Container[] 
   };
   for (const ns of namespace ? [namespace] : dirs(root)) {
     for (const id of dirs(join(root, ns))) {
-      const dir = join(root, ns, id);
-      let pid: number;
-      let rootOfPid: string;
+      let pid = 0;
       try {
-        pid = Number.parseInt(readFileSync(join(dir, 'init.pid'), 'utf8'), 10);
-        rootOfPid = readlinkSync(`/proc/${pid}/root`);
-      } catch {
-        continue; // no pid yet, or the process is gone
-      }
-      if (pid > 0 && rootOfPid === bundleRoot(dir)) out.push({ runtime: 'containerd', id, pid, status: 'running', namespace: ns });
+        pid = Number.parseInt(readFileSync(join(root, ns, id, 'init.pid'), 'utf8'), 10);
+      } catch { /* no task process yet */ }
+      if (pid > 0 && childOfShim(pid, ns)) out.push({ runtime: 'containerd', id, pid, status: 'running', namespace: ns });
     }
   }
   return out;
-}
-
-/** The absolute root path in a bundle's config.json (relative paths are the bundle's). */
-function bundleRoot(dir: string): string | undefined {
-  try {
-    const root = (JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as { root?: { path?: unknown } }).root?.path;
-    return typeof root === 'string' && root ? resolve(dir, root) : undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** Could this container be what the user means by `query` (its exact ID or an ID prefix)? */

@@ -158,12 +158,14 @@ export async function findPod(q: PodQuery, opts: PodLookup = {}): Promise<Target
   for (const [what, present, list] of sources) {
     if (!present) continue;
     searched.push(what);
+    let found: Container[];
     try {
-      const found = await list();
-      if (found.length > 0) return pickPodContainer(found, q);
+      found = await list();
     } catch (err) {
       failures.push(`${what}: ${(err as Error).message}`);
+      continue;
     }
+    if (found.length > 0) return pickPodContainer(found, q);
   }
   const pod = `pod ${q.pod} in Kubernetes namespace ${q.namespace}`;
   if (failures.length > 0) {

@@ -2,7 +2,9 @@
 // directories on disk, pod selection by labels, crictl's JSON and the exec commands.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrashcartError } from '../../src/core/errors.js';
@@ -99,15 +101,29 @@ describe('containerd without its daemon: the tasks on disk', () => {
   const saved: Record<string, string | undefined> = {};
   const keys = ['CONTAINERD_ADDRESS', 'CRASHCART_CONTAINERD_STATE', 'CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST'];
 
-  /** A task directory whose init.pid is `pid` and whose bundle root is `rootPath`. */
-  function task(ns: string, id: string, pid: number | string, rootPath?: string): void {
+  const fakes: ChildProcess[] = [];
+  const sleepers: number[] = [];
+
+  /** A task directory whose init.pid is `pid`. */
+  function task(ns: string, id: string, pid: number | string): void {
     const dir = join(root, 'state/io.containerd.runtime.v2.task', ns, id);
     mkdirSync(dir, { recursive: true });
     writeFileSync(join(dir, 'init.pid'), String(pid));
-    if (rootPath !== undefined) writeFileSync(join(dir, 'config.json'), JSON.stringify({ root: { path: rootPath } }));
   }
 
-  before(() => {
+  /** A process that looks like a shim of `ns` (by its command line), with a child; the child's pid. */
+  async function fakeShim(ns: string): Promise<number> {
+    const shim = spawn('sh', ['-c', 'sleep 1000 & echo $!; wait', 'sh', '-namespace', ns, '-id', 'x'], {
+      argv0: '/usr/bin/containerd-shim-runc-v2', stdio: ['ignore', 'pipe', 'ignore'],
+    });
+    fakes.push(shim);
+    const [line] = (await once(shim.stdout!, 'data')) as [Buffer];
+    const pid = Number.parseInt(line.toString(), 10);
+    sleepers.push(pid);
+    return pid;
+  }
+
+  before(async () => {
     root = mkdtempSync(join(tmpdir(), 'crashcart-unit-containerd-'));
     for (const k of keys) saved[k] = process.env[k];
     process.env.CONTAINERD_ADDRESS = join(root, 'no-containerd.sock');
@@ -115,18 +131,23 @@ describe('containerd without its daemon: the tasks on disk', () => {
     process.env.CRASHCART_RUNC_ROOT = join(root, 'no-runc');
     process.env.CRASHCART_CRUN_ROOT = join(root, 'no-crun');
     process.env.DOCKER_HOST = `unix://${join(root, 'no-docker.sock')}`;
-    // this process stands in for a container whose root is this process's own root
-    const ownRoot = readlinkSync('/proc/self/root');
-    task('default', 'web', process.pid, ownRoot);
-    task('k8s.io', 'web', process.pid, ownRoot);
-    task('default', 'db-1', process.pid, ownRoot);
-    task('default', 'other-root', process.pid, '/nonexistent/rootfs');
-    task('default', 'gone', 999_999_999, ownRoot);
-    task('default', 'nopid', '', ownRoot);
-    task('default', 'noconfig', process.pid);
+    const inDefault = await fakeShim('default');
+    const inK8s = await fakeShim('k8s.io');
+    task('default', 'web', inDefault);
+    task('k8s.io', 'web', inK8s);
+    task('default', 'db-1', inDefault);
+    // a shim of another namespace, or no shim at all, as parent: a reused pid
+    task('default', 'other-ns', inK8s);
+    task('default', 'not-a-shim', process.pid);
+    task('default', 'gone', 999_999_999);
+    task('default', 'nopid', '');
   });
 
   after(() => {
+    for (const pid of sleepers) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    for (const f of fakes) f.kill('SIGKILL');
     for (const [k, v] of Object.entries(saved)) {
       if (v === undefined) delete process.env[k];
       else process.env[k] = v;
@@ -134,11 +155,11 @@ describe('containerd without its daemon: the tasks on disk', () => {
     rmSync(root, { recursive: true, force: true });
   });
 
-  test('running tasks whose process has the bundle root, in every namespace', () => {
+  test('running tasks whose process is a child of a shim of their namespace', () => {
     const found = tasksOnDisk(join(root, 'state/io.containerd.runtime.v2.task'));
     assert.deepEqual(found.map((c) => `${c.namespace}/${c.id}`).sort(), ['default/db-1', 'default/web', 'k8s.io/web']);
     assert.deepEqual(tasksOnDisk(join(root, 'state/io.containerd.runtime.v2.task'), 'k8s.io'),
-      [{ runtime: 'containerd', id: 'web', pid: process.pid, status: 'running', namespace: 'k8s.io' }]);
+      [{ runtime: 'containerd', id: 'web', pid: sleepers[1], status: 'running', namespace: 'k8s.io' }]);
   });
 
   test('the same ID in two namespaces is ambiguous; --namespace picks one', async () => {
@@ -148,7 +169,7 @@ describe('containerd without its daemon: the tasks on disk', () => {
       return true;
     });
     assert.deepEqual(await resolveTarget('web', undefined, { namespace: 'k8s.io' }),
-      { pid: process.pid, runtime: 'containerd', id: 'web', name: undefined, namespace: 'k8s.io' });
+      { pid: sleepers[1], runtime: 'containerd', id: 'web', name: undefined, namespace: 'k8s.io' });
     assert.equal((await resolveTarget('db', 'containerd', { namespace: 'default' })).id, 'db-1');
   });
 
