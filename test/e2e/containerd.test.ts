@@ -192,7 +192,7 @@ describe('containerd', () => {
     await refused(['--pod', pod, '--namespace', 'default'], `crashcart: no pod ${pod} in Kubernetes namespace default (searched: containerd namespace default); ` +
       'check the pod with kubectl get pods -n default, or name its namespace with --k8s-namespace');
     await refused(['--pod', pod, '--runtime', 'runc'], 'crashcart: --pod looks in containerd and crictl, not in runc; drop --runtime, or name one of: containerd, crictl');
-    await refused(['--pod', pod, 'web'], `crashcart: --pod ${pod} and the target web exclude each other; give one; with --pod, the words after the options are the command`);
+    await refused(['web', '--pod', pod], `crashcart: --pod ${pod} and the target web exclude each other; give one; with --pod, the words after the options are the command`);
     await refused(['--container', 'app', appId], 'crashcart: --container applies to --pod only; add --pod NAME, or drop it');
     assert.ok(sandbox > 0);
   });
