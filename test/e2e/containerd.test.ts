@@ -12,8 +12,8 @@ import { processState } from '../../src/core/proc.js';
 import { ctrExecCommand, listContainerd } from '../../src/runtimes/containerd.js';
 import type { Container } from '../../src/runtimes/types.js';
 import { runCrashcart, testImage } from '../helpers/cli.js';
-import { makeScratchRoot, startContainerd, type PrivateContainerd } from '../helpers/containerd.js';
-import { mountsUnder, processesMentioning } from '../helpers/dockerd.js';
+import { importScratchImage, makeScratchRoot, startContainerd, type PrivateContainerd } from '../helpers/containerd.js';
+import { importScratchImage as importDockerImage, mountsUnder, processesMentioning, startDockerd } from '../helpers/dockerd.js';
 import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
@@ -239,6 +239,20 @@ describe('containerd', () => {
       `(containerd: cannot reach containerd at ${gone}: no such socket); is its daemon running? name another runtime with --runtime`);
   });
 
+  test('a user-namespaced container from an imported image', async (t) => {
+    if (!ready(t)) return;
+    await importScratchImage(d!, 'default', 'localhost/mini:latest', await sleeperPath());
+    const id = `userns-${hex(4)}`;
+    const r = await d!.ctr(['-n', 'default', 'run', '-d', '--null-io', '--read-only', '--runc-root', join(d!.dir, 'runc'),
+      '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536', 'localhost/mini:latest', id, '/bin/sleeper', '100000']);
+    assert.equal(r.code, 0, r.stderr);
+    const [task] = (await listContainerd('default', d!.socket)).filter((c) => c.id === id);
+    assert.equal(task?.status, 'running');
+    assert.equal((await readFile(`/proc/${task.pid}/uid_map`, 'utf8')).trim().split(/\s+/).join(' '), '0 100000 65536');
+    await attach(task.pid, [id]);
+    await attach(task.pid, ['--namespace', 'default', '--runtime', 'containerd', id]);
+  });
+
   test('timings: containerd list, ctr spawn, attach', async (t) => {
     if (!ready(t)) return;
     const id = `time-${hex(4)}`;
@@ -259,6 +273,41 @@ describe('containerd', () => {
     t.diagnostic(`ctr namespaces ls: ${await times(() => d!.ctr(['namespaces', 'ls', '-q']))}`);
     t.diagnostic(`ctr -n default containers ls: ${await times(() => d!.ctr(['-n', 'default', 'containers', 'ls']))}`);
     t.diagnostic(`crashcart attach by name: ${await times(() => attach(pid, [id]), 5)}`);
+  });
+});
+
+
+// Docker's containers are containerd's too (namespace moby): one container, not two matches.
+describe('containerd under docker', () => {
+  test('a docker container is one match, and containerd finds it in namespace moby', async (t) => {
+    if (!requireRoot(t) || !requireCommand(t, 'dockerd') || !requireCommand(t, 'docker')) return;
+    const image = await testImage();
+    const dk = await startDockerd();
+    try {
+      await importDockerImage(dk, 'mini:latest', await sleeperPath());
+      const run = await dk.docker(['run', '-d', '--read-only', '--network', 'none', '--name', 'dkweb', 'mini:latest', '/bin/sleeper', '100000']);
+      assert.equal(run.code, 0, run.stderr);
+      const id = run.stdout.trim();
+      const pid = Number((await dk.docker(['inspect', '-f', '{{.State.Pid}}', id])).stdout.trim());
+      // dockerd started its own containerd, with its socket in the exec root
+      const env = { ...dk.env, CONTAINERD_ADDRESS: join(dk.dir, 'exec/containerd/containerd.sock') };
+      const moby = (await listContainerd('moby', env.CONTAINERD_ADDRESS)).find((c) => c.id === id);
+      assert.equal(moby?.pid, pid);
+      for (const args of [[id], [id.slice(0, 12)], ['--runtime', 'containerd', '--namespace', 'moby', id], ['--runtime', 'docker', 'dkweb']]) {
+        const before = await snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
+        const r = await runCrashcart(['-i', image, '-v', ...args, '--', 'cat', '/proc/1/comm'], { env });
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(r.stdout, 'sleeper');
+        assert.match(r.stderr, new RegExp(`target: (docker|containerd) ${id} \\(pid ${pid}\\)`));
+        assertNoLeaks(before, await snapshotHost({ pid, rootfs: `/proc/${pid}/root` }));
+      }
+      await dk.docker(['rm', '-f', id]);
+    } finally {
+      const dir = dk.dir;
+      await dk.stop();
+      assert.deepEqual(await processesMentioning(dir), []);
+      assert.deepEqual(await mountsUnder(dir), []);
+    }
   });
 });
 

@@ -2,6 +2,7 @@
 // directory, the CRI plugin off. Stopped by PID after every task is killed (shims outlive
 // their daemon); nothing outside its directory is touched.
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -62,6 +63,8 @@ async function writeConfig(dir: string, socket: string): Promise<string> {
 
 export async function startContainerd(): Promise<PrivateContainerd> {
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-containerd-'));
+  // a user-namespaced container's init (a mapped host uid) must reach its rootfs in here
+  await chmod(dir, 0o711);
   const socket = join(dir, 'containerd.sock');
   const state = join(dir, 'state');
   const runcRoot = join(dir, 'runc');
@@ -158,4 +161,35 @@ export async function makeScratchRoot(root: string, sleeper: string): Promise<vo
   await chmod(join(root, 'tmp'), 0o1777);
   await copyFile(sleeper, join(root, 'bin/sleeper'));
   await chmod(join(root, 'bin/sleeper'), 0o755);
+}
+
+/**
+ * Imports a scratch root as image `ref` into namespace `ns`. ctr imports docker-archives
+ * only, so one is written by hand: manifest.json, the image config and one layer tar.
+ */
+export async function importScratchImage(d: PrivateContainerd, ns: string, ref: string, sleeper: string): Promise<void> {
+  const work = await mkdtemp(join(d.dir, 'image-'));
+  try {
+    const root = join(work, 'root');
+    await makeScratchRoot(root, sleeper);
+    const archive = join(work, 'archive');
+    await mkdir(archive);
+    await execa('tar', ['--numeric-owner', '-C', root, '-cf', join(archive, 'layer.tar'), '.'], { stdin: 'ignore' });
+    const diffId = createHash('sha256').update(await readFile(join(archive, 'layer.tar'))).digest('hex');
+    const config = JSON.stringify({
+      architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
+      os: 'linux',
+      config: { Cmd: ['/bin/sleeper'] },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
+    });
+    const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
+    await writeFile(join(archive, configName), config);
+    await writeFile(join(archive, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]));
+    const tar = join(work, 'image.tar');
+    await execa('tar', ['-C', archive, '-cf', tar, 'manifest.json', configName, 'layer.tar'], { stdin: 'ignore' });
+    const r = await d.ctr(['-n', ns, 'images', 'import', tar]);
+    if (r.code !== 0) throw new Error(`ctr -n ${ns} images import ${tar} failed: ${r.stderr}`);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
