@@ -109,7 +109,7 @@ function childOfShim(pid: number, ns: string): boolean {
  * <ns>/<id>/init.pid, believed only while that process is a child of a shim of the same
  * namespace (a reused pid is not). No labels, no containers without a running task.
  */
-export function tasksOnDisk(root = taskRoot(), namespace?: string): Container[] {
+export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string): Container[] {
   const out: Container[] = [];
   const dirs = (d: string) => {
     try {
@@ -119,12 +119,12 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string): Container[] 
     }
   };
   for (const ns of namespace ? [namespace] : dirs(root)) {
-    for (const id of dirs(join(root, ns))) {
+    for (const task of id === undefined ? dirs(join(root, ns)) : [id]) {
       let pid = 0;
       try {
-        pid = Number.parseInt(readFileSync(join(root, ns, id, 'init.pid'), 'utf8'), 10);
-      } catch { /* no task process yet */ }
-      if (pid > 0 && childOfShim(pid, ns)) out.push({ runtime: 'containerd', id, pid, status: 'running', namespace: ns });
+        pid = Number.parseInt(readFileSync(join(root, ns, task, 'init.pid'), 'utf8'), 10);
+      } catch { /* no such task, or no task process yet */ }
+      if (pid > 0 && childOfShim(pid, ns)) out.push({ runtime: 'containerd', id: task, pid, status: 'running', namespace: ns });
     }
   }
   return out;
@@ -133,8 +133,16 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string): Container[] 
 /** Could this container be what the user means by `query` (its exact ID or an ID prefix)? */
 const mayMatch = (c: Container, query: string) => c.id.startsWith(query);
 
-/** The API's answer, or the tasks on disk when containerd cannot be reached; its error if neither has a match. */
+/**
+ * A running task whose ID is exactly `query` is read from disk: no gRPC (whose client
+ * alone costs more to load than the lookup) and an answer even from a hung containerd.
+ * Anything else asks the API, and falls back to the tasks on disk when it cannot be
+ * reached; the API's error stands when those have no match either.
+ */
 async function findContainerd(query: string, scope?: Scope): Promise<Container[]> {
+  const plain = (s: string | undefined) => s === undefined || (s !== '' && s !== '.' && s !== '..' && !s.includes('/'));
+  const exact = plain(query) && plain(scope?.namespace) ? tasksOnDisk(taskRoot(), scope?.namespace, query) : [];
+  if (exact.length > 0) return exact;
   try {
     return (await listContainerd(scope?.namespace)).filter((c) => mayMatch(c, query));
   } catch (err) {
