@@ -158,13 +158,18 @@ export async function grpcClient(socket: string, what: string, timeoutMs = GRPC_
     const noteStatus = (h: Record<string, unknown>) => {
       if (h['grpc-status'] !== undefined) {
         status = String(h['grpc-status']);
-        message = decodeURIComponent(String(h['grpc-message'] ?? ''));
+        message = String(h['grpc-message'] ?? '');
+        try {
+          message = decodeURIComponent(message);
+        } catch { /* not percent-encoded after all */ }
       }
     };
     req.on('response', (h) => noteStatus(h));
     req.on('trailers', (h) => noteStatus(h));
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('error', (err: Error) => done(failure ?? new CrashcartError(`${method} on ${what} at ${socket} failed: ${err.message}`, { hint, cause: err })));
+    // after 'end' this is a no-op; without it, a stream reset by the daemon
+    req.on('close', () => done(failure ?? new CrashcartError(`${what} at ${socket} closed the call ${method} without an answer`, { hint })));
     req.on('end', () => {
       if (status !== undefined && status !== '0') {
         const code = Number(status);

@@ -5,13 +5,14 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Http2Server } from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrashcartError } from '../../src/core/errors.js';
 import {
   containerdAddress, containerdState, ctrExecCommand, parseContainers, parseNamespaces, parseTasks, tasksOnDisk, toContainer,
 } from '../../src/runtimes/containerd.js';
-import { decode } from '../../src/runtimes/grpc.js';
+import { decode, grpcClient } from '../../src/runtimes/grpc.js';
 import { resolveTarget } from '../../src/runtimes/index.js';
 import {
   crictlExecCommand, findPod, parseCrictlInspectPid, parseCrictlPs, pickPodContainer, podContainers,
@@ -355,5 +356,73 @@ describe('ctr exec', () => {
     const plain = ctrExecCommand(c, { argv: ['/dev/crashcart/bin/ps'], tty: false, env: {} }, '/run/c.sock');
     assert.deepEqual(plain.args.slice(8), ['web', '/dev/crashcart/bin/ps']);
     assert.notEqual(plain.args[7], id, 'every exec gets its own id');
+  });
+});
+
+describe('the gRPC client', () => {
+  let dir = '';
+  let server: Http2Server | undefined;
+  const seen: { path: string; ns: string | undefined; body: Buffer }[] = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'crashcart-unit-grpc-'));
+    server = createServer();
+    server.on('stream', (stream, headers) => {
+      const chunks: Buffer[] = [];
+      stream.on('data', (c: Buffer) => chunks.push(c));
+      stream.on('end', () => {
+        const path = String(headers[':path']);
+        seen.push({ path, ns: headers['containerd-namespace'] as string | undefined, body: Buffer.concat(chunks) });
+        if (path.endsWith('/Unimplemented')) {
+          stream.respond({ ':status': 200, 'content-type': 'application/grpc', 'grpc-status': '12', 'grpc-message': 'unknown%20service' }, { endStream: true });
+          return;
+        }
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
+        const reply = path.endsWith('/Garbage') ? Buffer.from('not a frame') : msg(bytes(1, msg(bytes(1, 'default'))), bytes(1, msg(bytes(1, 'k8s.io'))));
+        const frame = Buffer.alloc(5);
+        frame.writeUInt32BE(reply.length, 1);
+        stream.end(path.endsWith('/Garbage') ? reply : Buffer.concat([frame, reply]));
+      });
+    });
+    await new Promise<void>((resolve) => server!.listen(join(dir, 'grpc.sock'), resolve));
+  });
+
+  after(async () => {
+    await new Promise((resolve) => server?.close(resolve));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a unary call: framed request, namespace header, framed answer', async () => {
+    const c = await grpcClient(join(dir, 'grpc.sock'), 'containerd');
+    try {
+      const answer = await c.call('/containerd.services.namespaces.v1.Namespaces/List', Buffer.from([0x0a, 0x01, 0x78]), { 'containerd-namespace': 'k8s.io' });
+      assert.deepEqual(parseNamespaces(answer), ['default', 'k8s.io']);
+      assert.deepEqual(seen.at(-1), {
+        path: '/containerd.services.namespaces.v1.Namespaces/List', ns: 'k8s.io', body: Buffer.from([0, 0, 0, 0, 3, 0x0a, 0x01, 0x78]),
+      });
+    } finally {
+      c.close();
+    }
+  });
+
+  test('a gRPC error status and a malformed answer are one-line errors', async () => {
+    const sock = join(dir, 'grpc.sock');
+    const c = await grpcClient(sock, 'containerd');
+    try {
+      await assert.rejects(c.call('/x.Y/Unimplemented', Buffer.alloc(0)), new RegExp(`^CrashcartError: containerd at ${sock} refused Unimplemented: unknown service$`));
+      await assert.rejects(c.call('/x.Y/Garbage', Buffer.alloc(0)), new RegExp(`^CrashcartError: containerd at ${sock} sent a malformed answer to Garbage$`));
+    } finally {
+      c.close();
+    }
+  });
+
+  test('no daemon: the socket and why', async () => {
+    const gone = join(dir, 'gone.sock');
+    await assert.rejects(grpcClient(gone, 'containerd'), (e: CrashcartError) => {
+      assert.equal(e.message, `cannot reach containerd at ${gone}: no such socket`);
+      assert.equal(e.hint, 'start containerd, or point CONTAINERD_ADDRESS at its socket');
+      return true;
+    });
   });
 });
