@@ -71,7 +71,11 @@ export async function resolveTarget(query: string, runtimeName?: string, scope: 
   const ns = scope.namespace;
   // --namespace: only runtimes with namespaces, and no PIDs
   const runtimes = pickRuntimes(runtimeName).filter((r) => (ns === undefined || r.namespaced) && r.present());
-  if (ns !== undefined && runtimeName === 'pid') throw new CrashcartError('--namespace does not apply to a PID (--runtime pid)');
+  if (ns !== undefined && runtimeName !== undefined && !pickRuntimes(runtimeName).some((r) => r.namespaced)) {
+    throw new CrashcartError(`--namespace applies to ${RUNTIMES.filter((r) => r.namespaced).map((r) => r.name).join(', ')}, not to ${runtimeName}`, {
+      hint: 'drop --namespace, or --runtime',
+    });
+  }
   // A runtime that cannot answer (a daemon that is down) must not hide a match elsewhere:
   // its failure is reported only when nothing matched.
   const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query, scope) : r.list(scope))));

@@ -181,7 +181,13 @@ describe('containerd without its daemon: the tasks on disk', () => {
         `answered \\(containerd: cannot reach containerd at ${join(root, 'no-containerd.sock')}: no such socket\\)$`));
       return true;
     });
-    await assert.rejects(resolveTarget('web', 'pid', { namespace: 'default' }), /--namespace does not apply to a PID/);
+    for (const runtime of ['pid', 'runc']) {
+      await assert.rejects(resolveTarget('web', runtime, { namespace: 'default' }), (e: CrashcartError) => {
+        assert.equal(e.message, `--namespace applies to containerd, not to ${runtime}`);
+        assert.equal(e.hint, 'drop --namespace, or --runtime');
+        return true;
+      });
+    }
   });
 });
 
