@@ -105,12 +105,34 @@ function childOfShim(pid: number, ns: string): boolean {
   return basename(argv[0]).startsWith('containerd-shim') && ni > 0 && argv[ni + 1] === ns;
 }
 
+// The CRI plugin writes the pod's identity into the OCI spec's annotations too; on disk
+// they stand in for the container labels the kubelet set (see kubernetes.ts).
+const CRI_ANNOTATIONS: [string, string][] = [
+  ['io.kubernetes.cri.sandbox-name', 'io.kubernetes.pod.name'],
+  ['io.kubernetes.cri.sandbox-namespace', 'io.kubernetes.pod.namespace'],
+  ['io.kubernetes.cri.container-name', 'io.kubernetes.container.name'],
+  ['io.kubernetes.cri.container-type', 'io.cri-containerd.kind'],
+];
+
+/** The pod labels of a task, from its bundle's config.json annotations. */
+export function criLabels(bundle: string): Record<string, string> {
+  let annotations: Record<string, unknown> = {};
+  try {
+    const spec = JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as { annotations?: Record<string, unknown> };
+    annotations = spec.annotations ?? {};
+  } catch { /* no spec: no labels */ }
+  const labels: Record<string, string> = {};
+  for (const [from, to] of CRI_ANNOTATIONS) if (typeof annotations[from] === 'string') labels[to] = annotations[from] as string;
+  return labels;
+}
+
 /**
  * The running tasks as the shims left them on disk, for when containerd does not answer:
  * <ns>/<id>/init.pid, believed only while that process is a child of a shim of the same
- * namespace (a reused pid is not). No labels, no containers without a running task.
+ * namespace (a reused pid is not). No containers without a running task; labels (the
+ * CRI's pod annotations) only with `withLabels`.
  */
-export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string): Container[] {
+export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string, withLabels = false): Container[] {
   const out: Container[] = [];
   const dirs = (d: string) => {
     try {
@@ -121,11 +143,14 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string):
   };
   for (const ns of namespace ? [namespace] : dirs(root)) {
     for (const task of id === undefined ? dirs(join(root, ns)) : [id]) {
+      const bundle = join(root, ns, task);
       let pid = 0;
       try {
-        pid = Number.parseInt(readFileSync(join(root, ns, task, 'init.pid'), 'utf8'), 10);
+        pid = Number.parseInt(readFileSync(join(bundle, 'init.pid'), 'utf8'), 10);
       } catch { /* no such task, or no task process yet */ }
-      if (pid > 0 && childOfShim(pid, ns)) out.push({ runtime: 'containerd', id: task, pid, status: 'running', namespace: ns });
+      if (pid > 0 && childOfShim(pid, ns)) {
+        out.push({ runtime: 'containerd', id: task, pid, status: 'running', namespace: ns, ...(withLabels ? { labels: criLabels(bundle) } : {}) });
+      }
     }
   }
   return out;

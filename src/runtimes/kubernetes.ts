@@ -5,7 +5,7 @@ import { accessSync, constants, statSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { TOOLKIT_BIN } from '../core/command.js';
 import { CrashcartError } from '../core/errors.js';
-import { containerd, listContainerd } from './containerd.js';
+import { containerd, listContainerd, taskRoot, tasksOnDisk } from './containerd.js';
 import { running, type Target } from './index.js';
 import type { Container, ExecCommand, ExecRequest } from './types.js';
 
@@ -133,6 +133,21 @@ export function crictlExecCommand(c: Container, req: ExecRequest): ExecCommand {
   };
 }
 
+/**
+ * The pod's containers in containerd's namespace `ns`; when containerd does not answer, its
+ * running tasks on disk, labelled from the CRI's annotations (the API's error stands if
+ * none of them is the pod's).
+ */
+async function containerdPodContainers(ns: string, q: PodQuery): Promise<Container[]> {
+  try {
+    return podContainers(await listContainerd(ns), q);
+  } catch (err) {
+    const found = podContainers(tasksOnDisk(taskRoot(), ns, undefined, true), q);
+    if (found.length === 0) throw err;
+    return found;
+  }
+}
+
 // --- lookup ------------------------------------------------------------------------------
 
 export interface PodLookup {
@@ -152,7 +167,7 @@ export async function findPod(q: PodQuery, opts: PodLookup = {}): Promise<Target
   const failures: string[] = [];
   const sources: [string, boolean, () => Promise<Container[]>][] = [
     [`containerd namespace ${ns}`, (opts.runtime ?? 'containerd') === 'containerd' && containerd.present(),
-      async () => podContainers(await listContainerd(ns), q)],
+      () => containerdPodContainers(ns, q)],
     ['crictl', (opts.runtime ?? 'crictl') === 'crictl' && onPath('crictl'), () => crictlPodContainers(q)],
   ];
   for (const [what, present, list] of sources) {

@@ -158,8 +158,16 @@ describe('containerd', () => {
     });
     const sandboxId = hex(32);
     const sandbox = await d!.runSleeper('k8s.io', sandboxId, rootfs, labels(undefined, 'sandbox'));
+    // the CRI plugin also writes the pod's identity into the spec's annotations
+    const annotations = (name: string) => ({
+      'io.kubernetes.cri.container-type': 'container',
+      'io.kubernetes.cri.container-name': name,
+      'io.kubernetes.cri.sandbox-id': sandboxId,
+      'io.kubernetes.cri.sandbox-name': pod,
+      'io.kubernetes.cri.sandbox-namespace': 'default',
+    });
     const appId = hex(32);
-    const app = await d!.runSleeper('k8s.io', appId, rootfs, labels('app', 'container'));
+    const app = await d!.runSleeper('k8s.io', appId, rootfs, labels('app', 'container'), annotations('app'));
 
     await attach(app, [appId]);
     await attach(app, [appId.slice(0, 12)]);
@@ -174,7 +182,7 @@ describe('containerd', () => {
     assertNoLeaks(before, await snap(app));
 
     const sideId = hex(32);
-    const side = await d!.runSleeper('k8s.io', sideId, rootfs, labels('sidecar', 'container'));
+    const side = await d!.runSleeper('k8s.io', sideId, rootfs, labels('sidecar', 'container'), annotations('sidecar'));
     await refused(['--pod', pod], `crashcart: pod default/${pod} has 2 containers: app, sidecar; name one with --container`);
     await refused(['--pod', pod, '--container', 'nosuch'], `crashcart: pod default/${pod} has no container 'nosuch' (it has: app, sidecar); ` +
       'name one of them with --container');
@@ -195,6 +203,15 @@ describe('containerd', () => {
     await refused(['web', '--pod', pod], `crashcart: --pod ${pod} and the target web exclude each other; give one; with --pod, the words after the options are the command`);
     await refused(['--container', 'app', appId], 'crashcart: --container applies to --pod only; add --pod NAME, or drop it');
     assert.ok(sandbox > 0);
+
+    // containerd not answering: the running tasks on disk, by their CRI annotations
+    const down = { ...d!.env, CONTAINERD_ADDRESS: join(d!.dir, 'no-such.sock') };
+    await attach(side, ['--pod', pod, '--container', 'sidecar'], down);
+    const host = await snapshotHost();
+    const r2 = await runCrashcart(['-i', image, '--pod', pod, '--', 'true'], { env: down });
+    assert.equal(r2.stderr, `crashcart: pod default/${pod} has 2 containers: app, sidecar; name one with --container`);
+    assert.equal(r2.code, 125);
+    assertNoLeaks(host, await snapshotHost());
   });
 
   test('the ctr exec command of a container runs in it (user, workdir, environment)', async (t) => {

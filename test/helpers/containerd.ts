@@ -24,9 +24,10 @@ export interface PrivateContainerd {
   ctr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /**
    * Starts a detached task from a rootfs: `ctr [-n ns] run -d --null-io --read-only
-   * [--label k=v...] --rootfs <rootfs> <id> /bin/sleeper 100000`; returns its pid.
+   * [--label k=v...] [--annotation k=v...] --rootfs <rootfs> <id> /bin/sleeper 100000`;
+   * returns its pid.
    */
-  runSleeper(ns: string, id: string, rootfs: string, labels?: Record<string, string>): Promise<number>;
+  runSleeper(ns: string, id: string, rootfs: string, labels?: Record<string, string>, annotations?: Record<string, string>): Promise<number>;
   stop(): Promise<void>;
 }
 
@@ -130,10 +131,12 @@ export async function startContainerd(): Promise<PrivateContainerd> {
     throw err;
   }));
 
-  async function runSleeper(ns: string, id: string, rootfs: string, labels: Record<string, string> = {}): Promise<number> {
+  async function runSleeper(ns: string, id: string, rootfs: string, labels: Record<string, string> = {},
+    annotations: Record<string, string> = {}): Promise<number> {
     const pidFile = join(dir, `${ns}-${id}.pid`);
     const r = await ctr(['-n', ns, 'run', '-d', '--null-io', '--read-only', '--runc-root', runcRoot, '--pid-file', pidFile,
       ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
+      ...Object.entries(annotations).flatMap(([k, v]) => ['--annotation', `${k}=${v}`]),
       '--rootfs', rootfs, id, '/bin/sleeper', '100000']);
     if (r.code !== 0) throw new Error(`ctr -n ${ns} run ${id} failed: ${r.stderr}`);
     const taskPid = Number.parseInt(await readFile(pidFile, 'utf8'), 10);

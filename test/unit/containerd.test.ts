@@ -136,6 +136,17 @@ describe('containerd without its daemon: the tasks on disk', () => {
     const inK8s = await fakeShim('k8s.io');
     task('default', 'web', inDefault);
     task('k8s.io', 'web', inK8s);
+    writeFileSync(join(root, 'state/io.containerd.runtime.v2.task/k8s.io/web/config.json'), JSON.stringify({
+      ociVersion: '1.0.2-dev',
+      annotations: {
+        'io.kubernetes.cri.container-type': 'container',
+        'io.kubernetes.cri.container-name': 'app',
+        'io.kubernetes.cri.sandbox-id': 'a2b3c4',
+        'io.kubernetes.cri.sandbox-name': 'shop',
+        'io.kubernetes.cri.sandbox-namespace': 'prod',
+        'io.kubernetes.cri.image-name': 'nginx:1.25',
+      },
+    }));
     task('default', 'db-1', inDefault);
     // a shim of another namespace, or no shim at all, as parent: a reused pid
     task('default', 'other-ns', inK8s);
@@ -161,6 +172,32 @@ describe('containerd without its daemon: the tasks on disk', () => {
     assert.deepEqual(found.map((c) => `${c.namespace}/${c.id}`).sort(), ['default/db-1', 'default/web', 'k8s.io/web']);
     assert.deepEqual(tasksOnDisk(join(root, 'state/io.containerd.runtime.v2.task'), 'k8s.io'),
       [{ runtime: 'containerd', id: 'web', pid: sleepers[1], status: 'running', namespace: 'k8s.io' }]);
+  });
+
+  test('with labels: the CRI annotations of the spec as the kubelet\'s labels', () => {
+    const [web] = tasksOnDisk(join(root, 'state/io.containerd.runtime.v2.task'), 'k8s.io', 'web', true);
+    assert.deepEqual(web.labels, {
+      'io.kubernetes.pod.name': 'shop',
+      'io.kubernetes.pod.namespace': 'prod',
+      'io.kubernetes.container.name': 'app',
+      'io.cri-containerd.kind': 'container',
+    });
+    assert.deepEqual(tasksOnDisk(join(root, 'state/io.containerd.runtime.v2.task'), 'default', 'web', true)[0].labels, {});
+  });
+
+  test('a pod while containerd does not answer: its running tasks on disk', async () => {
+    const path = process.env.PATH;
+    process.env.PATH = root; // a crictl of this host stays out
+    try {
+      assert.equal((await findPod({ pod: 'shop', namespace: 'prod' })).pid, sleepers[1]);
+      await assert.rejects(findPod({ pod: 'shop', namespace: 'default' }), (e: CrashcartError) => {
+        assert.equal(e.message, 'no pod shop in Kubernetes namespace default found, and not every source answered ' +
+          `(containerd namespace k8s.io: cannot reach containerd at ${join(root, 'no-containerd.sock')}: no such socket)`);
+        return true;
+      });
+    } finally {
+      process.env.PATH = path;
+    }
   });
 
   test('the same ID in two namespaces is ambiguous; --namespace picks one', async () => {
