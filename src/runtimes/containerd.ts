@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { readStat } from '../core/proc.js';
+import { cgroupDirs, readCgroups, readMountInfo, readStat } from '../core/proc.js';
 import { TOOLKIT_BIN } from '../core/command.js';
 import { CrashcartError } from '../core/errors.js';
 import { bytesOf, decode, encodeStrings, grpcClient, num, str, stringMap, type GrpcClient } from './grpc.js';
@@ -126,11 +126,31 @@ export function criLabels(bundle: string): Record<string, string> {
   return labels;
 }
 
+/** Is the process in a frozen cgroup (a paused task: joining it would hang the command)? */
+function frozen(pid: number): boolean {
+  try {
+    return cgroupDirs(readCgroups(pid), readMountInfo('self')).some((dir) => {
+      try {
+        const state = readFileSync(join(dir, 'freezer.state'), 'utf8').trim();
+        return state === 'FROZEN' || state === 'FREEZING';
+      } catch {
+        try {
+          return readFileSync(join(dir, 'cgroup.freeze'), 'utf8').trim() === '1';
+        } catch {
+          return false;
+        }
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The running tasks as the shims left them on disk, for when containerd does not answer:
  * <ns>/<id>/init.pid, believed only while that process is a child of a shim of the same
- * namespace (a reused pid is not). No containers without a running task; labels (the
- * CRI's pod annotations) only with `withLabels`.
+ * namespace (a reused pid is not), and 'paused' when its cgroup is frozen. No containers
+ * without a running task; labels (the CRI's pod annotations) only with `withLabels`.
  */
 export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string, withLabels = false): Container[] {
   const out: Container[] = [];
@@ -149,7 +169,8 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string, 
         pid = Number.parseInt(readFileSync(join(bundle, 'init.pid'), 'utf8'), 10);
       } catch { /* no such task, or no task process yet */ }
       if (pid > 0 && childOfShim(pid, ns)) {
-        out.push({ runtime: 'containerd', id: task, pid, status: 'running', namespace: ns, ...(withLabels ? { labels: criLabels(bundle) } : {}) });
+        const status = frozen(pid) ? 'paused' : 'running';
+        out.push({ runtime: 'containerd', id: task, pid, status, namespace: ns, ...(withLabels ? { labels: criLabels(bundle) } : {}) });
       }
     }
   }

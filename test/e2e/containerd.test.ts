@@ -127,7 +127,7 @@ describe('containerd', () => {
     await attach(inOther, ['--namespace', 'other', id]);
   });
 
-  test('a stopped task and a container without a task are not running', async (t) => {
+  test('a stopped task, a paused one and a container without a task are not running', async (t) => {
     if (!ready(t)) return;
     const stopped = `stopped-${hex(4)}`;
     await d!.runSleeper('default', stopped, rootfs);
@@ -138,6 +138,20 @@ describe('containerd', () => {
     }
     await refused([stopped], `crashcart: container ${stopped} is not running (status: stopped); start it first; ` +
       `crashcart attaches to running containers only (containerd ${stopped} in namespace default)`);
+
+    // a paused task: from the API, and from disk (an exact ID) while containerd is down
+    const paused = `paused-${hex(4)}`;
+    await d!.runSleeper('default', paused, rootfs);
+    await ctr(['-n', 'default', 'tasks', 'pause', paused]);
+    const pausedMsg = (q: string) => `crashcart: container ${q} is not running (status: paused); start it first; ` +
+      `crashcart attaches to running containers only (containerd ${paused} in namespace default)`;
+    await refused([paused.slice(0, 9)], pausedMsg(paused.slice(0, 9)));
+    const host = await snapshotHost();
+    const down = await runCrashcart(['-i', image, paused, '--', 'true'], { env: { ...d!.env, CONTAINERD_ADDRESS: join(d!.dir, 'no-such.sock') } });
+    assert.equal(down.stderr, pausedMsg(paused));
+    assert.equal(down.code, 125);
+    assertNoLeaks(host, await snapshotHost());
+    await ctr(['-n', 'default', 'tasks', 'resume', paused]);
 
     const created = `created-${hex(4)}`;
     await ctr(['-n', 'default', 'containers', 'create', '--rootfs', rootfs, created, '/bin/sleeper']);
