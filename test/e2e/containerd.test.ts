@@ -3,6 +3,7 @@
 // with `ctr run --rootfs` from a scratch root, grafted like any other target.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -89,6 +90,7 @@ describe('containerd', () => {
     assert.deepEqual(left, [], 'containerd, a shim or a container still running');
     assert.deepEqual(await processesMentioning(d.dir), []);
     assert.deepEqual(await mountsUnder(d.dir), []);
+    assert.ok(!existsSync(`/sys/fs/cgroup/memory${d.cgroupParent}`) && !existsSync(`/sys/fs/cgroup${d.cgroupParent}`), 'cgroups left');
   });
 
   test('a container in namespace default: by name, unique prefix, --runtime containerd, --namespace', async (t) => {
@@ -274,7 +276,7 @@ describe('containerd', () => {
     if (!ready(t)) return;
     await importScratchImage(d!, 'default', 'localhost/mini:latest', await sleeperPath());
     const id = `userns-${hex(4)}`;
-    const r = await d!.ctr(['-n', 'default', 'run', '-d', '--null-io', '--read-only', '--runc-root', join(d!.dir, 'runc'),
+    const r = await d!.ctr(['-n', 'default', 'run', '-d', '--null-io', '--read-only', ...d!.runOptions('default', id),
       '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536', 'localhost/mini:latest', id, '/bin/sleeper', '100000']);
     assert.equal(r.code, 0, r.stderr);
     const [task] = (await listContainerd('default', d!.socket)).filter((c) => c.id === id);

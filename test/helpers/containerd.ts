@@ -4,12 +4,12 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
-import { isRunning } from '../../src/core/proc.js';
+import { isRunning, readMountInfo } from '../../src/core/proc.js';
 import { mountsUnder, processesMentioning } from './dockerd.js';
 
 export interface PrivateContainerd {
@@ -20,6 +20,10 @@ export interface PrivateContainerd {
   /** what crashcart needs to see this daemon */
   env: { CONTAINERD_ADDRESS: string; CRASHCART_CONTAINERD_STATE: string };
   pid: number;
+  /** the cgroup (in every hierarchy) that holds this daemon's containers; removed by stop() */
+  cgroupParent: string;
+  /** the options for `ctr run` that keep a container's cgroup and runc state in ours */
+  runOptions(ns: string, id: string): string[];
   /** runs `ctr --address <socket> args...` */
   ctr(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
   /**
@@ -71,6 +75,9 @@ export async function startContainerd(): Promise<PrivateContainerd> {
   const runcRoot = join(dir, 'runc');
   const logFile = join(dir, 'containerd.log');
   const env = { CONTAINERD_ADDRESS: socket, CRASHCART_CONTAINERD_STATE: state };
+  // ctr's default cgroup is /<namespace>/<id>, whose parent nobody removes
+  const cgroupParent = `/${basename(dir)}`;
+  const runOptions = (ns: string, id: string) => ['--runc-root', runcRoot, '--cgroup', `${cgroupParent}/${ns}-${id}`];
   const config = await writeConfig(dir, socket);
   const logFd = openSync(logFile, 'a');
   const child = spawn('containerd', ['--config', config], { stdio: ['ignore', logFd, logFd] });
@@ -123,6 +130,7 @@ export async function startContainerd(): Promise<PrivateContainerd> {
     for (const m of await mountsUnder(dir)) await execa('umount', ['-l', m], { reject: false, stdin: 'ignore' });
     const left = await mountsUnder(dir);
     if (left.length) throw new Error(`mounts left under ${dir}: ${left.join(', ')}`);
+    await removeCgroups(cgroupParent);
     await rm(dir, { recursive: true, force: true });
     process.removeListener('exit', onExit);
   }
@@ -134,7 +142,7 @@ export async function startContainerd(): Promise<PrivateContainerd> {
   async function runSleeper(ns: string, id: string, rootfs: string, labels: Record<string, string> = {},
     annotations: Record<string, string> = {}): Promise<number> {
     const pidFile = join(dir, `${ns}-${id}.pid`);
-    const r = await ctr(['-n', ns, 'run', '-d', '--null-io', '--read-only', '--runc-root', runcRoot, '--pid-file', pidFile,
+    const r = await ctr(['-n', ns, 'run', '-d', '--null-io', '--read-only', ...runOptions(ns, id), '--pid-file', pidFile,
       ...Object.entries(labels).flatMap(([k, v]) => ['--label', `${k}=${v}`]),
       ...Object.entries(annotations).flatMap(([k, v]) => ['--annotation', `${k}=${v}`]),
       '--rootfs', rootfs, id, '/bin/sleeper', '100000']);
@@ -155,7 +163,22 @@ export async function startContainerd(): Promise<PrivateContainerd> {
     }
     await delay(50);
   }
-  return { dir, socket, state, env, pid, ctr, runSleeper, stop };
+  return { dir, socket, state, env, pid, cgroupParent, runOptions, ctr, runSleeper, stop };
+}
+
+/** Removes the cgroup `parent` and its (empty) children from every mounted hierarchy. */
+async function removeCgroups(parent: string): Promise<void> {
+  const roots = new Set(readMountInfo('self').filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2').map((m) => m.mountPoint));
+  const busy: string[] = [];
+  for (const root of roots) {
+    const top = join(root, parent);
+    const children = await readdir(top, { withFileTypes: true }).catch(() => []);
+    for (const c of children) if (c.isDirectory()) await rmdir(join(top, c.name)).catch(() => busy.push(join(top, c.name)));
+    await rmdir(top).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') busy.push(top);
+    });
+  }
+  if (busy.length) throw new Error(`cgroups left: ${busy.join(', ')}`);
 }
 
 /** A scratch root (bin/sleeper and the usual empty directories) at `root`. */
