@@ -3,7 +3,10 @@
 // that is not one of crashcart's options, or after a `--` that follows the target's options.
 //   crashcart -v web -i img -- ls -l      own: -v web -i img     command: ls -l
 //   crashcart web ls -- -l                own: web               command: ls -- -l
-const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime']);
+// --pod names the target, so then the first word is the command's:
+//   crashcart --pod web ls -l             own: --pod web         command: ls -l
+const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
+  '--namespace', '--pod', '--container', '--k8s-namespace']);
 const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'help']);
 
 export interface SplitArgv {
@@ -19,6 +22,7 @@ export function splitArgv(args: string[]): SplitArgv {
     const a = args[i];
     if (a === '--') return { own: args.slice(0, i), command: args.slice(i + 1) };
     if (a.startsWith('-') && a !== '-') {
+      if (a === '--pod' || a.startsWith('--pod=')) seenTarget = true;
       if (!a.includes('=') && VALUE_OPTIONS.has(a)) i++; // its value
       continue;
     }

@@ -30,9 +30,9 @@ export async function main(argv: string[]): Promise<number> {
 
   await yargs(own)
     .scriptName('crashcart')
-    .usage('$0 [options] <target> [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
+    .usage('$0 [options] <target> [-- command args...]\n$0 [options] --pod NAME [--container NAME] [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
     .command<AttachArgs>(
-      '$0 <target>',
+      '$0 [target]',
       'attach to a container: run bash (or the command) inside it with the toolkit',
       (y) => attachOptions(y) as never,
       (a) => run(attach(a as AttachArgs, command)),

@@ -4,16 +4,18 @@
 import { existsSync } from 'node:fs';
 import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
+import { containerd } from './containerd.js';
+import { crictlExecCommand } from './crictl.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
 import { podman } from './podman.js';
 import { runc } from './runc.js';
-import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
+import type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
 
-export type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
+export type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun, docker, podman];
+export const RUNTIMES: Runtime[] = [runc, crun, docker, podman, containerd];
 
 export interface Target {
   pid: number;
@@ -21,22 +23,28 @@ export interface Target {
   runtime: string;
   id: string;
   name?: string;
+  /** containerd's namespace of the container */
+  namespace?: string;
   /** what the runtime said about it; absent for a plain PID */
   container?: Container;
 }
 
-/**
- * runc and crun also run the containers of higher-level managers: podman's live in runc's
- * default root under the same ID. Such a container is the manager's (it has the name).
- */
 const LOW_LEVEL = new Set(['runc', 'crun']);
 
-export function withoutLowLevelTwins(cs: Container[]): Container[] {
-  const managed = new Set(cs.filter((c) => !LOW_LEVEL.has(c.runtime)).map((c) => c.id));
-  return cs.filter((c) => !LOW_LEVEL.has(c.runtime) || !managed.has(c.id));
+/**
+ * One container seen through two runtimes is one match. Podman's containers are also in
+ * runc's state root, docker's in containerd's moby namespace, under the same ID. runc's and
+ * crun's entry gives way to the manager's (which has the name); otherwise the runtime asked
+ * first wins when the process is the same.
+ */
+export function distinctContainers(cs: Container[]): Container[] {
+  const low = (c: Container) => LOW_LEVEL.has(c.runtime);
+  return cs.filter((c, i) => !cs.some((o, j) => j !== i && o.runtime !== c.runtime && o.id === c.id &&
+    ((low(c) && !low(o)) || (low(c) === low(o) && j < i && o.pid > 0 && o.pid === c.pid))));
 }
 
-const describe = (c: Container) => `${c.runtime} ${c.id}${c.name ? ` (${c.name})` : ''}`;
+export const describe = (c: Container) =>
+  `${c.runtime} ${c.id}${c.name ? ` (${c.name})` : ''}${c.namespace ? ` in namespace ${c.namespace}` : ''}`;
 
 export function pickRuntimes(name?: string): Runtime[] {
   if (!name || name === 'pid') return name === 'pid' ? [] : RUNTIMES;
@@ -59,29 +67,37 @@ function pidTarget(query: string): Target | undefined {
   return { pid, runtime: 'pid', id: String(pid), name: readComm(pid) };
 }
 
-function running(c: Container, query: string): Target {
+export function running(c: Container, query: string): Target {
   if (c.status !== 'running' || c.pid <= 0) {
     throw new CrashcartError(`container ${query} is not running (status: ${c.status})`, {
       hint: `start it first; crashcart attaches to running containers only (${describe(c)})`,
     });
   }
-  return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name, container: c };
+  return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name, ...(c.namespace ? { namespace: c.namespace } : {}), container: c };
 }
 
-export async function resolveTarget(query: string, runtimeName?: string): Promise<Target> {
+export async function resolveTarget(query: string, runtimeName?: string, scope: Scope = {}): Promise<Target> {
   if (!query) throw new CrashcartError('no target given', { hint: 'name a container ID, name or PID' });
-  const runtimes = pickRuntimes(runtimeName).filter((r) => r.present());
+  const ns = scope.namespace;
+  // --namespace: only runtimes with namespaces, and no PIDs
+  const runtimes = pickRuntimes(runtimeName).filter((r) => (ns === undefined || r.namespaced) && r.present());
+  if (ns !== undefined && runtimeName !== undefined && !pickRuntimes(runtimeName).some((r) => r.namespaced)) {
+    throw new CrashcartError(`--namespace applies to ${RUNTIMES.filter((r) => r.namespaced).map((r) => r.name).join(', ')}, not to ${runtimeName}`, {
+      hint: 'drop --namespace, or --runtime',
+    });
+  }
   // A runtime that cannot answer (a daemon that is down) must not hide a match elsewhere:
   // its failure is reported only when nothing matched.
-  const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query) : r.list())));
-  const all = withoutLowLevelTwins(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : [])));
+  const answers = await Promise.allSettled(runtimes.map((r) => (r.find ? r.find(query, scope) : r.list(scope))));
+  const all = distinctContainers(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : [])))
+    .filter((c) => ns === undefined || c.namespace === ns);
   const failures = answers.flatMap((a, i) => (a.status === 'rejected' ? [`${runtimes[i].name}: ${(a.reason as Error).message}`] : []));
 
   const exact = all.filter((c) => c.id === query || c.name === query);
   if (exact.length === 1) return running(exact[0], query);
   if (exact.length > 1) throw ambiguous(query, exact);
 
-  if (runtimeName === undefined || runtimeName === 'pid') {
+  if ((runtimeName === undefined || runtimeName === 'pid') && ns === undefined) {
     const byPid = pidTarget(query);
     if (byPid) return byPid;
   }
@@ -90,28 +106,37 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   if (prefixed.length === 1) return running(prefixed[0], query);
   if (prefixed.length > 1) throw ambiguous(query, prefixed);
 
-  const asked = runtimeName === 'pid' ? ['pid'] : [...runtimes.map((r) => r.name), ...(runtimeName ? [] : ['pid'])];
+  const asked = runtimeName === 'pid' ? ['pid'] : [...runtimes.map((r) => r.name), ...(runtimeName || ns !== undefined ? [] : ['pid'])];
+  const where = ns === undefined ? '' : ` in namespace ${ns}`;
   if (failures.length > 0) {
-    throw new CrashcartError(`no container or process matches '${query}', and not every runtime answered (${failures.join('; ')})`, {
+    throw new CrashcartError(`no container or process matches '${query}'${where}, and not every runtime answered (${failures.join('; ')})`, {
       hint: 'is its daemon running? name another runtime with --runtime',
     });
   }
-  throw new CrashcartError(`no container or process matches '${query}' (asked: ${asked.join(', ') || 'none present'})`, {
-    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes)}), or give a PID`,
+  throw new CrashcartError(`no container or process matches '${query}'${where} (asked: ${asked.join(', ') || 'none present'})`, {
+    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes, ns)})${ns === undefined ? ', or give a PID' : ''}`,
   });
 }
 
-const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a', podman: 'podman ps -a' };
+export const LIST_COMMANDS: Record<string, string> = {
+  runc: 'runc list',
+  crun: 'crun list',
+  docker: 'docker ps -a',
+  podman: 'podman ps -a',
+  containerd: 'ctr -n NAMESPACE containers ls',
+};
 
 /** How to list containers with the first runtime asked that has such a command. */
-function listCommand(asked: Runtime[]): string {
-  for (const r of asked) if (LIST_COMMANDS[r.name]) return LIST_COMMANDS[r.name];
+function listCommand(asked: Runtime[], ns?: string): string {
+  for (const r of asked) if (LIST_COMMANDS[r.name]) return LIST_COMMANDS[r.name].replace('NAMESPACE', ns ?? 'NAMESPACE');
   return LIST_COMMANDS.runc;
 }
 
 function ambiguous(query: string, matches: Container[]): CrashcartError {
+  const namespaced = matches.some((c) => c.namespace);
   return new CrashcartError(`'${query}' matches ${matches.length} containers: ${matches.map(describe).join(', ')}`, {
-    hint: 'give more of the ID, or the runtime with --runtime',
+    hint: namespaced ? 'give more of the ID, the runtime with --runtime, or the namespace with --namespace'
+      : 'give more of the ID, or the runtime with --runtime',
   });
 }
 
@@ -122,15 +147,16 @@ export function runtimeExecutor(target: Target): (req: ExecRequest) => ExecComma
       hint: 'name the container instead, or attach without --exec',
     });
   }
-  const rt = RUNTIMES.find((r) => r.name === target.runtime);
+  // crictl is no runtime of its own for lookups (pods only), but it has an exec
+  const rt = target.runtime === 'crictl' ? { execCommand: crictlExecCommand } : RUNTIMES.find((r) => r.name === target.runtime);
   if (!rt?.execCommand) {
     throw new CrashcartError(`--exec is not supported for ${target.runtime} containers: ${target.runtime} has no exec of its own`, {
       hint: 'attach without --exec',
     });
   }
-  const container = target.container;
-  const build = rt.execCommand.bind(rt);
-  return (req) => build(container, req);
+  const { container } = target;
+  const build = rt.execCommand;
+  return (req) => build.call(rt, container, req);
 }
 
 export interface Listing {
@@ -144,7 +170,7 @@ export async function listContainers(runtimeName?: string): Promise<Listing> {
   const runtimes = pickRuntimes(runtimeName).filter((r) => r.present());
   const answers = await Promise.allSettled(runtimes.map((r) => r.list()));
   return {
-    containers: withoutLowLevelTwins(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []))),
+    containers: distinctContainers(answers.flatMap((a) => (a.status === 'fulfilled' ? a.value : []))),
     failures: answers.flatMap((a, i) => (a.status === 'rejected' ? [{ runtime: runtimes[i].name, message: (a.reason as Error).message }] : [])),
   };
 }

@@ -33,17 +33,24 @@ export interface ExecCommand {
   env?: Record<string, string>;
 }
 
+/** What narrows a lookup: --namespace for runtimes with namespaces. */
+export interface Scope {
+  namespace?: string;
+}
+
 export interface Runtime {
   readonly name: string;
+  /** Its containers live in namespaces (containerd): --namespace narrows the lookup. */
+  readonly namespaced?: boolean;
   /** Cheap check that this runtime is in use on this host (a state directory, a socket). */
   present(): boolean;
   /** Every container the runtime knows about, running or not. */
-  list(): Promise<Container[]>;
+  list(scope?: Scope): Promise<Container[]>;
   /**
    * Optional cheaper lookup: the containers that may match `query` (its exact ID or name,
    * or an ID it prefixes); a superset is fine. Without it, list() is used.
    */
-  find?(query: string): Promise<Container[]>;
+  find?(query: string, scope?: Scope): Promise<Container[]>;
   /** The runtime's own exec (docker exec, runc exec, ...) running `req` inside `c`. */
   execCommand?(c: Container, req: ExecRequest): ExecCommand;
 }

@@ -36,7 +36,8 @@ describe('splitArgv', () => {
   });
 
   test('options that take a value skip it when looking for the target', () => {
-    for (const opt of ['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime']) {
+    for (const opt of ['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
+      '--namespace', '--container', '--k8s-namespace']) {
       assert.deepEqual(splitArgv([opt, 'value', 'web', 'id']), { own: [opt, 'value', 'web'], command: ['id'] }, opt);
     }
   });
@@ -47,6 +48,18 @@ describe('splitArgv', () => {
       own: ['--user=0:0', '--env=A=B', 'web'],
       command: ['id', '-u'],
     });
+  });
+
+  test('--pod names the target: the first word after the options is the command', () => {
+    assert.deepEqual(splitArgv(['--pod', 'web', 'ls', '-l']), { own: ['--pod', 'web'], command: ['ls', '-l'] });
+    assert.deepEqual(splitArgv(['--pod=web', '--container', 'app', 'id']), { own: ['--pod=web', '--container', 'app'], command: ['id'] });
+    assert.deepEqual(splitArgv(['--k8s-namespace', 'prod', '--pod', 'web', '--', 'id']), {
+      own: ['--k8s-namespace', 'prod', '--pod', 'web'],
+      command: ['id'],
+    });
+    assert.deepEqual(splitArgv(['--pod', 'web']), { own: ['--pod', 'web'], command: [] });
+    // after a target, --pod is only an option (attach refuses both)
+    assert.deepEqual(splitArgv(['web', '--pod', 'x', 'id']), { own: ['web', '--pod', 'x'], command: ['id'] });
   });
 
   test('boolean options do not take the next argument', () => {

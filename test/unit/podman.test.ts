@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { CrashcartError } from '../../src/core/errors.js';
 import type { ProcStat } from '../../src/core/proc.js';
 import { BoltError, BoltFile } from '../../src/runtimes/bolt.js';
-import { withoutLowLevelTwins } from '../../src/runtimes/index.js';
+import { distinctContainers } from '../../src/runtimes/index.js';
 import {
   database, DEFAULT_GRAPHROOT, engineConfig, fromPsEntry, fromState, graphRoot, podman, podmanEnv, podmanExec, readBoltState, tomlString,
 } from '../../src/runtimes/podman.js';
@@ -274,6 +274,6 @@ describe('a podman container is also in runc\'s state root', () => {
       { runtime: 'podman', id, name: 'web', pid: 100, status: 'running' },
       { runtime: 'docker', id: 'a0'.repeat(32), name: 'web', pid: 300, status: 'running' },
     ];
-    assert.deepEqual(withoutLowLevelTwins(all), [all[1], all[2], all[3]]);
+    assert.deepEqual(distinctContainers(all), [all[1], all[2], all[3]]);
   });
 });

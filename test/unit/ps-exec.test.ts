@@ -6,7 +6,7 @@ import { psRows, psTable } from '../../src/cli/commands/ps.js';
 import { splitArgv } from '../../src/cli/argv.js';
 import { CrashcartError } from '../../src/core/errors.js';
 import { dockerExec } from '../../src/runtimes/docker.js';
-import { runtimeExecutor, withoutLowLevelTwins, type Container } from '../../src/runtimes/index.js';
+import { runtimeExecutor, distinctContainers, type Container } from '../../src/runtimes/index.js';
 import { ociExec } from '../../src/runtimes/oci-state.js';
 
 const ID = 'c0ffee'.padEnd(64, '0');
@@ -93,6 +93,6 @@ describe('a container seen by its manager and by runc', () => {
   test('the manager keeps it; runc-only containers stay', () => {
     const podman: Container = { runtime: 'podman', id: 'abc', name: 't1', pid: 5, status: 'running' };
     const twin: Container = { runtime: 'runc', id: 'abc', pid: 5, status: 'running' };
-    assert.deepEqual(withoutLowLevelTwins([twin, db, podman]), [db, podman]);
+    assert.deepEqual(distinctContainers([twin, db, podman]), [db, podman]);
   });
 });

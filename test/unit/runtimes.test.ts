@@ -36,9 +36,11 @@ async function failure(query: string, runtime?: string): Promise<CrashcartError>
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'crashcart-unit-runtimes-'));
-  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST', 'CONTAINERS_STORAGE_CONF', 'CONTAINERS_CONF']) saved[k] = process.env[k];
+  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST', 'CONTAINERS_STORAGE_CONF', 'CONTAINERS_CONF', 'CONTAINERD_ADDRESS', 'CRASHCART_CONTAINERD_STATE']) saved[k] = process.env[k];
   process.env.CRASHCART_RUNC_ROOT = join(root, 'runc');
   process.env.DOCKER_HOST = `unix://${join(root, 'no-docker.sock')}`; // a host's own daemon stays out
+  process.env.CONTAINERD_ADDRESS = join(root, 'no-containerd.sock'); // and its containerd
+  process.env.CRASHCART_CONTAINERD_STATE = join(root, 'no-containerd-state');
   process.env.CRASHCART_CRUN_ROOT = join(root, 'no-crun-here');
   // a host's own podman stays out too: storage in a directory that does not exist
   writeFileSync(join(root, 'storage.conf'), `[storage]\ngraphroot = "${join(root, 'no-podman-here')}"\n`);
@@ -184,16 +186,16 @@ describe('resolveTarget', () => {
   test('an unknown runtime is refused', async () => {
     const e = await failure('web', 'nosuch');
     assert.equal(e.message, "unknown runtime 'nosuch'");
-    assert.equal(e.hint, 'choose one of: runc, crun, docker, podman, pid');
+    assert.equal(e.hint, 'choose one of: runc, crun, docker, podman, containerd, pid');
   });
 });
 
 describe('pickRuntimes', () => {
   test('all runtimes by default, one by name, none for pid', () => {
-    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker', 'podman']);
+    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker', 'podman', 'containerd']);
     assert.deepEqual(pickRuntimes('crun').map((r) => r.name), ['crun']);
     assert.deepEqual(pickRuntimes('pid'), []);
-    assert.equal(RUNTIMES.length, 4);
+    assert.equal(RUNTIMES.length, 5);
   });
 
   test('the runc runtime lists what the state root holds', async () => {

@@ -4,11 +4,11 @@ import { CrashcartError } from '../../core/errors.js';
 import type { MethodChoice } from '../../core/graft.js';
 import { mountOnly, runSession, unmount } from '../../core/session.js';
 import { resolveImage } from '../../image/cache.js';
-import { resolveTarget, runtimeExecutor } from '../../runtimes/index.js';
+import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 
 export interface AttachArgs {
-  target: string;
+  target?: string;
   image?: string;
   'mount-only': boolean;
   unmount: boolean;
@@ -21,6 +21,10 @@ export interface AttachArgs {
   cgroup: boolean;
   method: MethodChoice;
   runtime?: string;
+  namespace?: string;
+  pod?: string;
+  container?: string;
+  'k8s-namespace'?: string;
   'allow-host': boolean;
   'insecure-image': boolean;
   exec: boolean;
@@ -28,7 +32,7 @@ export interface AttachArgs {
 
 export function attachOptions<T>(y: Argv<T>) {
   return y
-    .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID', demandOption: true })
+    .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod)' })
     .option('image', { alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
     .option('mount-only', { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' })
     .option('unmount', { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' })
@@ -39,7 +43,11 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
     .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
     .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, pid)' })
+    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, pid)' })
+    .option('namespace', { type: 'string', describe: "look in this containerd namespace only (k8s.io, moby, default, ...; with --pod: instead of k8s.io)" })
+    .option('pod', { type: 'string', describe: 'a Kubernetes pod instead of a target: its container, found by the kubelet\'s labels' })
+    .option('container', { type: 'string', describe: "with --pod: the container's name in the pod (needed when it has several)" })
+    .option('k8s-namespace', { type: 'string', describe: 'with --pod: the Kubernetes namespace of the pod (default: default)' })
     .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
     .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
     .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
@@ -61,7 +69,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     ].find(Boolean);
     if (clash) throw new CrashcartError(`--exec and ${clash} exclude each other`, { hint: "with --exec the runtime's exec decides the command's environment and cgroup" });
   }
-  const target = await resolveTarget(args.target, args.runtime);
+  const target = await findTarget(args);
   const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
 
@@ -97,4 +105,26 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     joinCgroup: args.cgroup,
     runtimeExec: via,
   });
+}
+
+/** The positional target, or the container of --pod. */
+async function findTarget(args: AttachArgs): Promise<Target> {
+  if (args.pod === undefined) {
+    for (const o of ['container', 'k8s-namespace'] as const) {
+      if (args[o] !== undefined) throw new CrashcartError(`--${o} applies to --pod only`, { hint: 'add --pod NAME, or drop it' });
+    }
+    if (args.target === undefined) throw new CrashcartError('no target given', { hint: 'name a container ID, name or PID, or a pod with --pod' });
+    return resolveTarget(args.target, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace });
+  }
+  if (args.target !== undefined) {
+    throw new CrashcartError(`--pod ${args.pod} and the target ${args.target} exclude each other`, {
+      hint: 'give one; with --pod, the words after the options are the command',
+    });
+  }
+  // loaded only when used: plain attaches do not pay for it
+  const { findPod } = await import('../../runtimes/kubernetes.js');
+  return findPod(
+    { pod: args.pod, namespace: args['k8s-namespace'] ?? 'default', ...(args.container !== undefined ? { container: args.container } : {}) },
+    { runtime: args.runtime, containerdNamespace: args.namespace },
+  );
 }
