@@ -6,13 +6,15 @@ import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
+import { lxc } from './lxc.js';
+import { nspawn } from './nspawn.js';
 import { runc } from './runc.js';
 import type { Container, Runtime } from './types.js';
 
 export type { Container, Runtime } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun, docker];
+export const RUNTIMES: Runtime[] = [runc, crun, docker, lxc, nspawn];
 
 export interface Target {
   pid: number;
@@ -87,7 +89,13 @@ export async function resolveTarget(query: string, runtimeName?: string): Promis
   });
 }
 
-const LIST_COMMANDS: Record<string, string> = { runc: 'runc list', crun: 'crun list', docker: 'docker ps -a' };
+const LIST_COMMANDS: Record<string, string> = {
+  runc: 'runc list',
+  crun: 'crun list',
+  docker: 'docker ps -a',
+  lxc: 'lxc-ls -f',
+  nspawn: 'ps -C systemd-nspawn -f',
+};
 
 /** How to list containers with the first runtime asked that has such a command. */
 function listCommand(asked: Runtime[]): string {

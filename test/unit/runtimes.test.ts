@@ -36,10 +36,12 @@ async function failure(query: string, runtime?: string): Promise<CrashcartError>
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'crashcart-unit-runtimes-'));
-  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST']) saved[k] = process.env[k];
+  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST', 'CRASHCART_LXC_PATH', 'CRASHCART_NSPAWN_DIR']) saved[k] = process.env[k];
   process.env.CRASHCART_RUNC_ROOT = join(root, 'runc');
   process.env.DOCKER_HOST = `unix://${join(root, 'no-docker.sock')}`; // a host's own daemon stays out
   process.env.CRASHCART_CRUN_ROOT = join(root, 'no-crun-here');
+  process.env.CRASHCART_LXC_PATH = join(root, 'no-lxc-here');
+  process.env.CRASHCART_NSPAWN_DIR = join(root, 'no-nspawn-here');
 
   // a pid that existed once and is gone now
   const child = spawn('true', { stdio: 'ignore' });
@@ -177,16 +179,16 @@ describe('resolveTarget', () => {
   test('an unknown runtime is refused', async () => {
     const e = await failure('web', 'nosuch');
     assert.equal(e.message, "unknown runtime 'nosuch'");
-    assert.equal(e.hint, 'choose one of: runc, crun, docker, pid');
+    assert.equal(e.hint, 'choose one of: runc, crun, docker, lxc, nspawn, pid');
   });
 });
 
 describe('pickRuntimes', () => {
   test('all runtimes by default, one by name, none for pid', () => {
-    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker']);
+    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker', 'lxc', 'nspawn']);
     assert.deepEqual(pickRuntimes('crun').map((r) => r.name), ['crun']);
     assert.deepEqual(pickRuntimes('pid'), []);
-    assert.equal(RUNTIMES.length, 3);
+    assert.equal(RUNTIMES.length, 5);
   });
 
   test('the runc runtime lists what the state root holds', async () => {

@@ -38,7 +38,7 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
     .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
     .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, pid)' })
+    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, lxc, nspawn, pid)' })
     .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
     .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
 }
