@@ -7,7 +7,7 @@
 // PID 1 does not have, and /proc answers faster where it has.
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { namespaceInode } from '../core/proc.js';
+import { namespaceInode, processState } from '../core/proc.js';
 import type { Container, Runtime } from './types.js';
 
 export const MACHINES_DIR = '/run/systemd/machines';
@@ -142,15 +142,19 @@ const read = (path: string): string | undefined => {
   }
 };
 
-/** The pid of nspawn's child in another pid namespace: the container's leader; 0 if none (yet). */
-export function nspawnLeader(nspawnPid: number): number {
+/**
+ * nspawn's child in another pid namespace is the container's leader. Without one the
+ * container is starting (nspawn's intermediate child is still in the host's) or stopping
+ * (the leader has exited and waits, a zombie, for nspawn to reap it).
+ */
+export function nspawnLeader(nspawnPid: number): { pid: number; status: string } {
   const own = namespaceInode(nspawnPid, 'pid');
   const children = (read(`/proc/${nspawnPid}/task/${nspawnPid}/children`) ?? '').split(' ').filter(Boolean).map(Number);
   for (const child of children) {
     const ns = namespaceInode(child, 'pid');
-    if (ns !== undefined && own !== undefined && ns !== own) return child;
+    if (ns !== undefined && own !== undefined && ns !== own && processState(child) !== 'Z') return { pid: child, status: 'running' };
   }
-  return 0;
+  return { pid: 0, status: children.some((c) => processState(c) === 'Z') ? 'stopping' : 'starting' };
 }
 
 /** Every systemd-nspawn process on the host, as containers. */
@@ -169,10 +173,9 @@ export function scanNspawn(machinesDir = MACHINES_DIR): Container[] {
     } catch { /* the default directory is then unknown */ }
     const leader = nspawnLeader(pid);
     registered ??= machinedNames(machinesDir);
-    const name = (leader && registered.get(leader)) || machineName(parseNspawnArgs(argv.slice(1)), cwd);
+    const name = (leader.pid && registered.get(leader.pid)) || machineName(parseNspawnArgs(argv.slice(1)), cwd);
     if (!name) continue;
-    // a leader in another pid namespace exists from start until shutdown
-    out.push({ runtime: 'nspawn', id: name, pid: leader, status: leader ? 'running' : 'starting' });
+    out.push({ runtime: 'nspawn', id: name, pid: leader.pid, status: leader.status });
   }
   return out;
 }
