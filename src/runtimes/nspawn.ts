@@ -7,7 +7,7 @@
 // PID 1 does not have, and /proc answers faster where it has.
 import { existsSync, readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
-import { namespaceInode, processState } from '../core/proc.js';
+import { namespaceInode, processState, readStat } from '../core/proc.js';
 import type { Container, Runtime } from './types.js';
 
 export const MACHINES_DIR = '/run/systemd/machines';
@@ -143,16 +143,20 @@ const read = (path: string): string | undefined => {
 };
 
 /**
- * nspawn's child in another pid namespace is the container's leader. Without one the
- * container is starting (nspawn's intermediate child is still in the host's) or stopping
+ * nspawn's child in another pid namespace is the container's leader, once it has exec'd
+ * the container's command. Without one the container is starting (nspawn's intermediate child is still in the host's) or stopping
  * (the leader has exited and waits, a zombie, for nspawn to reap it).
  */
 export function nspawnLeader(nspawnPid: number): { pid: number; status: string } {
   const own = namespaceInode(nspawnPid, 'pid');
+  const cmdline = read(`/proc/${nspawnPid}/cmdline`);
   const children = (read(`/proc/${nspawnPid}/task/${nspawnPid}/children`) ?? '').split(' ').filter(Boolean).map(Number);
   for (const child of children) {
     const ns = namespaceInode(child, 'pid');
-    if (ns !== undefined && own !== undefined && ns !== own && processState(child) !== 'Z') return { pid: child, status: 'running' };
+    if (ns === undefined || own === undefined || ns === own || processState(child) === 'Z') continue;
+    // until it execs the command, the leader is nspawn setting the container up
+    const setup = readStat(child)?.comm === NSPAWN_COMM && read(`/proc/${child}/cmdline`) === cmdline;
+    return setup ? { pid: 0, status: 'starting' } : { pid: child, status: 'running' };
   }
   return { pid: 0, status: children.some((c) => processState(c) === 'Z') ? 'stopping' : 'starting' };
 }
@@ -163,8 +167,13 @@ export function scanNspawn(machinesDir = MACHINES_DIR): Container[] {
   let registered: Map<number, string> | undefined;
   for (const entry of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
-    if (read(`/proc/${entry}/comm`)?.trim() !== NSPAWN_COMM) continue;
     const pid = Number(entry);
+    const stat = readStat(pid);
+    if (stat?.comm !== NSPAWN_COMM || stat.state === 'Z') continue;
+    // nspawn's own children run under its name until the leader execs (its intermediate
+    // child, and the leader itself); a zombie parent still has its name. So a nested
+    // nspawn that is itself a container's leader is not found here (its PID still works).
+    if (readStat(stat.ppid)?.comm === NSPAWN_COMM) continue;
     const argv = (read(`/proc/${pid}/cmdline`) ?? '').split('\0');
     if (argv.at(-1) === '') argv.pop();
     let cwd = '/';

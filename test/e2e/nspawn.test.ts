@@ -2,10 +2,13 @@
 // found through their nspawn process and grafted like any other target.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { processState } from '../../src/core/proc.js';
+import { scanNspawn } from '../../src/runtimes/nspawn.js';
 import { runCrashcart, testImage } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, requireCommand, requireRoot, snapshotHost } from '../helpers/host.js';
 import { nspawnRunDirsMissing, startNspawn, type NspawnContainer } from '../helpers/nspawn.js';
@@ -126,5 +129,50 @@ describe('nspawn', () => {
       process.kill(c.nspawnPid, 'SIGCONT');
     }
     await stop(c);
+  });
+
+  test('a record of systemd-machined for the leader names the container', async (t) => {
+    if (!ready(t)) return;
+    const dirName = unique('ccrec');
+    const c = await start({ dirName });
+    // machined cannot run here (no systemd, no D-Bus): a record as it writes them stands in
+    const machines = await mkdtemp(join(tmpdir(), 'crashcart-machines-'));
+    try {
+      await writeFile(join(machines, `${dirName}-5f3a`), `# This is private data. Do not parse.\nNAME=${dirName}-5f3a\n` +
+        `SCOPE=machine-${dirName}.scope\nSERVICE=nspawn\nROOT=${c.rootfs}\nLEADER=${c.pid}\nCLASS=container\n`);
+      const found = scanNspawn(machines).filter((x) => x.pid === c.pid);
+      assert.deepEqual(found, [{ runtime: 'nspawn', id: `${dirName}-5f3a`, pid: c.pid, status: 'running' }]);
+      // without the record, the name nspawn derives from the directory
+      assert.deepEqual(scanNspawn(join(machines, 'none')).filter((x) => x.pid === c.pid).map((x) => x.id), [dirName]);
+    } finally {
+      await rm(machines, { recursive: true, force: true });
+    }
+    await stop(c);
+  });
+
+  test('while nspawn starts, its intermediate child is not a second container', async (t) => {
+    if (!ready(t)) return;
+    const name = unique('ccrace');
+    const seen: string[][] = [];
+    let done = false;
+    const scanning = (async () => {
+      while (!done) {
+        seen.push(scanNspawn().filter((x) => x.id === name).map((x) => `${x.status} ${x.pid}`));
+        await delay(0);
+      }
+    })();
+    let c: NspawnContainer;
+    try {
+      c = await start({ machine: name });
+    } finally {
+      done = true;
+      await scanning;
+    }
+    t.diagnostic(`${seen.length} scans while starting: ${[...new Set(seen.map((s) => s.map((x) => x.split(' ')[0]).join('+') || 'none'))].join(', ')}`);
+    assert.deepEqual(seen.filter((s) => s.length > 1), []);
+    // the leader counts once it runs the container's command, never before
+    assert.deepEqual(seen.flat().filter((s) => s.startsWith('running') && s !== `running ${c!.pid}`), []);
+    assert.deepEqual(scanNspawn().filter((x) => x.id === name), [{ runtime: 'nspawn', id: name, pid: c!.pid, status: 'running' }]);
+    await stop(c!);
   });
 });
