@@ -96,6 +96,7 @@ describe('lxc', () => {
 
   test('--runtime lxc does not fall back to a PID; an unknown name names lxc', async (t) => {
     if (!ready(t)) return;
+    const host = await snapshotHost();
     const r = await runCrashcart(['-i', image, '--runtime', 'lxc', 'nosuch', '--', 'true'], { env: lxc!.env });
     assert.equal(r.code, 125);
     assert.equal(r.stderr, "crashcart: no container or process matches 'nosuch' (asked: lxc); " +
@@ -104,6 +105,7 @@ describe('lxc', () => {
     assert.equal(byPid.code, 125);
     assert.equal(byPid.stderr, `crashcart: no container or process matches '${process.pid}' (asked: lxc); ` +
       'check the ID with your runtime (e.g. lxc-ls -f), or give a PID');
+    assertNoLeaks(host, await snapshotHost());
   });
 
   test('the runtime\'s exec: lxc-attach runs the command in the container, with only the given environment', async (t) => {
