@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what crashcart needs on a Debian machine with Node.js 20 and builds it.
 # Run as root from anywhere: scripts/setup.sh
-#   apt: runc, crun, docker.io, containerd (ctr), podman and netavark (the demo and the tests), e2fsprogs (mke2fs for images), busybox-static and
+#   apt: runc, crun, docker.io, containerd (ctr), podman and netavark (the demo and the tests),
+#        lxc and systemd-container (systemd-nspawn) for the LXC and nspawn tests, e2fsprogs (mke2fs for images), busybox-static and
 #        bash-static (the static toolkit), patchelf, a C/C++ toolchain for the addon
 #   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
 #   and a crashcart command in /usr/local/bin
@@ -16,7 +17,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  runc crun e2fsprogs busybox-static bash-static patchelf util-linux tmux docker.io containerd podman netavark \
+  runc crun e2fsprogs busybox-static bash-static patchelf util-linux tmux docker.io containerd podman netavark lxc systemd-container \
   g++ gcc libc6-dev make python3 ca-certificates >/dev/null
 
 # node-gyp downloads Node's headers unless it is told where they are; Debian's and

@@ -9,13 +9,15 @@ import { crictlExecCommand } from './crictl.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
 import { podman } from './podman.js';
+import { lxc } from './lxc.js';
+import { nspawn } from './nspawn.js';
 import { runc } from './runc.js';
 import type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
 
 export type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
 
 /** The registry, in the order runtimes are asked. */
-export const RUNTIMES: Runtime[] = [runc, crun, docker, podman, containerd];
+export const RUNTIMES: Runtime[] = [runc, crun, docker, podman, containerd, lxc, nspawn];
 
 export interface Target {
   pid: number;
@@ -124,6 +126,8 @@ export const LIST_COMMANDS: Record<string, string> = {
   docker: 'docker ps -a',
   podman: 'podman ps -a',
   containerd: 'ctr -n NAMESPACE containers ls',
+  lxc: 'lxc-ls -f',
+  nspawn: 'ps -C systemd-nspawn -f',
 };
 
 /** How to list containers with the first runtime asked that has such a command. */

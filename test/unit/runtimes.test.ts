@@ -36,7 +36,7 @@ async function failure(query: string, runtime?: string): Promise<CrashcartError>
 
 before(async () => {
   root = mkdtempSync(join(tmpdir(), 'crashcart-unit-runtimes-'));
-  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST', 'CONTAINERS_STORAGE_CONF', 'CONTAINERS_CONF', 'CONTAINERD_ADDRESS', 'CRASHCART_CONTAINERD_STATE']) saved[k] = process.env[k];
+  for (const k of ['CRASHCART_RUNC_ROOT', 'CRASHCART_CRUN_ROOT', 'DOCKER_HOST', 'CONTAINERS_STORAGE_CONF', 'CONTAINERS_CONF', 'CONTAINERD_ADDRESS', 'CRASHCART_CONTAINERD_STATE', 'CRASHCART_LXC_PATH', 'CRASHCART_NSPAWN_DIR']) saved[k] = process.env[k];
   process.env.CRASHCART_RUNC_ROOT = join(root, 'runc');
   process.env.DOCKER_HOST = `unix://${join(root, 'no-docker.sock')}`; // a host's own daemon stays out
   process.env.CONTAINERD_ADDRESS = join(root, 'no-containerd.sock'); // and its containerd
@@ -47,6 +47,8 @@ before(async () => {
   writeFileSync(join(root, 'containers.conf'), '');
   process.env.CONTAINERS_STORAGE_CONF = join(root, 'storage.conf');
   process.env.CONTAINERS_CONF = join(root, 'containers.conf');
+  process.env.CRASHCART_LXC_PATH = join(root, 'no-lxc-here');
+  process.env.CRASHCART_NSPAWN_DIR = join(root, 'no-nspawn-here');
 
   // a pid that existed once and is gone now
   const child = spawn('true', { stdio: 'ignore' });
@@ -186,16 +188,16 @@ describe('resolveTarget', () => {
   test('an unknown runtime is refused', async () => {
     const e = await failure('web', 'nosuch');
     assert.equal(e.message, "unknown runtime 'nosuch'");
-    assert.equal(e.hint, 'choose one of: runc, crun, docker, podman, containerd, pid');
+    assert.equal(e.hint, 'choose one of: runc, crun, docker, podman, containerd, lxc, nspawn, pid');
   });
 });
 
 describe('pickRuntimes', () => {
   test('all runtimes by default, one by name, none for pid', () => {
-    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker', 'podman', 'containerd']);
+    assert.deepEqual(pickRuntimes().map((r) => r.name), ['runc', 'crun', 'docker', 'podman', 'containerd', 'lxc', 'nspawn']);
     assert.deepEqual(pickRuntimes('crun').map((r) => r.name), ['crun']);
     assert.deepEqual(pickRuntimes('pid'), []);
-    assert.equal(RUNTIMES.length, 5);
+    assert.equal(RUNTIMES.length, 7);
   });
 
   test('the runc runtime lists what the state root holds', async () => {

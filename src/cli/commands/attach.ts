@@ -43,7 +43,7 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
     .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
     .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, pid)' })
+    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, lxc, nspawn, pid)' })
     .option('namespace', { type: 'string', describe: "look in this containerd namespace only (k8s.io, moby, default, ...; with --pod: instead of k8s.io)" })
     .option('pod', { type: 'string', describe: 'a Kubernetes pod instead of a target: its container, found by the kubelet\'s labels' })
     .option('container', { type: 'string', describe: "with --pod: the container's name in the pod (needed when it has several)" })
