@@ -150,4 +150,19 @@ describe('lxc', () => {
     assertNoLeaks(before, await snap(pid));
     await lxc!.stop(name);
   });
+
+  test('crashcart --exec goes through lxc-attach: the toolkit grafted, the exit code passed on, then ungrafted', async (t) => {
+    if (!ready(t)) return;
+    const name = unique('ccexec');
+    await lxc!.define(name, { readOnly: true });
+    const pid = await lxc!.start(name);
+    const before = await snap(pid);
+    const r = await runCrashcart(['-i', image, '--exec', name, '--', 'sh', '-c', 'cat /proc/1/comm; echo "$PATH"; exit 5'], { env: lxc!.env });
+    assert.equal(r.code, 5, r.stderr);
+    const [comm, path] = r.stdout.split('\n');
+    assert.equal(comm, 'sleeper');
+    assert.match(path!, /^\/dev\/crashcart\/bin:/);
+    assertNoLeaks(before, await snap(pid));
+    await lxc!.stop(name);
+  });
 });

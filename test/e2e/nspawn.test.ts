@@ -87,6 +87,13 @@ describe('nspawn', () => {
     const verbose = await runCrashcart(['-i', image, '-v', name, '--', 'true']);
     assert.equal(verbose.code, 0, verbose.stderr);
     assert.match(verbose.stderr, new RegExp(`target: nspawn ${name} \\(pid ${c.pid}\\)`));
+
+    // nspawn has no exec of its own: --exec is refused before anything is grafted
+    const before = await snapshotHost({ pid: c.pid, rootfs: `/proc/${c.pid}/root` });
+    const exec = await runCrashcart(['-i', image, '--exec', name, '--', 'true']);
+    assert.equal(exec.code, 125);
+    assert.equal(exec.stderr, 'crashcart: --exec is not supported for nspawn containers: nspawn has no exec of its own; attach without --exec');
+    assertNoLeaks(before, await snapshotHost({ pid: c.pid, rootfs: `/proc/${c.pid}/root` }));
     await stop(c);
   });
 
