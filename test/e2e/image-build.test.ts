@@ -38,7 +38,7 @@ let sharedDebs: string | undefined;
 async function keepDebs(from: string): Promise<void> {
   sharedDebs = mkdtempSync(join(tmpdir(), 'crashcart-e2e-debs-'));
   process.once('exit', () => rmSync(sharedDebs!, { recursive: true, force: true }));
-  for (const f of await readdir(from)) await copyFile(join(from, f), join(sharedDebs, f));
+  for (const f of await readdir(from)) if (f.endsWith('.deb')) await copyFile(join(from, f), join(sharedDebs, f));
 }
 
 async function seedDebs(cache: string): Promise<void> {
