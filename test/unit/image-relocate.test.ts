@@ -203,11 +203,11 @@ const SHELLS = [['/bin/sh'], ['/bin/bash'], ...(existsSync('/bin/busybox') ? [['
 for (const profile of ['full', 'minimal'] as const) {
   test(`${profile} bashrc: toolkit PATH once, data paths, clean environment, under set -eu`, async () => {
     const rc = join(projectRoot(), 'images', profile, 'bashrc');
-    const probe = `export LD_PRELOAD=/x.so LD_LIBRARY_PATH=/x; . ${rc}; . ${rc}; printf '%s|' "$PATH" "$SHELL" "\${LD_PRELOAD-unset}" "\${LD_LIBRARY_PATH-unset}" "\${TERMINFO_DIRS-unset}" "\${LOCPATH-unset}" "\${MAGIC-unset}" "\${LANG-unset}" "\${HISTFILE-unset}"`;
+    const probe = `export LD_PRELOAD=/x.so LD_LIBRARY_PATH=/x; . ${rc}; . ${rc}; printf '%s|' "$PATH" "$SHELL" "\${LD_PRELOAD-unset}" "\${LD_LIBRARY_PATH-unset}" "\${TERMINFO_DIRS-unset}" "\${LOCPATH-unset}" "\${MAGIC-unset}" "\${LANG-unset}" "\${HISTFILE-unset}" "\${LESSHISTFILE-unset}" "\${HTOPRC-unset}"`;
     for (const [shell, ...args] of SHELLS) {
       const r = await execa(shell!, [...args, '-euc', probe], { env: { PATH: '/usr/bin:/bin', HISTFILE: '/h' }, extendEnv: false, stdin: 'ignore' });
       assert.equal(r.stderr, '');
-      const [path, sh, preload, libpath, terminfo, locpath, magic, lang, hist] = r.stdout.split('|');
+      const [path, sh, preload, libpath, terminfo, locpath, magic, lang, hist, lesshist, htoprc] = r.stdout.split('|');
       assert.equal(path, '/dev/crashcart/bin:/usr/bin:/bin', shell);
       assert.equal(sh, '/dev/crashcart/bin/bash');
       assert.deepEqual([preload, libpath, hist], ['unset', 'unset', 'unset']);
@@ -215,6 +215,9 @@ for (const profile of ['full', 'minimal'] as const) {
       assert.equal(locpath, '/dev/crashcart/share/locale');
       assert.equal(magic, profile === 'full' ? '/dev/crashcart/share/misc/magic.mgc' : 'unset');
       assert.equal(lang, 'C.UTF-8');
+      // nothing written into the container
+      assert.equal(lesshist, '-');
+      assert.equal(htoprc, profile === 'full' ? '/dev/null' : 'unset');
     }
     // the container's own locale choice stays
     const { stdout } = await execa('/bin/sh', ['-c', `. ${rc}; printf %s "$LANG"`], { env: { PATH: '/bin', LANG: 'de_DE.UTF-8' }, extendEnv: false });
