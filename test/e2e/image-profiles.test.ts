@@ -136,9 +136,9 @@ test('full: every executable relocated, every library found, data and manifest i
   assert.equal(await readlink(join(root, 'bin', 'sh')), 'bash');
   assert.equal(await readlink(join(root, 'bin', 'pkill')), 'pgrep');
   assert.equal(await readlink(join(root, 'bin', 'wget')), 'busybox');
-  // tcpdump and gdb are wrappers around the real binaries in libexec/
+  // curl, gdb and tcpdump are wrappers around the real binaries in libexec/
   assert.match(await readFile(join(root, 'bin', 'tcpdump'), 'utf8'), /setpriv --reuid=65534 [\s\S]*\/dev\/crashcart\/libexec\/tcpdump/);
-  assert.deepEqual(await entries(join(root, 'libexec')), ['gdb', 'tcpdump']);
+  assert.deepEqual(await entries(join(root, 'libexec')), ['curl', 'gdb', 'tcpdump']);
   // the dynamic bash reads the toolkit's bashrc, not the container's
   const bash = await readFile(join(root, 'bin', 'bash'));
   assert.equal(bash.indexOf('/etc/bash.bashrc'), -1);

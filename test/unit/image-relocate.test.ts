@@ -158,7 +158,7 @@ test('profiles: full and minimal are relocated, static is not; tools.txt', async
   for (const p of ['bash', 'strace', 'gdb-minimal', 'curl', 'tcpdump', 'busybox-static', 'ca-certificates', 'libmagic-mgc']) assert.ok(full.packages.includes(p), p);
   assert.equal(full.tools, undefined);
   assert.ok(minimal.tools?.includes('nsenter'));
-  assert.deepEqual(Object.keys(full.files).sort(), ['files/share/vim/vimrc.tiny', 'wrap/gdb', 'wrap/tcpdump']);
+  assert.deepEqual(Object.keys(full.files).sort(), ['files/share/vim/vimrc.tiny', 'wrap/curl', 'wrap/gdb', 'wrap/tcpdump']);
   assert.match(full.files['wrap/tcpdump']!, /^x[0-9a-f]{64}$/);
   assert.deepEqual(stat.files, {});
   assert.deepEqual(parseNameList('# c\nss  # sockets\n\nip\nip\n', 'tools.txt'), ['ss', 'ip']);
@@ -225,19 +225,29 @@ for (const profile of ['full', 'minimal'] as const) {
   });
 }
 
-test('full bashrc: the toolkit CA bundle only when the container has none', async () => {
+test("full bashrc: the container's CA bundle when it has one, else the toolkit's", async () => {
   const rc = await readFile(join(projectRoot(), 'images/full/bashrc'), 'utf8');
   const run = async (root: string) => {
-    const text = rc.replaceAll('[ ! -e /etc/', `[ ! -e ${root}/etc/`);
-    const { stdout } = await execa('/bin/sh', ['-c', `${text}\nprintf '%s|%s' "\${CURL_CA_BUNDLE-unset}" "\${SSL_CERT_FILE-unset}"`], { env: { PATH: '/bin' }, extendEnv: false });
-    return stdout;
+    // the container's /etc and the toolkit, moved under `root`
+    const text = rc.replace(/(?<![\w/])\/etc\//g, `${root}/etc/`).replaceAll(ours, `${root}/tk.crt`);
+    const { stdout } = await execa('/bin/sh', ['-euc', `${text}\nprintf '%s|%s|%s' "\${CURL_CA_BUNDLE-unset}" "\${SSL_CERT_FILE-unset}" "\${crashcart_ca-unset}"`], { env: { PATH: '/bin' }, extendEnv: false });
+    const [bundle, file, tmp] = stdout.split('|');
+    assert.equal(tmp, 'unset', 'the loop variable is not left behind');
+    return `${bundle}|${file}`;
   };
+  const ours = '/dev/crashcart/etc/ssl/certs/ca-certificates.crt';
+  assert.ok(rc.includes(ours));
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-unit-'));
   try {
-    assert.equal(await run(dir), '/dev/crashcart/etc/ssl/certs/ca-certificates.crt|/dev/crashcart/etc/ssl/certs/ca-certificates.crt');
-    await mkdir(join(dir, 'etc', 'ssl'), { recursive: true });
-    await writeFile(join(dir, 'etc', 'ssl', 'cert.pem'), '');
-    assert.equal(await run(dir), 'unset|unset');
+    assert.equal(await run(dir), 'unset|unset', 'nothing at all: nothing set');
+    await writeFile(join(dir, 'tk.crt'), '');
+    assert.equal(await run(dir), `${dir}/tk.crt|${dir}/tk.crt`, "none in the container: the toolkit's");
+    await mkdir(join(dir, 'etc', 'pki', 'tls', 'certs'), { recursive: true });
+    await writeFile(join(dir, 'etc', 'pki', 'tls', 'certs', 'ca-bundle.crt'), '');
+    assert.equal(await run(dir), `${dir}/etc/pki/tls/certs/ca-bundle.crt|${dir}/etc/pki/tls/certs/ca-bundle.crt`);
+    await mkdir(join(dir, 'etc', 'ssl', 'certs'), { recursive: true });
+    await writeFile(join(dir, 'etc', 'ssl', 'certs', 'ca-certificates.crt'), '');
+    assert.equal(await run(dir), 'unset|unset', "Debian's path: curl finds it by itself");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
