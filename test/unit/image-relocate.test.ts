@@ -12,7 +12,8 @@ import { parseDepends, walkDepends } from '../../src/image/apt.js';
 import { addedPackages, fromDirInfo } from '../../src/image/build.js';
 import { isElf, readElf } from '../../src/image/elf.js';
 import { dirDigest, LAYOUT_VERSION, loadProfile, parseNameList, projectRoot, recipeDigest } from '../../src/image/profile.js';
-import { droppedTool, excludedDependency, INTERP, LIB_PATCHES, RPATH } from '../../src/image/relocate.js';
+import { LIB_PATCHES } from '../../src/image/data.js';
+import { droppedTool, excludedDependency, INTERP, RPATH } from '../../src/image/relocate.js';
 import { onPath } from '../helpers/host.js';
 
 async function scratch(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
