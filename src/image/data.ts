@@ -28,37 +28,46 @@ const TERMINFO_EXTRA = [
 ];
 
 /**
- * Default search paths compiled into libraries, pointed into the prefix so that tools find
- * their data even when started without the toolkit's bashrc (`crashcart TARGET -- htop`).
- * Same-length replacements, each with a link at the prefix's root to the real place:
+ * Default search paths compiled into libraries and programs, pointed into the prefix so that
+ * tools find their data even when started without the toolkit's bashrc (`crashcart TARGET
+ * -- htop`). Same-length replacements, each with a link at the prefix's root to the real
+ * place:
  * - libtinfo: the toolkit's terminfo first, then /etc/terminfo (what ncurses reads for the
  *   empty entries) and /usr/share/terminfo; the container's /lib/terminfo drops out, the
  *   toolkit carries the same ncurses-base entries.
  * - libmagic: the container's /etc/magic (local additions, as on Debian), then ours.
+ * - ltrace: its prototypes of libc functions (without them it prints raw numbers).
  */
-export const LIB_PATCHES = [
+export const PATH_PATCHES = [
   {
-    lib: 'libtinfo.so.6',
+    file: 'lib/libtinfo.so.6',
     from: '/etc/terminfo:/lib/terminfo:/usr/share/terminfo\0',
     to: `${PREFIX}/t${':'.repeat(11)}:/usr/share/terminfo\0`,
     link: { name: 't', target: 'share/terminfo' },
   },
   {
-    lib: 'libmagic.so.1',
+    file: 'lib/libmagic.so.1',
     from: '/etc/magic:/usr/share/misc/magic\0',
     to: `/etc/magic:${PREFIX}//magic\0`,
     link: { name: 'magic.mgc', target: 'share/misc/magic.mgc' },
   },
+  {
+    file: 'bin/ltrace',
+    from: '/etc/ltrace.conf\0',
+    to: `${PREFIX}/l\0`,
+    link: { name: 'l', target: 'etc/ltrace.conf' },
+  },
 ] as const;
 
-export async function patchLibraries(root: string): Promise<void> {
-  for (const p of LIB_PATCHES) {
-    let path = join(root, 'lib', p.lib);
+export async function patchSearchPaths(root: string): Promise<void> {
+  for (const p of PATH_PATCHES) {
+    const dir = dirname(p.file);
+    let path = join(root, p.file);
     if (!(await exists(path))) continue;
-    while ((await lstat(path)).isSymbolicLink()) path = join(root, 'lib', basename(await readlink(path)));
+    while ((await lstat(path)).isSymbolicLink()) path = join(root, dir, basename(await readlink(path)));
     const buf = await readFile(path);
     if (replaceBytes(buf, p.from, p.to) < 1) {
-      throw imageError('EBUILD', `lib/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}; cannot point it into the prefix`);
+      throw imageError('EBUILD', `${dir}/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}; cannot point it into the prefix`);
     }
     await writeFile(path, buf);
     await symlink(p.link.target, join(root, p.link.name));
@@ -104,6 +113,8 @@ export async function copyData(pkgs: Extracted[], root: string): Promise<void> {
   if (libc) await copyTree(join(libc, 'usr', 'lib', 'locale', 'C.utf8'), join(root, 'share', 'locale', 'C.utf8'));
   const mgc = by('libmagic-mgc');
   if (mgc) await copyTree(join(mgc, 'usr', 'lib', 'file', 'magic.mgc'), join(root, 'share', 'misc', 'magic.mgc'));
+  const ltrace = by('ltrace');
+  if (ltrace) await copyTree(join(ltrace, 'etc', 'ltrace.conf'), join(root, 'etc', 'ltrace.conf'));
   const netbase = by('netbase');
   if (netbase) {
     for (const f of ['services', 'protocols']) await copyTree(join(netbase, 'etc', f), join(root, 'etc', f));

@@ -6,7 +6,7 @@ import { availableParallelism } from 'node:os';
 import { basename, join, posix } from 'node:path';
 import { execa } from 'execa';
 import { causeLine, imageError } from './errors.js';
-import { copyData, patchLibraries } from './data.js';
+import { copyData, patchSearchPaths } from './data.js';
 import { readElf, type ElfInfo } from './elf.js';
 import { INTERP, PREFIX, RPATH } from './prefix.js';
 import type { Profile } from './profile.js';
@@ -353,6 +353,6 @@ export async function layoutRelocated(o: RelocateOptions): Promise<void> {
   o.say('relocating executables into the prefix');
   await relocateExecutables(root);
   await copyData(o.pkgs, root);
-  await patchLibraries(root);
+  await patchSearchPaths(root);
   await checkNeeded(root);
 }

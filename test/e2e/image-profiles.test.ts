@@ -155,6 +155,8 @@ test('full: every executable relocated, every library found, data and manifest i
   assert.ok((bundle.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length > 100, 'the CA bundle');
   assert.equal(await readlink(join(root, 't')), 'share/terminfo');
   assert.equal(await readlink(join(root, 'magic.mgc')), 'share/misc/magic.mgc');
+  assert.equal(await readlink(join(root, 'l')), 'etc/ltrace.conf');
+  assert.ok((await lstat(join(root, 'etc/ltrace.conf'))).isFile());
   assert.equal(await readlink(join(root, 'r')), 'etc/bashrc');
   const gconv = (await entries(join(root, 'lib'))).filter((n) => /gconv/i.test(n));
   assert.deepEqual(gconv, []);
@@ -316,6 +318,8 @@ test('full grafted into a scratch container: its tools run, whatever the contain
     'TERM=xterm-256color timeout 5 htop </dev/null >/dev/null 2>&1; echo htop=$?',
     'TERM=no-such-term timeout 5 htop </dev/null 2>&1 | head -1',
     'ps -o pid=,comm= -p 1',
+    // with its prototypes ltrace shows strings, not addresses
+    'ltrace -e getenv /dev/crashcart/bin/ls /dev/crashcart 2>&1 >/dev/null | head -1',
   ].join('\n');
   const r = await runCrashcart(['-i', image, c.id, '--env', 'LD_LIBRARY_PATH=/lib/x86_64-linux-gnu', '--', 'bash', '-c', script]);
   assert.equal(r.code, 0, r.stderr);
@@ -328,5 +332,6 @@ test('full grafted into a scratch container: its tools run, whatever the contain
   assert.equal(out[5], 'htop=0', 'htop found its terminfo');
   assert.equal(out[6], 'Error opening terminal: no-such-term.');
   assert.match(out[7]!, /^\s*1 sleeper$/);
+  assert.match(out[8]!, /^ls->getenv\("[A-Z_]+"\) +=/);
   assertNoLeaks(before, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
 });
