@@ -2,8 +2,10 @@
 # Installs what crashcart needs on a Debian machine with Node.js 20 and builds it.
 # Run as root from anywhere: scripts/setup.sh
 #   apt: runc, crun, docker.io, containerd (ctr), podman and netavark (the demo and the tests),
-#        lxc and systemd-container (systemd-nspawn) for the LXC and nspawn tests, e2fsprogs (mke2fs for images), busybox-static and
-#        bash-static (the static toolkit), patchelf, a C/C++ toolchain for the addon
+#        lxc and systemd-container (systemd-nspawn) for the LXC and nspawn tests, e2fsprogs
+#        (mke2fs for images), busybox-static and bash-static (the static toolkit), patchelf
+#        (relocates the full and minimal toolkits' executables into /dev/crashcart), a C/C++
+#        toolchain for the addon
 #   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
 #   and a crashcart command in /usr/local/bin
 set -euo pipefail
