@@ -110,3 +110,74 @@ export async function fetchDebs(debs: DebInfo[], dir: string, report?: (deb: Deb
   }
   return debs.map((deb) => join(dir, debFileName(deb)));
 }
+
+/** One package's dependencies from `apt-cache depends`: groups of alternatives, each
+ *  alternative a package name and the packages that provide it. */
+export type DependsGraph = Map<string, { name: string; providers: string[] }[][]>;
+
+/** Parses `apt-cache depends --recurse` output ('|' joins an alternative to the next one). */
+export function parseDepends(text: string): DependsGraph {
+  const graph: DependsGraph = new Map();
+  let groups: { name: string; providers: string[] }[][] | undefined;
+  let open = false; // the last alternative ended with '|'
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    if (!line.startsWith(' ')) {
+      groups = [];
+      graph.set(line.trim(), groups);
+      open = false;
+      continue;
+    }
+    const dep = /^ ([ |])(?:Pre)?Depends: (\S+)$/.exec(line);
+    if (dep && groups) {
+      const alt = { name: dep[2]!, providers: [] as string[] };
+      if (open) groups[groups.length - 1]!.push(alt);
+      else groups.push([alt]);
+      open = dep[1] === '|';
+      continue;
+    }
+    const provider = /^ {4}(\S+)$/.exec(line);
+    if (provider && groups?.length) groups[groups.length - 1]!.at(-1)!.providers.push(provider[1]!);
+  }
+  return graph;
+}
+
+/**
+ * The packages `roots` need, roots first then the rest sorted: from each group of
+ * alternatives the first that is already chosen, else the first real, not excluded package
+ * (a virtual one stands for its providers). A group with nothing allowed is left out:
+ * excluded packages are meant to be missing, and a library that really is needed is caught
+ * later by the DT_NEEDED check.
+ */
+export function walkDepends(graph: DependsGraph, roots: string[], excluded: (name: string) => boolean): string[] {
+  const chosen = new Set<string>();
+  const real = (n: string) => graph.has(n) && !n.startsWith('<') && !n.includes(':');
+  const queue = [...roots];
+  for (const r of roots) chosen.add(r);
+  while (queue.length) {
+    for (const group of graph.get(queue.shift()!) ?? []) {
+      const options = group.flatMap((alt) => [alt.name, ...alt.providers]);
+      if (options.some((n) => chosen.has(n))) continue;
+      const pick = options.find((n) => real(n) && !excluded(n));
+      if (pick === undefined) continue;
+      chosen.add(pick);
+      queue.push(pick);
+    }
+  }
+  const deps = [...chosen].filter((n) => !roots.includes(n)).sort();
+  return [...roots, ...deps];
+}
+
+/** `roots` and their dependency closure (Depends and Pre-Depends), in one apt call. */
+export async function dependencyClosure(roots: string[], excluded: (name: string) => boolean): Promise<string[]> {
+  const res = await execa(
+    'apt-cache',
+    ['depends', '--recurse', '--no-recommends', '--no-suggests', '--no-conflicts', '--no-breaks', '--no-replaces', '--no-enhances', ...roots],
+    { env: APT_ENV, stdin: 'ignore', reject: false },
+  );
+  if (res.failed && !res.stdout) throw downloadFailed(roots[0] ?? '', causeLine(res), res);
+  const graph = parseDepends(res.stdout);
+  const unknown = roots.find((r) => !graph.has(r));
+  if (unknown !== undefined) throw downloadFailed(unknown, "apt's package lists do not know it");
+  return walkDepends(graph, roots, excluded);
+}

@@ -5,14 +5,15 @@ import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
-import { candidates, fetchDebs, sha256File, type DebInfo } from './apt.js';
+import { candidates, dependencyClosure, fetchDebs, sha256File, type DebInfo } from './apt.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { interruptible } from '../core/signals.js';
 import { causeLine, imageError } from './errors.js';
 import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
 import { layoutTree, normalizeTree } from './layout.js';
 import { sweepDeadTemps } from './temp.js';
-import { loadProfile, recipeDigest, type ProfileName } from './profile.js';
+import { hashFiles, loadProfile, parsePackageList, recipeDigest, type Extras, type ProfileName } from './profile.js';
+import { excludedDependency } from './relocate.js';
 
 /** Bump when the layout code changes what goes into an image. */
 export { LAYOUT_VERSION, recipeDigest } from './profile.js';
@@ -28,6 +29,33 @@ export interface BuildOptions {
   progress?: (line: string) => void;
   /** Timestamp of every file in the image; default SOURCE_DATE_EPOCH, else DEFAULT_EPOCH. */
   sourceDateEpoch?: number;
+  /** More Debian packages: their executables, and their libraries when relocated. */
+  add?: string[];
+  /** A directory of tools built for the prefix, copied as it is over the profile's tree. */
+  fromDir?: string;
+}
+
+/** --add names, checked like packages.txt lines; the profile's own are dropped. */
+export function addedPackages(add: string[] | undefined, profilePackages: string[]): string[] {
+  if (!add?.length) return [];
+  let names: string[];
+  try {
+    names = parsePackageList(add.join('\n'));
+  } catch {
+    const bad = add.find((a) => !/^[a-z0-9][a-z0-9+.-]+$/.test(a.trim()));
+    throw imageError('EBUILD', `invalid package name '${bad}' for --add (Debian names: lowercase letters, digits, + - .)`);
+  }
+  return names.filter((n) => !profilePackages.includes(n));
+}
+
+/** The digest and file count of a --from-dir directory; it must exist and be a directory. */
+export async function fromDirInfo(dir: string): Promise<{ path: string; sha256: string; files: number }> {
+  const path = resolve(dir);
+  const st = await stat(path).catch(() => undefined);
+  if (!st?.isDirectory()) throw imageError('EBUILD', `--from-dir ${path} is not a directory`);
+  const files = await hashFiles(path);
+  const { createHash } = await import('node:crypto');
+  return { path, sha256: createHash('sha256').update(JSON.stringify(files)).digest('hex'), files: Object.keys(files).length };
 }
 
 export interface BuildResult {
@@ -35,6 +63,8 @@ export interface BuildResult {
   sha256: string;
   sizeBytes: number;
   packages: { name: string; version: string }[];
+  /** recipeDigest() of what the image was made from. */
+  recipe: string;
 }
 
 export function resolveEpoch(explicit?: number, env = process.env.SOURCE_DATE_EPOCH): number {
@@ -71,6 +101,9 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const outDir = dirname(output);
   const epoch = resolveEpoch(opts.sourceDateEpoch);
   const profile = await loadProfile(opts.profile);
+  const add = addedPackages(opts.add, profile.packages);
+  const fromDir = opts.fromDir === undefined ? undefined : await fromDirInfo(opts.fromDir);
+  const extras: Extras = { add, ...(fromDir ? { fromDir: fromDir.sha256 } : {}) };
 
   const st = await stat(outDir).catch(() => undefined);
   if (!st?.isDirectory()) throw imageError('EBUILD', `output directory ${outDir} does not exist; create it first`);
@@ -94,26 +127,34 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       if (interrupted.aborted) throw imageError('EBUILD', `image build ${interrupted.reason}; nothing was kept`);
     };
     try {
-      const debs = await candidates(profile.packages);
+      const roots = [...profile.packages, ...add];
+      let names = roots;
+      if (profile.kind === 'relocated') {
+        say(`resolving the dependencies of ${roots.length} packages`);
+        names = await dependencyClosure(roots, excludedDependency);
+      }
+      const debs = await candidates(names);
       const files = await fetchDebs(debs, debDir, (deb, cached) => say(`${cached ? 'using cached' : 'downloading'} ${deb.name} ${deb.version}`));
 
       const extracted: { deb: DebInfo; dir: string }[] = [];
       step();
-      for (const [i, deb] of debs.entries()) {
-        const dir = join(staging, 'debs', deb.name);
-        await extract(files[i]!, dir);
-        extracted.push({ deb, dir });
-      }
+      for (const deb of debs) extracted.push({ deb, dir: join(staging, 'debs', deb.name) });
+      // a few dpkg at a time: a full toolkit is over a hundred packages
+      let next = 0;
+      const worker = async () => {
+        for (let i = next++; i < debs.length; i = next++) await extract(files[i]!, extracted[i]!.dir);
+      };
+      await Promise.all(Array.from({ length: Math.min(8, debs.length) }, worker));
 
       step();
       const root = join(staging, 'root');
       await mkdir(root);
       say(`laying out ${profile.name} toolkit`);
-      const manifest = await layoutTree({ root, extracted, profile, epoch });
+      const manifest = await layoutTree({ root, extracted, profile, epoch, toolPackages: roots, added: add, fromDir, progress: say });
       await normalizeTree(root, epoch);
 
       const size = await measureTree(root);
-      const seed = JSON.stringify({ recipe: recipeDigest(profile), packages: manifest.packages, epoch });
+      const seed = JSON.stringify({ recipe: recipeDigest(profile, extras), packages: manifest.packages, epoch });
       say(`writing ext3 image (${mib(ext3Geometry(size).blocks * 1024)}, ${manifest.tools.length} tools)`);
       step();
       await (await open(tmp, 'wx', 0o644)).close();
@@ -124,7 +165,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       const sizeBytes = (await stat(tmp)).size;
       await rename(tmp, output);
       say(`image ready: ${output} (sha256 ${sha256.slice(0, 12)})`);
-      return { path: output, sha256, sizeBytes, packages: manifest.packages };
+      return { path: output, sha256, sizeBytes, packages: manifest.packages, recipe: recipeDigest(profile, extras) };
     } catch (err) {
       await rm(tmp, { force: true });
       step(); // an interruption explains the failure better than the step it broke

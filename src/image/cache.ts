@@ -6,13 +6,14 @@ import type { BuildResult } from './build.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
 import { checkExt3 } from './ext3.js';
-import { loadProfile, recipeDigest, type ProfileName } from './profile.js';
+import { DEFAULT_PROFILE, loadProfile, recipeDigest, type ProfileName } from './profile.js';
 import { findCached, imagesDir, trustedImage } from './store.js';
 
 export { cacheDir, ensureCacheDir } from './cache-dir.js';
 
-export function defaultImagePath(): string {
-  return join(cacheDir(), 'images', 'static.img');
+/** The cached image of a profile: `${cacheDir()}/images/<profile>.img`; the default is full's. */
+export function defaultImagePath(profile: ProfileName = DEFAULT_PROFILE): string {
+  return join(cacheDir(), 'images', `${profile}.img`);
 }
 
 /** Written next to a cached image as `${image}.json`. */
@@ -34,7 +35,7 @@ export async function writeSidecar(image: string, profile: ProfileName, result: 
     packages: result.packages,
     built: new Date().toISOString(),
     sizeBytes: result.sizeBytes,
-    recipe: recipeDigest(await loadProfile(profile)),
+    recipe: result.recipe,
   };
   const tmp = `${image}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   await writeFile(tmp, `${JSON.stringify(sidecar, null, 2)}\n`);
@@ -104,7 +105,7 @@ async function staleReason(path: string): Promise<string | undefined> {
   }
   const sidecar = await readSidecar(path);
   // no sidecar: someone put the file there by hand, use it as it is
-  if (sidecar?.recipe !== undefined && sidecar.recipe !== recipeDigest(await loadProfile('static'))) {
+  if (sidecar?.recipe !== undefined && sidecar.recipe !== recipeDigest(await loadProfile(DEFAULT_PROFILE))) {
     return 'cached image was made by another crashcart version';
   }
   return undefined;
@@ -129,7 +130,7 @@ export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: s
   await ensureCacheDir(join(cacheDir(), 'images'));
   // Loaded only when needed: building pulls in modules an attach does not use.
   const { buildImage } = await import('./build.js');
-  const result = await buildImage({ profile: 'static', output: path, progress: opts.progress });
-  await writeSidecar(path, 'static', result);
+  const result = await buildImage({ profile: DEFAULT_PROFILE, output: path, progress: opts.progress });
+  await writeSidecar(path, DEFAULT_PROFILE, result);
   return { path, built: true };
 }

@@ -6,8 +6,9 @@ import { execa } from 'execa';
 import type { DebInfo } from './apt.js';
 import { imageError, causeLine } from './errors.js';
 import type { Profile } from './profile.js';
+import { checkNeeded, layoutRelocated, overlay, PREFIX } from './relocate.js';
 
-export const PREFIX = '/dev/crashcart';
+export { PREFIX };
 
 /**
  * Debian's bash reads its compiled-in /etc/bash.bashrc and /etc/bash.bash_logout, i.e. the
@@ -38,7 +39,7 @@ export function replaceBytes(buf: Buffer, from: string, to: string): number {
   return count;
 }
 
-async function patchBash(path: string): Promise<void> {
+export async function patchBash(path: string): Promise<void> {
   const buf = await readFile(path);
   for (const p of BASH_PATCHES) {
     const n = replaceBytes(buf, p.from, p.to);
@@ -96,6 +97,10 @@ export interface Manifest {
   packages: { name: string; version: string }[];
   tools: string[];
   built: string;
+  /** --add packages, when there were some. */
+  added?: string[];
+  /** --from-dir, when used: the digest of its contents (dirDigest) and its file count. */
+  fromDir?: { sha256: string; files: number };
 }
 
 export interface LayoutOptions {
@@ -105,6 +110,26 @@ export interface LayoutOptions {
   extracted: { deb: DebInfo; dir: string }[];
   profile: Profile;
   epoch: number;
+  /** Packages whose executables go into bin/ (the profile's and --add); default all. */
+  toolPackages?: string[];
+  /** --add packages (for the manifest). */
+  added?: string[];
+  /** --from-dir: copied as it is over the profile's tree. */
+  fromDir?: { path: string; sha256: string; files: number };
+  progress?: (line: string) => void;
+}
+
+/** Runs bin/bash of the tree on the host: through the tree's own loader when relocated. */
+async function checkBash(root: string, relocated: boolean): Promise<void> {
+  const bash = join(root, 'bin', 'bash');
+  const [file, args] = relocated
+    ? [join(root, 'lib', 'ld-linux-x86-64.so.2'), ['--library-path', join(root, 'lib'), bash, '--norc', '--noprofile', '-c', 'echo ok']]
+    : [bash, ['--norc', '--noprofile', '-c', 'echo ok']];
+  try {
+    await execa(file, args, { stdin: 'ignore', env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
+  } catch (err) {
+    throw imageError('EBUILD', `patched bash does not run: ${causeLine(err)}`, err);
+  }
 }
 
 /** Builds the tree and returns its manifest (also written to MANIFEST.json). */
@@ -115,33 +140,51 @@ export async function layoutTree(opts: LayoutOptions): Promise<Manifest> {
   await mkdir(bin, { recursive: true });
   await mkdir(etc, { recursive: true });
 
-  for (const { dir } of opts.extracted) await copyExecutables(dir, bin, profile);
+  const relocated = profile.kind === 'relocated';
+  if (relocated) {
+    const tools = opts.toolPackages ?? opts.extracted.map(({ deb }) => deb.name);
+    await layoutRelocated({
+      root,
+      pkgs: opts.extracted.map(({ deb, dir }) => ({ name: deb.name, dir, tools: tools.includes(deb.name) })),
+      profile,
+      applets: busyboxApplets,
+      patchBash,
+      say: opts.progress ?? (() => {}),
+    });
+  } else {
+    for (const { dir } of opts.extracted) await copyExecutables(dir, bin, profile);
+  }
   for (const name of profile.required) {
     if (!(await exists(join(bin, name)))) throw imageError('EBUILD', `no package of profile '${profile.name}' provides bin/${name}`);
   }
 
-  await patchBash(join(bin, 'bash'));
-  if (!(await exists(join(bin, 'sh')))) await symlink('bash', join(bin, 'sh'));
-  for (const name of await busyboxApplets(join(bin, 'busybox'))) {
-    if (!(await exists(join(bin, name)))) await symlink('busybox', join(bin, name));
+  if (!relocated) {
+    await patchBash(join(bin, 'bash'));
+    if (!(await exists(join(bin, 'sh')))) await symlink('bash', join(bin, 'sh'));
+    for (const name of await busyboxApplets(join(bin, 'busybox'))) {
+      if (!(await exists(join(bin, name)))) await symlink('busybox', join(bin, name));
+    }
   }
 
   await writeFile(join(etc, 'bashrc'), profile.bashrc);
   await writeFile(join(etc, 'bash_logout'), '');
   for (const p of BASH_PATCHES) await symlink(p.target, join(root, p.to.slice(PREFIX.length + 1)));
+  // the profile's own files (images/<name>/files/), then --from-dir, over everything else
+  const files = join(profile.dir, 'files');
+  if (await exists(files)) await overlay(files, root);
+  if (opts.fromDir) await overlay(opts.fromDir.path, root);
+  await checkNeeded(root);
 
-  // the static binary must run at all; the patched paths do not exist on the host, which is fine
-  try {
-    await execa(join(bin, 'bash'), ['--norc', '--noprofile', '-c', 'echo ok'], { stdin: 'ignore', env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
-  } catch (err) {
-    throw imageError('EBUILD', `patched bash does not run: ${causeLine(err)}`, err);
-  }
+  // the binary must run at all; the patched paths do not exist on the host, which is fine
+  await checkBash(root, relocated);
 
   const manifest: Manifest = {
     profile: profile.name,
     packages: opts.extracted.map(({ deb }) => ({ name: deb.name, version: deb.version })),
     tools: (await readdir(bin)).sort(),
     built: new Date(opts.epoch * 1000).toISOString(),
+    ...(opts.added?.length ? { added: opts.added } : {}),
+    ...(opts.fromDir ? { fromDir: { sha256: opts.fromDir.sha256, files: opts.fromDir.files } } : {}),
   };
   await writeFile(join(root, 'MANIFEST.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   return manifest;

@@ -1,13 +1,16 @@
 // A toolkit profile: the Debian packages it is made of and the files under images/<name>/.
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export type ProfileName = 'static';
+export type ProfileName = 'full' | 'minimal' | 'static';
 
-export const PROFILES: readonly ProfileName[] = ['static'];
+export const PROFILES: readonly ProfileName[] = ['full', 'minimal', 'static'];
+
+/** The image an attach uses when none is named. */
+export const DEFAULT_PROFILE: ProfileName = 'full';
 
 export interface Profile {
   name: ProfileName;
@@ -21,10 +24,25 @@ export interface Profile {
   renames: Record<string, string>;
   /** Every one of these must end up in bin/ or the build fails. */
   required: string[];
+  /**
+   * 'static': statically linked packages, executables copied as they are. 'relocated':
+   * dynamic Debian binaries with their library closure, patched to load from the prefix.
+   */
+  kind: 'static' | 'relocated';
+  /** tools.txt: the only executables kept from the packages (busybox fills the rest); all when absent. */
+  tools?: string[];
+  /** sha256 of every other file of images/<name>/ (wrappers, files/), by relative path. */
+  files: Record<string, string>;
 }
 
-const LAYOUT: Record<ProfileName, Pick<Profile, 'renames' | 'required'>> = {
-  static: { renames: { 'bash-static': 'bash' }, required: ['bash', 'busybox'] },
+const LAYOUT: Record<ProfileName, Pick<Profile, 'renames' | 'required' | 'kind'>> = {
+  static: { kind: 'static', renames: { 'bash-static': 'bash' }, required: ['bash', 'busybox'] },
+  full: {
+    kind: 'relocated',
+    renames: {},
+    required: ['bash', 'busybox', 'strace', 'ltrace', 'gdb', 'lsof', 'ss', 'ip', 'ps', 'top', 'nsenter', 'curl', 'tcpdump', 'vi', 'vim', 'awk', 'nc', 'less', 'htop', 'file'],
+  },
+  minimal: { kind: 'relocated', renames: {}, required: ['bash', 'busybox', 'strace', 'lsof', 'ss', 'ip', 'ps', 'top', 'less', 'nsenter'] },
 };
 
 let root: string | undefined;
@@ -58,15 +76,70 @@ export async function loadProfile(name: ProfileName): Promise<Profile> {
   const packages = parsePackageList(await readFile(join(dir, 'packages.txt'), 'utf8'));
   if (!packages.length) throw new Error(`${join(dir, 'packages.txt')} lists no packages`);
   const bashrc = await readFile(join(dir, 'bashrc'), 'utf8');
-  return { name, dir, packages, bashrc, ...LAYOUT[name] };
+  const files = await hashFiles(dir, ['packages.txt', 'bashrc']);
+  const toolsText = await readFile(join(dir, 'tools.txt'), 'utf8').catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  const tools = toolsText === undefined ? undefined : parseNameList(toolsText, 'tools.txt');
+  return { name, dir, packages, bashrc, files, ...(tools ? { tools } : {}), ...LAYOUT[name] };
+}
+
+/** Tool names from tools.txt: one a line, '#' starts a comment. */
+export function parseNameList(text: string, file: string): string[] {
+  const names: string[] = [];
+  for (const raw of text.split('\n')) {
+    const line = raw.replace(/#.*/, '').trim();
+    if (!line) continue;
+    if (!/^[A-Za-z0-9_.+-]+$/.test(line)) throw new Error(`invalid name '${line}' in ${file}`);
+    if (!names.includes(line)) names.push(line);
+  }
+  return names;
+}
+
+/** sha256 of every file below `dir` (symlinks by their target), except the top-level `skip`. */
+export async function hashFiles(dir: string, skip: string[] = []): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const walk = async (rel: string): Promise<void> => {
+    for (const name of (await readdir(join(dir, rel))).sort()) {
+      const r = rel ? `${rel}/${name}` : name;
+      if (!rel && skip.includes(name)) continue;
+      const st = await lstat(join(dir, r));
+      if (st.isDirectory()) await walk(r);
+      else if (st.isSymbolicLink()) out[r] = `link:${await readlink(join(dir, r))}`;
+      else out[r] = `${st.mode & 0o111 ? 'x' : '-'}${createHash('sha256').update(await readFile(join(dir, r))).digest('hex')}`;
+    }
+  };
+  await walk('');
+  return out;
 }
 
 /** Bumped whenever the tree layout changes, so cached images of an older layout are rebuilt. */
 export const LAYOUT_VERSION = 1;
 
-/** What an image is made from: a cached image whose recipe differs is rebuilt. */
-export function recipeDigest(profile: Pick<Profile, 'name' | 'packages' | 'bashrc'>): string {
+/** What goes into an image besides its profile. */
+export interface Extras {
+  /** --add: more Debian packages, relocated with their libraries. */
+  add?: string[];
+  /** --from-dir: hashFiles() digest of a directory copied under the prefix. */
+  fromDir?: string;
+}
+
+/**
+ * What an image is made from: a cached image whose recipe differs is rebuilt. Keys appear
+ * only when they have content, so a profile without them keeps the digest it always had.
+ */
+export function recipeDigest(profile: Pick<Profile, 'name' | 'packages' | 'bashrc'> & Partial<Pick<Profile, 'files' | 'tools'>>, extras: Extras = {}): string {
+  const files = profile.files && Object.keys(profile.files).length ? { files: profile.files } : {};
+  const tools = profile.tools ? { tools: profile.tools } : {};
+  const add = extras.add?.length ? { add: extras.add } : {};
+  const fromDir = extras.fromDir ? { fromDir: extras.fromDir } : {};
   return createHash('sha256')
-    .update(JSON.stringify({ layout: LAYOUT_VERSION, profile: profile.name, packages: profile.packages, bashrc: profile.bashrc }))
+    .update(JSON.stringify({ layout: LAYOUT_VERSION, profile: profile.name, packages: profile.packages, bashrc: profile.bashrc, ...files, ...tools, ...add, ...fromDir }))
     .digest('hex');
+}
+
+/** One digest for a directory's contents (names, types, exec bits, data). */
+export async function dirDigest(dir: string): Promise<string> {
+  return createHash('sha256').update(JSON.stringify(await hashFiles(dir))).digest('hex');
 }

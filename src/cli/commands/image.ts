@@ -1,10 +1,13 @@
-// crashcart image build [--profile static] [-o FILE]
+// crashcart image build [--profile full|minimal|static] [--add PACKAGE]... [--from-dir DIR] [-o FILE]
 import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
+import { CrashcartError } from '../../core/errors.js';
 import { progress } from '../output.js';
 
 interface BuildArgs {
-  profile: 'static';
+  profile: 'full' | 'minimal' | 'static';
+  add?: string[];
+  'from-dir'?: string;
   output?: string;
   verbose: boolean;
 }
@@ -14,18 +17,31 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
   describe: 'build a toolkit image from Debian packages',
   builder: (b) =>
     b
-      .option('profile', { choices: ['static'] as const, default: 'static' as const, describe: 'what goes into the image' })
-      .option('output', { alias: 'o', type: 'string', describe: 'image file to write (default: the cached default image)' })
+      .option('profile', { choices: ['full', 'minimal', 'static'] as const, default: 'full' as const, describe: 'what goes into the image' })
+      .option('add', { type: 'string', array: true, describe: 'another Debian package to take in, with its libraries (repeatable)' })
+      .option('from-dir', { type: 'string', describe: 'directory of tools built for /dev/crashcart, copied over the profile as it is' })
+      .option('output', { alias: 'o', type: 'string', describe: 'image file to write (default: the cached image of the profile)' })
       .option('verbose', { alias: 'v', type: 'boolean', default: false }),
   handler: async (a) => {
+    const custom = (a.add?.length ?? 0) > 0 || a['from-dir'] !== undefined;
+    if (custom && !a.output) {
+      // the cached <profile>.img is always the plain profile: an attach would rebuild it
+      throw new CrashcartError('--add and --from-dir need -o FILE', { hint: "the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE'" });
+    }
     const { buildImage } = await import('../../image/build.js');
     const { defaultImagePath, ensureCacheDir, writeSidecar } = await import('../../image/cache.js');
-    const output = a.output ? resolve(a.output) : defaultImagePath();
+    const output = a.output ? resolve(a.output) : defaultImagePath(a.profile);
     if (!a.output) {
       await ensureCacheDir();
       await ensureCacheDir(dirname(output));
     }
-    const result = await buildImage({ profile: a.profile, output, progress: progress(a.verbose) });
+    const result = await buildImage({
+      profile: a.profile,
+      output,
+      progress: progress(a.verbose),
+      ...(a.add?.length ? { add: a.add } : {}),
+      ...(a['from-dir'] !== undefined ? { fromDir: a['from-dir'] } : {}),
+    });
     if (!a.output) await writeSidecar(output, a.profile, result);
     process.stdout.write(`${result.path}\nsha256:${result.sha256}\n`);
   },

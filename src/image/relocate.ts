@@ -1,0 +1,418 @@
+// Lays out a relocated toolkit: Debian's dynamic binaries and their libraries under the
+// prefix, each executable patched to load the prefix's ld.so and libraries (RPATH), so
+// nothing is loaded from the container's /lib, /usr or /etc.
+import { copyFile, lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { basename, dirname, join, posix } from 'node:path';
+import { execa } from 'execa';
+import { causeLine, imageError } from './errors.js';
+import { readElf, type ElfInfo } from './elf.js';
+import type { Profile } from './profile.js';
+
+export const PREFIX = '/dev/crashcart';
+export const INTERP = `${PREFIX}/lib/ld-linux-x86-64.so.2`;
+export const RPATH = `${PREFIX}/lib`;
+
+/**
+ * Dependencies never taken into the tree: tools' own packages never depend on them for a
+ * library (a library they do need fails the DT_NEEDED check instead). Perl and Python are
+ * big and would need their own relocation; PAM and the login stack make no sense in a
+ * debugging shell; libelogind0 collides with libsystemd0; the rest are packaging machinery.
+ */
+const EXCLUDED = [
+  /^perl(-base|-modules-.*)?$/, /^libperl/, /-perl$/, /^python/, /^libpython/,
+  /^libpam/, /^passwd$/, /^login$/, /^adduser$/, /^libelogind/,
+  /^c?debconf$/, /^dpkg$/, /^install-info$/, /^init-system-helpers$/, /^ucf$/, /^usrmerge$/, /^usr-is-merged$/,
+  /^base-files$/, /^debianutils$/, /^sensible-utils$/, /^readline-common$/, /^libdebuginfod-common$/,
+  /^libsemanage/, /^libsepol/, /^gcc-\d+-base$/, /^openssl$/, /^tzdata$/, /^lsb-base$/, /^sysvinit-utils$/,
+];
+
+export function excludedDependency(name: string): boolean {
+  return EXCLUDED.some((re) => re.test(name));
+}
+
+/**
+ * Libraries loaded with dlopen(), so no DT_NEEDED names them: libgcc_s (thread
+ * cancellation), libthread_db (gdb), libresolv and the NSS modules (name lookups).
+ */
+export const DLOPENED = ['libgcc_s.so.1', 'libthread_db.so.1', 'libresolv.so.2', 'libnss_files.so.2', 'libnss_dns.so.2'];
+
+/** Executables that make no sense or do harm in the toolkit. */
+const DROPPED = new Set([
+  // the system loader's paths are compiled in
+  'ldd', 'ldconfig', 'ld.so', 'iconvconfig', 'localedef', 'sotruss', 'xtrace', 'catchsegv', 'memusage', 'memusagestat', 'mtrace',
+  'tzselect', 'zic', 'update-ca-certificates', 'helpztags',
+  // PAM, logins and terminals
+  'login', 'su', 'sulogin', 'nologin', 'runuser', 'newgrp', 'sg', 'chfn', 'chsh', 'passwd', 'vipw', 'vigr', 'agetty', 'getty',
+  'chpasswd', 'chage', 'expiry', 'ctrlaltdel',
+  // daemons
+  'arpd', 'rtmon', 'rtacct', 'uuidd', 'ldattach',
+]);
+const DROPPED_PATTERN = /^(mkfs|fsck|mkswap|swaplabel)(\.|$)/;
+
+export function droppedTool(name: string): boolean {
+  return DROPPED.has(name) || DROPPED_PATTERN.test(name);
+}
+
+/** Names Debian makes with update-alternatives (dpkg -x makes none): name -> candidates. */
+const ALTERNATIVES: [string, string[]][] = [
+  ['awk', ['mawk', 'gawk']],
+  ['vi', ['vim.tiny', 'vim.basic', 'nvi']],
+  ['vim', ['vim.tiny', 'vim.basic']],
+  ['view', ['vim.tiny', 'vim.basic']],
+  ['nc', ['nc.openbsd', 'nc.traditional']],
+  ['netcat', ['nc.openbsd', 'nc.traditional']],
+  ['editor', ['nano', 'vim.tiny']],
+  ['pager', ['less']],
+  ['sh', ['bash']],
+];
+
+/** terminfo entries taken from ncurses-term, on top of ncurses-base's. */
+const TERMINFO_EXTRA = [
+  'a/alacritty', 'a/alacritty-direct', 'f/foot', 'f/foot-direct', 'x/xterm-kitty', 'k/kitty', 'p/putty', 'p/putty-256color',
+  's/st', 's/st-256color', 's/screen.xterm-new', 's/screen-256color-bce-s', 't/tmux-direct', 'v/vte', 'v/vte-256color',
+  'g/gnome', 'g/gnome-256color', 'k/konsole', 'k/konsole-256color', 'x/xterm-direct', 'x/xterm-new', 'r/rxvt-256color',
+  'w/wezterm', 'l/linux-16color', 'm/ms-terminal',
+];
+
+const BIN_DIRS = ['bin', 'sbin', 'usr/bin', 'usr/sbin'];
+const LIB_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu'];
+
+export interface Extracted {
+  name: string;
+  /** The result of `dpkg -x`. */
+  dir: string;
+  /** Whether its executables go into bin/ (the profile's and --add packages), or only its libraries. */
+  tools: boolean;
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
+    throw err;
+  });
+}
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(() => true, () => false);
+}
+
+/** Where a symlink at `path` (package-relative, '/'-separated) points, package-relative. */
+function linkTarget(path: string, target: string): string {
+  return posix.normalize(target.startsWith('/') ? target.slice(1) : posix.join(posix.dirname(path), target));
+}
+
+/**
+ * bin/: every executable of the tool packages under one flat directory, first package wins a
+ * name. Symlinks to other executables become relative links within bin/; others are dropped.
+ */
+async function flattenBin(pkgs: Extracted[], bin: string, keep: (name: string) => boolean): Promise<void> {
+  const links: [string, string][] = [];
+  const binPaths = new Map<string, string>(); // package-relative path -> bin name
+  for (const pkg of pkgs.filter((p) => p.tools)) {
+    for (const sub of BIN_DIRS) {
+      for (const name of (await listDir(join(pkg.dir, sub))).sort()) {
+        if (!keep(name)) continue;
+        const st = await lstat(join(pkg.dir, sub, name));
+        binPaths.set(`${sub}/${name}`, name);
+        if (await exists(join(bin, name))) continue;
+        if (st.isSymbolicLink()) links.push([name, linkTarget(`${sub}/${name}`, await readlink(join(pkg.dir, sub, name)))]);
+        else if (st.isFile() && st.mode & 0o111) await copyFile(join(pkg.dir, sub, name), join(bin, name));
+      }
+    }
+  }
+  for (const [name, target] of links) {
+    // /usr/bin and /bin are one directory on a merged-/usr system
+    const to = binPaths.get(target) ?? binPaths.get(target.replace(/^usr\//, '')) ?? binPaths.get(`usr/${target}`);
+    if (to === undefined || to === name || (await exists(join(bin, name)))) continue;
+    if (await exists(join(bin, to))) await symlink(to, join(bin, name));
+  }
+}
+
+/** lib/: every shared object of every package (pruned to what is used later). */
+async function flattenLib(pkgs: Extracted[], lib: string): Promise<void> {
+  for (const pkg of pkgs) {
+    for (const sub of LIB_DIRS) {
+      for (const name of (await listDir(join(pkg.dir, sub))).sort()) {
+        if (!/\.so(\.|$)/.test(name) || (await exists(join(lib, name)))) continue;
+        const src = join(pkg.dir, sub, name);
+        const st = await lstat(src);
+        if (st.isSymbolicLink()) {
+          const target = await readlink(src);
+          // links between libraries stay within lib/
+          await symlink(basename(target), join(lib, name));
+        } else if (st.isFile()) {
+          await copyFile(src, join(lib, name));
+        }
+      }
+    }
+  }
+}
+
+/** The interpreter line of a script, or undefined. */
+function shebang(head: Buffer): string | undefined {
+  if (head[0] !== 0x23 || head[1] !== 0x21) return undefined;
+  const end = head.indexOf(0x0a);
+  return head.toString('latin1', 2, end === -1 ? head.length : end).trim();
+}
+
+const SHELL_SHEBANG = /^(\/bin\/sh|\/bin\/bash|\/usr\/bin\/env\s+(?:bash|sh))(\s|$)/;
+
+/**
+ * Scripts: sh and bash ones run the toolkit's shell; others (perl, python, ...) cannot run
+ * from the toolkit and are dropped.
+ */
+async function fixScripts(bin: string): Promise<void> {
+  for (const name of (await readdir(bin)).sort()) {
+    const path = join(bin, name);
+    const st = await lstat(path);
+    if (!st.isFile()) continue;
+    const buf = await readFile(path);
+    const line = shebang(buf);
+    if (line === undefined) continue;
+    const m = SHELL_SHEBANG.exec(line);
+    if (!m) {
+      await rm(path);
+      continue;
+    }
+    const shell = m[1]!.endsWith('bash') ? 'bash' : 'sh';
+    const rest = line.slice(m[1]!.length);
+    const nl = buf.indexOf(0x0a);
+    const body = nl === -1 ? Buffer.alloc(0) : buf.subarray(nl);
+    await writeFile(path, Buffer.concat([Buffer.from(`#!${PREFIX}/bin/${shell}${rest}`), body]));
+  }
+}
+
+async function elfOf(path: string): Promise<ElfInfo | undefined> {
+  const st = await lstat(path);
+  if (!st.isFile()) return undefined;
+  return readElf(await readFile(path), path);
+}
+
+/** Runs `fn` over `items`, a few at a time. */
+async function eachLimit<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await fn(items[next++]!);
+  };
+  await Promise.all(Array.from({ length: Math.min(8, availableParallelism(), items.length) }, worker));
+}
+
+/**
+ * Keeps in lib/ only what the ELF files of `dirs` need (DT_NEEDED, transitively, through
+ * symlinks) plus DLOPENED and the loader; fails when a needed library is not there.
+ */
+async function pruneLib(root: string, dirs: string[]): Promise<void> {
+  const lib = join(root, 'lib');
+  const keep = new Set<string>(['ld-linux-x86-64.so.2']);
+  const queue: { name: string; by: string }[] = [];
+  const need = (name: string, by: string) => {
+    if (!keep.has(name)) {
+      keep.add(name);
+      queue.push({ name, by });
+    }
+  };
+  for (const dir of dirs) {
+    for (const name of (await listDir(join(root, dir))).sort()) {
+      const info = await elfOf(join(root, dir, name));
+      for (const n of info?.needed ?? []) need(n, `${dir}/${name}`);
+    }
+  }
+  for (const n of DLOPENED) if (await exists(join(lib, n))) need(n, 'dlopen');
+  while (queue.length) {
+    const { name, by } = queue.shift()!;
+    const path = join(lib, name);
+    if (!(await exists(path))) {
+      throw imageError('EBUILD', `${by} needs ${name}, which no package of the image provides; add its package with --add or to packages.txt`);
+    }
+    const st = await lstat(path);
+    if (st.isSymbolicLink()) {
+      need(await readlink(path), `lib/${name}`);
+      continue;
+    }
+    for (const n of (await elfOf(path))?.needed ?? []) need(n, `lib/${name}`);
+  }
+  for (const name of await readdir(lib)) {
+    if (!keep.has(name)) await rm(join(lib, name), { recursive: true });
+  }
+}
+
+/**
+ * Fails unless every DT_NEEDED of every ELF file in bin/, libexec/ and lib/ is in lib/, so no
+ * tool can fall back to the container's libraries.
+ */
+export async function checkNeeded(root: string): Promise<void> {
+  const lib = join(root, 'lib');
+  for (const dir of ['bin', 'libexec', 'lib']) {
+    for (const name of (await listDir(join(root, dir))).sort()) {
+      const info = await elfOf(join(root, dir, name));
+      if (info?.interp !== undefined && dir !== 'lib' && info.interp !== INTERP) {
+        throw imageError('EBUILD', `${dir}/${name} loads ${info.interp}, not the toolkit's ${INTERP}`);
+      }
+      if (info?.interp === INTERP && !(await exists(join(lib, 'ld-linux-x86-64.so.2')))) {
+        throw imageError('EBUILD', `${dir}/${name} needs lib/ld-linux-x86-64.so.2, which is not in the image`);
+      }
+      for (const n of info?.needed ?? []) {
+        if (!(await exists(join(lib, n)))) throw imageError('EBUILD', `${dir}/${name} needs ${n}, which is not in lib/`);
+      }
+    }
+  }
+}
+
+async function patchelf(path: string): Promise<void> {
+  try {
+    await execa('patchelf', ['--set-interpreter', INTERP, '--force-rpath', '--set-rpath', RPATH, path], { stdin: 'ignore' });
+  } catch (err) {
+    throw imageError('EBUILD', `patchelf ${path} failed: ${causeLine(err)}`, err);
+  }
+}
+
+/** Patches every dynamic executable of bin/ and libexec/ (static ones and libraries stay). */
+async function relocateExecutables(root: string): Promise<number> {
+  const targets: string[] = [];
+  for (const dir of ['bin', 'libexec']) {
+    for (const name of (await listDir(join(root, dir))).sort()) {
+      const info = await elfOf(join(root, dir, name));
+      if (info?.interp !== undefined) targets.push(join(root, dir, name));
+    }
+  }
+  await eachLimit(targets, patchelf);
+  return targets.length;
+}
+
+/** Data the tools read, from the packages that have it, under the prefix. */
+async function copyData(pkgs: Extracted[], root: string): Promise<void> {
+  const by = (name: string) => pkgs.find((p) => p.name === name)?.dir;
+  const copyTree = async (src: string, dest: string): Promise<void> => {
+    const st = await lstat(src).catch(() => undefined);
+    if (!st) return;
+    if (st.isDirectory()) {
+      await mkdir(dest, { recursive: true });
+      for (const n of (await readdir(src)).sort()) await copyTree(join(src, n), join(dest, n));
+    } else if (st.isSymbolicLink()) {
+      if (!(await exists(dest))) await symlink(await readlink(src), dest);
+    } else if (st.isFile()) {
+      await mkdir(dirname(dest), { recursive: true });
+      await copyFile(src, dest);
+    }
+  };
+
+  const terminfo = join(root, 'share', 'terminfo');
+  const base = by('ncurses-base');
+  if (base) {
+    await copyTree(join(base, 'lib', 'terminfo'), terminfo);
+    await copyTree(join(base, 'usr', 'share', 'terminfo'), terminfo);
+  }
+  const term = by('ncurses-term');
+  if (term) {
+    for (const entry of TERMINFO_EXTRA) {
+      const src = join(term, 'usr', 'share', 'terminfo', entry);
+      // a few entries are symlinks to others: copy what they point at
+      const real = (await lstat(src).catch(() => undefined))?.isSymbolicLink() ? join(dirname(src), await readlink(src)) : src;
+      if (await exists(real)) {
+        await mkdir(join(terminfo, dirname(entry)), { recursive: true });
+        if (!(await exists(join(terminfo, entry)))) await copyFile(real, join(terminfo, entry));
+      }
+    }
+  }
+  const libc = by('libc-bin');
+  if (libc) await copyTree(join(libc, 'usr', 'lib', 'locale', 'C.utf8'), join(root, 'share', 'locale', 'C.utf8'));
+  const mgc = by('libmagic-mgc');
+  if (mgc) await copyTree(join(mgc, 'usr', 'lib', 'file', 'magic.mgc'), join(root, 'share', 'misc', 'magic.mgc'));
+  const netbase = by('netbase');
+  if (netbase) {
+    for (const f of ['services', 'protocols']) await copyTree(join(netbase, 'etc', f), join(root, 'etc', f));
+  }
+  const ca = by('ca-certificates');
+  if (ca) {
+    // ca-certificates makes the bundle in its postinst: the same, from the .crt files
+    const dir = join(ca, 'usr', 'share', 'ca-certificates');
+    const crts: string[] = [];
+    const walk = async (d: string): Promise<void> => {
+      for (const n of (await listDir(d)).sort()) {
+        const p = join(d, n);
+        if ((await lstat(p)).isDirectory()) await walk(p);
+        else if (n.endsWith('.crt')) crts.push(p);
+      }
+    };
+    await walk(dir);
+    if (crts.length) {
+      const parts = await Promise.all(crts.map((p) => readFile(p, 'utf8')));
+      await mkdir(join(root, 'etc', 'ssl', 'certs'), { recursive: true });
+      await writeFile(join(root, 'etc', 'ssl', 'certs', 'ca-certificates.crt'), parts.map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join(''));
+    }
+  }
+}
+
+/** Copies a tree as it is (files, directories, symlinks), replacing what is in the way. */
+export async function overlay(src: string, dest: string): Promise<void> {
+  const st = await lstat(src);
+  if (st.isDirectory()) {
+    const d = await lstat(dest).catch(() => undefined);
+    if (d && !d.isDirectory()) await rm(dest, { force: true });
+    await mkdir(dest, { recursive: true });
+    for (const n of (await readdir(src)).sort()) await overlay(join(src, n), join(dest, n));
+    return;
+  }
+  await rm(dest, { recursive: true, force: true });
+  if (st.isSymbolicLink()) await symlink(await readlink(src), dest);
+  else if (st.isFile()) await copyFile(src, dest);
+  else throw imageError('EBUILD', `unsupported file type at ${src}`);
+}
+
+export interface RelocateOptions {
+  root: string;
+  pkgs: Extracted[];
+  profile: Profile;
+  /** Names of busybox's applets (links for every name still missing). */
+  applets: (busybox: string) => Promise<string[]>;
+  /** Applies the bash patches to bin/bash. */
+  patchBash: (path: string) => Promise<void>;
+  say: (line: string) => void;
+}
+
+export async function layoutRelocated(o: RelocateOptions): Promise<void> {
+  const { root, profile } = o;
+  const bin = join(root, 'bin');
+  const lib = join(root, 'lib');
+  const libexec = join(root, 'libexec');
+  for (const d of [bin, lib, libexec, join(root, 'etc')]) await mkdir(d, { recursive: true });
+
+  const allowed = profile.tools ? new Set(profile.tools) : undefined;
+  const keep = (name: string) => !droppedTool(name) && (allowed === undefined || allowed.has(name) || name === 'busybox' || name === 'bash');
+  await flattenBin(o.pkgs, bin, keep);
+  await flattenLib(o.pkgs, lib);
+  await fixScripts(bin);
+  for (const [name, candidates] of ALTERNATIVES) {
+    if (await exists(join(bin, name))) continue;
+    for (const c of candidates) {
+      if (await exists(join(bin, c))) {
+        await symlink(c, join(bin, name));
+        break;
+      }
+    }
+  }
+
+  // Wrappers: images/<profile>/wrap/NAME replaces bin/NAME, which moves to libexec/NAME.
+  const wrapDir = join(profile.dir, 'wrap');
+  for (const name of (await listDir(wrapDir)).sort()) {
+    if (!(await exists(join(bin, name)))) continue;
+    await rename(join(bin, name), join(libexec, name));
+    await copyFile(join(wrapDir, name), join(bin, name));
+  }
+
+  if (await exists(join(bin, 'bash'))) await o.patchBash(join(bin, 'bash'));
+  const busybox = join(bin, 'busybox');
+  if (await exists(busybox)) {
+    for (const name of await o.applets(busybox)) {
+      if (!(await exists(join(bin, name))) && !droppedTool(name)) await symlink('busybox', join(bin, name));
+    }
+  }
+
+  o.say('pruning libraries to what the tools load');
+  await pruneLib(root, ['bin', 'libexec']);
+  o.say('relocating executables into the prefix');
+  await relocateExecutables(root);
+  await copyData(o.pkgs, root);
+  await checkNeeded(root);
+}
