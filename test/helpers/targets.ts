@@ -120,6 +120,8 @@ const PLANTED_LIBS = [
   'libc.so.6', 'libm.so.6', 'libresolv.so.2', 'libtinfo.so.6', 'libncursesw.so.6', 'libselinux.so.1', 'libz.so.1',
   'libpcre2-8.so.0', 'libcrypto.so.3', 'libssl.so.3', 'libcurl.so.4', 'libreadline.so.8', 'libmagic.so.1',
   'libpcap.so.0.8', 'libelf.so.1', 'libgcc_s.so.1', 'libstdc++.so.6', 'libthread_db.so.1', 'libnss_files.so.2',
+  // dlopen()ed by name and not part of the toolkit (procps' top asks for libnuma)
+  'libnuma.so', 'libnuma.so.1',
 ];
 
 export const GARBAGE_LIBRARY_PATH = '/garbage';
