@@ -6,7 +6,10 @@ import { execa } from 'execa';
 import type { DebInfo } from './apt.js';
 import { imageError, causeLine } from './errors.js';
 import type { Profile } from './profile.js';
+import { replaceBytes } from './bytes.js';
 import { checkNeeded, layoutRelocated, overlay, PREFIX } from './relocate.js';
+
+export { replaceBytes };
 
 export { PREFIX };
 
@@ -24,19 +27,6 @@ for (const p of BASH_PATCHES) {
   // a different length would shift every later byte of the binary
   assert.equal(Buffer.byteLength(p.to), Buffer.byteLength(p.from), `bash patch ${p.from} -> ${p.to}: lengths differ`);
   assert.ok(p.to.startsWith(`${PREFIX}/`) && !p.to.slice(PREFIX.length + 1).includes('/'));
-}
-
-/** Replaces every occurrence of `from` in `buf` (in place) by the same-length `to`. */
-export function replaceBytes(buf: Buffer, from: string, to: string): number {
-  const a = Buffer.from(from);
-  const b = Buffer.from(to);
-  assert.equal(b.length, a.length, `replacement for ${from} must be ${a.length} bytes`);
-  let count = 0;
-  for (let i = buf.indexOf(a); i !== -1; i = buf.indexOf(a, i + a.length)) {
-    b.copy(buf, i);
-    count++;
-  }
-  return count;
 }
 
 export async function patchBash(path: string): Promise<void> {

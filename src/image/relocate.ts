@@ -5,6 +5,7 @@ import { copyFile, lstat, mkdir, readdir, readFile, readlink, rename, rm, symlin
 import { availableParallelism } from 'node:os';
 import { basename, dirname, join, posix } from 'node:path';
 import { execa } from 'execa';
+import { replaceBytes } from './bytes.js';
 import { causeLine, imageError } from './errors.js';
 import { readElf, type ElfInfo } from './elf.js';
 import type { Profile } from './profile.js';
@@ -47,6 +48,11 @@ const DROPPED = new Set([
   'chpasswd', 'chage', 'expiry', 'ctrlaltdel',
   // daemons
   'arpd', 'rtmon', 'rtacct', 'uuidd', 'ldattach',
+  // busybox applets: daemons, init and power, package managers, filesystem makers
+  'init', 'linuxrc', 'halt', 'poweroff', 'reboot', 'run-init', 'switch_root', 'start-stop-daemon',
+  'httpd', 'telnetd', 'udhcpd', 'dhcprelay', 'dumpleases', 'crond', 'crontab', 'syslogd', 'klogd', 'acpid', 'inetd',
+  'ntpd', 'watchdog', 'svc', 'svok', 'mdev', 'uevent', 'dpkg', 'dpkg-deb', 'rpm', 'rpm2cpio', 'mkdosfs', 'mke2fs',
+  'mkpasswd', 'bashbug',
 ]);
 const DROPPED_PATTERN = /^(mkfs|fsck|mkswap|swaplabel)(\.|$)/;
 
@@ -69,11 +75,49 @@ const ALTERNATIVES: [string, string[]][] = [
 
 /** terminfo entries taken from ncurses-term, on top of ncurses-base's. */
 const TERMINFO_EXTRA = [
-  'a/alacritty', 'a/alacritty-direct', 'f/foot', 'f/foot-direct', 'x/xterm-kitty', 'k/kitty', 'p/putty', 'p/putty-256color',
+  'a/alacritty', 'a/alacritty-direct', 'k/kitty', 'k/kitty-direct', 'p/putty', 'p/putty-256color',
   's/st', 's/st-256color', 's/screen.xterm-new', 's/screen-256color-bce-s', 't/tmux-direct', 'v/vte', 'v/vte-256color',
   'g/gnome', 'g/gnome-256color', 'k/konsole', 'k/konsole-256color', 'x/xterm-direct', 'x/xterm-new', 'r/rxvt-256color',
-  'w/wezterm', 'l/linux-16color', 'm/ms-terminal',
+  'l/linux-16color', 'm/ms-terminal',
 ];
+
+/**
+ * Default search paths compiled into libraries, pointed into the prefix so that tools find
+ * their data even when started without the toolkit's bashrc (`crashcart TARGET -- htop`).
+ * Same-length replacements, each with a link at the prefix's root to the real place:
+ * - libtinfo: the toolkit's terminfo first, then /etc/terminfo (what ncurses reads for the
+ *   empty entries) and /usr/share/terminfo; the container's /lib/terminfo drops out, the
+ *   toolkit carries the same ncurses-base entries.
+ * - libmagic: the container's /etc/magic (local additions, as on Debian), then ours.
+ */
+export const LIB_PATCHES = [
+  {
+    lib: 'libtinfo.so.6',
+    from: '/etc/terminfo:/lib/terminfo:/usr/share/terminfo\0',
+    to: `${PREFIX}/t${':'.repeat(11)}:/usr/share/terminfo\0`,
+    link: { name: 't', target: 'share/terminfo' },
+  },
+  {
+    lib: 'libmagic.so.1',
+    from: '/etc/magic:/usr/share/misc/magic\0',
+    to: `/etc/magic:${PREFIX}//magic\0`,
+    link: { name: 'magic.mgc', target: 'share/misc/magic.mgc' },
+  },
+] as const;
+
+async function patchLibraries(root: string): Promise<void> {
+  for (const p of LIB_PATCHES) {
+    let path = join(root, 'lib', p.lib);
+    if (!(await exists(path))) continue;
+    while ((await lstat(path)).isSymbolicLink()) path = join(root, 'lib', basename(await readlink(path)));
+    const buf = await readFile(path);
+    if (replaceBytes(buf, p.from, p.to) < 1) {
+      throw imageError('EBUILD', `lib/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}; cannot point it into the prefix`);
+    }
+    await writeFile(path, buf);
+    await symlink(p.link.target, join(root, p.link.name));
+  }
+}
 
 const BIN_DIRS = ['bin', 'sbin', 'usr/bin', 'usr/sbin'];
 const LIB_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu'];
@@ -259,11 +303,11 @@ export async function checkNeeded(root: string): Promise<void> {
   }
 }
 
-async function patchelf(path: string): Promise<void> {
+async function patchelf(paths: string[]): Promise<void> {
   try {
-    await execa('patchelf', ['--set-interpreter', INTERP, '--force-rpath', '--set-rpath', RPATH, path], { stdin: 'ignore' });
+    await execa('patchelf', ['--set-interpreter', INTERP, '--force-rpath', '--set-rpath', RPATH, ...paths], { stdin: 'ignore' });
   } catch (err) {
-    throw imageError('EBUILD', `patchelf ${path} failed: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `patchelf ${paths.length === 1 ? paths[0] : `${paths[0]} (and ${paths.length - 1} more)`} failed: ${causeLine(err)}`, err);
   }
 }
 
@@ -276,7 +320,10 @@ async function relocateExecutables(root: string): Promise<number> {
       if (info?.interp !== undefined) targets.push(join(root, dir, name));
     }
   }
-  await eachLimit(targets, patchelf);
+  // one patchelf per batch: a process per file costs seconds on a busy machine
+  const batches: string[][] = [];
+  for (let i = 0; i < targets.length; i += 40) batches.push(targets.slice(i, i + 40));
+  await eachLimit(batches, patchelf);
   return targets.length;
 }
 
@@ -414,5 +461,6 @@ export async function layoutRelocated(o: RelocateOptions): Promise<void> {
   o.say('relocating executables into the prefix');
   await relocateExecutables(root);
   await copyData(o.pkgs, root);
+  await patchLibraries(root);
   await checkNeeded(root);
 }
