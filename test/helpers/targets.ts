@@ -5,7 +5,8 @@
 //   musl     a musl-dynamic httpd and the files of Debian's musl package (an Alpine-like root)
 //   nonroot  the glibc root with its process run as uid/gid 65532 (distroless's nonroot)
 // `plant` adds hostile glibc files (garbage libc.so.6, ld-linux, ld.so.cache, a garbage
-// LD_LIBRARY_PATH in the process's environment) that a relocated toolkit must never load.
+// LD_LIBRARY_PATH in the process's environment, and a valid but foreign libnuma.so.1) that a
+// relocated toolkit must never load.
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { lstat, readFile, readlink } from 'node:fs/promises';
@@ -37,18 +38,23 @@ const COMPILERS: Record<Flavor, [string, string[]]> = {
 let buildDir: string | undefined;
 const compiled = new Map<Flavor, Promise<string>>();
 
+/** A private directory for the programs compiled here, removed when the process exits. */
+async function buildDirectory(): Promise<string> {
+  if (!buildDir) {
+    const dir = mkdtempSync(join(tmpdir(), 'crashcart-httpd-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    buildDir = dir;
+  }
+  return buildDir;
+}
+
 /** httpd compiled for one flavor, once per test process, in a temp dir removed at exit. */
 export function httpdPath(flavor: Flavor): Promise<string> {
   let p = compiled.get(flavor);
   if (!p) {
     p = (async () => {
-      if (!buildDir) {
-        const dir = mkdtempSync(join(tmpdir(), 'crashcart-httpd-'));
-        process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-        buildDir = dir;
-      }
       const source = join(projectRoot(), 'test/fixtures/httpd.c');
-      const out = join(buildDir, `httpd-${flavor}`);
+      const out = join(await buildDirectory(), `httpd-${flavor}`);
       const [cc, flags] = COMPILERS[flavor];
       await execa(cc, [...flags, '-O2', '-g', '-Wall', '-Wextra', '-o', out, source], { stdin: 'ignore' }).catch((err: Error) => {
         throw new Error(`compiling ${source} with ${cc} ${flags.join(' ')} failed: ${err.message}`);
@@ -120,19 +126,36 @@ const PLANTED_LIBS = [
   'libc.so.6', 'libm.so.6', 'libresolv.so.2', 'libtinfo.so.6', 'libncursesw.so.6', 'libselinux.so.1', 'libz.so.1',
   'libpcre2-8.so.0', 'libcrypto.so.3', 'libssl.so.3', 'libcurl.so.4', 'libreadline.so.8', 'libmagic.so.1',
   'libpcap.so.0.8', 'libelf.so.1', 'libgcc_s.so.1', 'libstdc++.so.6', 'libthread_db.so.1', 'libnss_files.so.2',
-  // dlopen()ed by name and not part of the toolkit (procps' top asks for libnuma)
-  'libnuma.so', 'libnuma.so.1',
+  // dlopen()ed by name (procps' libproc2 tries libnuma.so, then libnuma.so.1)
+  'libnuma.so',
 ];
+
+/** A valid library (test/fixtures/foreign.c) planted where garbage would just be skipped. */
+const FOREIGN_LIB = 'libnuma.so.1';
 
 export const GARBAGE_LIBRARY_PATH = '/garbage';
 
-function plantedFiles(): RootfsFile[] {
+let foreignLib: Promise<string> | undefined;
+
+function foreignLibPath(): Promise<string> {
+  foreignLib ??= (async () => {
+    const source = join(projectRoot(), 'test/fixtures/foreign.c');
+    const out = join(await buildDirectory(), 'foreign.so');
+    await execa('gcc', ['-shared', '-fPIC', '-O2', '-Wall', '-Wextra', '-o', out, source], { stdin: 'ignore' });
+    return out;
+  })();
+  return foreignLib;
+}
+
+async function plantedFiles(): Promise<RootfsFile[]> {
+  const foreign = await foreignLibPath();
   const out: RootfsFile[] = [
     { path: '/lib64/ld-linux-x86-64.so.2', content: garbage(), mode: 0o755 },
     { path: '/etc/ld.so.cache', content: garbage() },
   ];
   for (const dir of ['/lib/x86_64-linux-gnu', '/usr/lib/x86_64-linux-gnu', GARBAGE_LIBRARY_PATH]) {
     for (const lib of PLANTED_LIBS) out.push({ path: `${dir}/${lib}`, content: garbage(), mode: 0o755 });
+    out.push({ path: `${dir}/${FOREIGN_LIB}`, source: foreign, mode: 0o755 });
   }
   return out;
 }
@@ -164,7 +187,7 @@ export async function startTarget(kind: TargetKind, opts: TargetOptions = {}): P
   if (flavor === 'musl') files.push(...(await muslFiles()));
   const env = [...BASE_ENV];
   if (opts.plant) {
-    files.push(...plantedFiles());
+    files.push(...(await plantedFiles()));
     env.push(`LD_LIBRARY_PATH=${GARBAGE_LIBRARY_PATH}`);
   }
   const uid = kind === 'nonroot' ? NONROOT_ID : 0;
