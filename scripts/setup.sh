@@ -2,7 +2,8 @@
 # Installs what crashcart needs on a Debian machine with Node.js 20 and builds it.
 # Run as root from anywhere: scripts/setup.sh
 #   apt: runc, crun and docker.io (the demo and the tests), e2fsprogs (mke2fs for images), busybox-static and
-#        bash-static (the static toolkit), patchelf, a C/C++ toolchain for the addon
+#        bash-static (the static toolkit), patchelf, a C/C++ toolchain for the addon,
+#        musl-tools (musl-gcc: the toolkit matrix test's musl container)
 #   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
 #   and a crashcart command in /usr/local/bin
 set -euo pipefail
@@ -17,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   runc crun e2fsprogs busybox-static bash-static patchelf util-linux tmux docker.io \
-  g++ gcc libc6-dev make python3 ca-certificates >/dev/null
+  g++ gcc libc6-dev make python3 ca-certificates musl-tools >/dev/null
 
 # node-gyp downloads Node's headers unless it is told where they are; Debian's and
 # distribution builds of Node ship them next to the binary.

@@ -161,6 +161,12 @@ const USER_CHECKS: Check[] = [
   { tool: 'ss', run: 'ss -ltn', expect: () => ok(new RegExp(`^LISTEN\\s+\\d+\\s+\\d+\\s+127\\.0\\.0\\.1:${PORT}\\s`, 'm')) },
 ];
 
+/** With CRASHCART_TEST_MATRIX_DUMP=DIR, each run's script, stdout and stderr go to DIR/<name>.out. */
+function dump(name: string, script: string, r: { stdout: string; stderr: string }): void {
+  const dir = process.env.CRASHCART_TEST_MATRIX_DUMP;
+  if (dir) writeFileSync(join(dir, `${name}.out`), `${script}\n===== stdout\n${r.stdout}\n===== stderr\n${r.stderr}\n`);
+}
+
 function shellQuote(s: string): string {
   return `'${s.replaceAll("'", "'\\''")}'`;
 }
@@ -215,7 +221,7 @@ interface RunResult {
 async function runMatrix(image: string, t: Target, checks: Check[], opts: { user?: number; ldDebug?: boolean } = {}): Promise<RunResult> {
   const args = ['-i', image, ...(opts.user !== undefined ? ['--user', String(opts.user)] : []), t.container.id, '--', 'bash', '-c', matrixScript(checks, opts.ldDebug ?? false)];
   const r = await runCrashcart(args, { timeout: 300_000 });
-  if (process.env.MATRIX_DUMP) writeFileSync(`${process.env.MATRIX_DUMP}/${t.kind}${opts.user ?? ''}.out`, `${args.at(-1)}\n=====\n${r.stdout}\n=====\n${r.stderr}`);
+  dump(`${t.kind}${opts.user !== undefined ? `-user${opts.user}` : ''}`, args.at(-1)!, r);
   return { code: r.code, stdout: r.stdout, stderr: r.stderr, outcomes: parseMatrix(r.stdout) };
 }
 
@@ -239,7 +245,7 @@ function assertLoadedFromToolkit(what: string, ld: string | undefined): void {
 }
 
 function assertOutcome(run: RunResult | undefined, check: Check, t: Target, ldDebug: boolean): void {
-  assert.ok(run, 'the matrix did not run (see the before hook)');
+  assert.ok(run, 'this run did not happen');
   const o = run.outcomes.get(check.tool);
   assert.ok(o, `${check.tool} did not run in ${t.kind}; crashcart exited ${run.code}: ${run.stderr}\nits output ends:\n${run.stdout.slice(-1500)}`);
   const want = check.expect(t);
@@ -283,9 +289,49 @@ interface BinaryReport {
 
 async function runEveryBinary(image: string, t: Target): Promise<BinaryReport> {
   const r = await runCrashcart(['-i', image, t.container.id, '--', 'bash', '-c', EVERY_BINARY], { timeout: 300_000 });
+  dump(`${t.kind}-every-binary`, EVERY_BINARY, r);
   const files = new Map<string, string>();
   for (const m of r.stdout.matchAll(/^@@@file ([^|\n]+)\|\s*(.*)$/gm)) files.set(m[1]!, m[2]!);
   return { files, runs: parseMatrix(r.stdout), code: r.code, stderr: r.stderr };
+}
+
+/** What is wrong with the toolkit's bin/ in the planted container, and a one-line summary. */
+function judgeBinaries(b: BinaryReport): { problems: string[]; summary: string } {
+  const problems: string[] = [];
+  const count = { dynamic: 0, static: 0, script: 0 };
+  const timedOut: string[] = [];
+  for (const [name, desc] of b.files) {
+    const dynamic = desc.includes('dynamically linked');
+    if (desc.startsWith('ELF')) {
+      count[dynamic ? 'dynamic' : 'static']++;
+      if (dynamic && !desc.includes(`interpreter ${TOOLKIT}/lib/ld-linux-x86-64.so.2`)) problems.push(`${name}: interpreter outside the toolkit: ${desc}`);
+      if (!dynamic && !/statically linked|static-pie linked/.test(desc)) problems.push(`${name}: neither dynamic nor static: ${desc}`);
+    } else if (/script/.test(desc)) {
+      count.script++;
+      // `file` names a script's interpreter when it is not a well-known path
+      if (!new RegExp(`^a ${TOOLKIT}/bin/\\S+( -\\S+)* script`).test(desc)) problems.push(`${name}: script interpreter outside the toolkit: ${desc}`);
+    } else {
+      problems.push(`${name}: not an executable: ${desc}`);
+    }
+    if (!dynamic) continue;
+    const run = b.runs.get(name);
+    if (!run) {
+      problems.push(`${name}: did not run`);
+      continue;
+    }
+    if (/error while loading shared libraries/.test(run.output)) problems.push(`${name}: ${run.output.trim()}`);
+    // 129-159: killed by a signal (bash's 128+N); 137 is timeout's own SIGKILL of a hung tool
+    else if (run.code > 128 && run.code < 160 && run.code !== 137) problems.push(`${name}: killed by signal ${run.code - 128}`);
+    if (run.code === 124 || run.code === 137) timedOut.push(name);
+    try {
+      assertLoadedFromToolkit(name, run.ld);
+    } catch (err) {
+      problems.push((err as Error).message.split('\n')[0]!);
+    }
+  }
+  const summary = `${b.files.size} entries in bin/: ${count.dynamic} dynamic (each run), ${count.static} static, ${count.script} scripts; ` +
+    `still running after 10 s (killed, not a failure): ${timedOut.join(' ') || 'none'}`;
+  return { problems, summary };
 }
 
 // ---- terminal programs under tmux ----
@@ -380,6 +426,13 @@ async function timed<T>(what: string, f: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Like Promise.all, but throws the first failure only once every promise has settled. */
+async function allSettled(promises: (Promise<unknown> | undefined)[]): Promise<void> {
+  const settled = await Promise.allSettled(promises.map((p) => p ?? Promise.resolve()));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 /** Waits for the autoclear loop devices to go, then takes the after-snapshots. */
 async function settle(): Promise<void> {
   const first = results.values().next().value;
@@ -391,24 +444,41 @@ async function settle(): Promise<void> {
   for (const r of results.values()) r.after = await snapshotHost({ pid: r.target.container.pid, rootfs: r.target.container.rootfs });
 }
 
+/** The results of one kind of container; their absence means the before hook failed. */
+function ran(kind: TargetKind): KindResults {
+  const r = results.get(kind);
+  assert.ok(r, `nothing ran in the ${kind} container (see the before hook's error)`);
+  return r;
+}
+
 describe('toolkit matrix', () => {
   before(async () => {
     if (!canRun()) return;
     const built = timed('image build', () => fullTestImage());
-    const started = await timed('containers', () => Promise.all(TARGET_KINDS.map((k) => startTarget(k, { plant: k === PLANTED }))));
-    targets.push(...started);
+    built.catch(() => {}); // awaited below; not an unhandled rejection meanwhile
+    // every container that starts is listed at once, so after() removes it whatever fails
+    await timed('containers', () => allSettled(TARGET_KINDS.map(async (k) => {
+      targets.push(await startTarget(k, { plant: k === PLANTED }));
+    })));
     image = await built;
     const snaps = await Promise.all(targets.map((t) => snapshotHost({ pid: t.container.pid, rootfs: t.container.rootfs })));
+    // all settle before any failure is thrown: after() must not remove a container in use
     await timed('all runs', () =>
-      Promise.all(targets.map(async (t, i) => {
+      allSettled(targets.map(async (t, i) => {
         const planted = t.kind === PLANTED;
-        const [matrix, screens, user, binaries] = await Promise.all([
-          timed(`${t.kind} matrix`, () => runMatrix(image, t, CHECKS, { ldDebug: planted })),
-          timed(`${t.kind} screens`, () => runScreens(image, t)),
-          t.kind === 'nonroot' ? timed('nonroot --user', () => runMatrix(image, t, USER_CHECKS, { user: NONROOT_ID })) : undefined,
-          planted ? timed(`${t.kind} every binary`, () => runEveryBinary(image, t)) : undefined,
-        ]);
-        results.set(t.kind, { target: t, before: snaps[i]!, matrix, screens, ...(user ? { user } : {}), ...(binaries ? { binaries } : {}) });
+        const matrix = timed(`${t.kind} matrix`, () => runMatrix(image, t, CHECKS, { ldDebug: planted }));
+        const screens = timed(`${t.kind} screens`, () => runScreens(image, t));
+        const user = t.kind === 'nonroot' ? timed('nonroot --user', () => runMatrix(image, t, USER_CHECKS, { user: NONROOT_ID })) : undefined;
+        const binaries = planted ? timed(`${t.kind} every binary`, () => runEveryBinary(image, t)) : undefined;
+        await allSettled([matrix, screens, user, binaries]);
+        results.set(t.kind, {
+          target: t,
+          before: snaps[i]!,
+          matrix: await matrix,
+          screens: await screens,
+          ...(user ? { user: await user } : {}),
+          ...(binaries ? { binaries: await binaries } : {}),
+        });
       })));
     await settle();
     process.stderr.write(`toolkit matrix timings: ${timings.join(', ')}\n`);
@@ -424,15 +494,14 @@ describe('toolkit matrix', () => {
       for (const check of CHECKS) {
         test(check.tool, (t) => {
           if (!ready(t)) return;
-          const r = results.get(kind);
-          assertOutcome(r?.matrix, check, r!.target, kind === PLANTED);
+          const r = ran(kind);
+          assertOutcome(r.matrix, check, r.target, kind === PLANTED);
         });
       }
       for (const s of SCREENS) {
         test(`${s.tool} on a terminal`, (t) => {
           if (!ready(t)) return;
-          const r = results.get(kind);
-          assert.ok(r, 'the matrix did not run');
+          const r = ran(kind);
           assert.ok(!r.screens.get('session'), `crashcart on a terminal: ${r.screens.get('session')?.message}`);
           assert.ok(r.screens.has(s.tool), `${s.tool} never started`);
           const err = r.screens.get(s.tool);
@@ -443,51 +512,26 @@ describe('toolkit matrix', () => {
         for (const check of USER_CHECKS) {
           test(`${check.tool} as uid ${NONROOT_ID}`, (t) => {
             if (!ready(t)) return;
-            const r = results.get(kind);
-            assertOutcome(r?.user, check, r!.target, false);
+            const r = ran(kind);
+            assertOutcome(r.user, check, r.target, false);
           });
         }
       }
       if (kind === PLANTED) {
         test('every executable is relocated or static, and runs loading only the toolkit\'s libraries', (t) => {
           if (!ready(t)) return;
-          const b = results.get(kind)?.binaries;
+          const b = ran(kind).binaries;
           assert.ok(b, 'the check did not run');
           assert.ok(b.files.size > 0, `no file output; crashcart exited ${b.code}: ${b.stderr}`);
-          const problems: string[] = [];
-          for (const [name, desc] of b.files) {
-            const dynamic = desc.includes('dynamically linked');
-            if (desc.startsWith('ELF')) {
-              if (dynamic && !desc.includes(`interpreter ${TOOLKIT}/lib/ld-linux-x86-64.so.2`)) problems.push(`${name}: interpreter outside the toolkit: ${desc}`);
-              if (!dynamic && !/statically linked|static-pie linked/.test(desc)) problems.push(`${name}: neither dynamic nor static: ${desc}`);
-            } else if (/script/.test(desc)) {
-              // `file` names a script's interpreter when it is not a well-known path
-              if (!new RegExp(`^a ${TOOLKIT}/bin/\\S+( -\\S+)* script`).test(desc)) problems.push(`${name}: script interpreter outside the toolkit: ${desc}`);
-            } else {
-              problems.push(`${name}: not an executable: ${desc}`);
-            }
-            if (!dynamic) continue;
-            const run = b.runs.get(name);
-            if (!run) {
-              problems.push(`${name}: did not run`);
-              continue;
-            }
-            if (/error while loading shared libraries/.test(run.output)) problems.push(`${name}: ${run.output.trim()}`);
-            // 129-159: killed by a signal (bash's 128+N); 137 is timeout's own SIGKILL of a hung tool
-            else if (run.code > 128 && run.code < 160 && run.code !== 137) problems.push(`${name}: killed by signal ${run.code - 128}`);
-            try {
-              assertLoadedFromToolkit(name, run.ld);
-            } catch (err) {
-              problems.push((err as Error).message.split('\n')[0]!);
-            }
-          }
+          const { problems, summary } = judgeBinaries(b);
+          t.diagnostic(summary);
           assert.deepEqual(problems, []);
         });
       }
       test('leaves nothing behind', (t) => {
         if (!ready(t)) return;
-        const r = results.get(kind);
-        assert.ok(r?.after, 'the matrix did not run');
+        const r = ran(kind);
+        assert.ok(r.after, 'no snapshot after the runs');
         assertNoLeaks(r.before, r.after);
         // the LD_DEBUG files went to the container's /dev/shm and must be gone
         assert.deepEqual(readdirSync(`/proc/${r.target.container.pid}/root/dev/shm`), []);
