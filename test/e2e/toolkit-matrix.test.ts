@@ -2,9 +2,11 @@
 // (test/helpers/targets.ts: scratch, glibc distroless, musl, nonroot), each with the test HTTP
 // server as PID 1: ps sees it, strace/ltrace/gdb attach to it, lsof/ss/netstat/fuser find its
 // socket, curl/socat/nc/tcpdump talk to it or watch the traffic, the text tools read its files,
-// htop, vi and nano draw on a real terminal (tmux). The musl root also holds planted garbage
-// glibc files and LD_LIBRARY_PATH: every tool there runs with LD_DEBUG=libs and must load
-// nothing from outside /dev/crashcart.
+// htop, vi and nano draw on a real terminal (tmux). The musl root also holds planted glibc
+// files (garbage libc.so.6, ld-linux, ld.so.cache, a valid foreign libnuma.so.1) and
+// LD_LIBRARY_PATH=/garbage in PID 1's environment: every tool there runs with LD_DEBUG=libs
+// and must load nothing from outside /dev/crashcart.
+// CRASHCART_TEST_MATRIX_DUMP=DIR keeps every run's script and output (for debugging).
 //
 // The heavy work (one image build, the containers, one crashcart run per container and kind
 // of check, all at once) happens in before(); each tool and container is then its own test,
