@@ -1,7 +1,9 @@
-// Attach latency, measured side by side in one run (the machine is shared and noisy):
-// each round runs every case once, in turn, and the table shows medians and ratios.
+// Toolkit image figures (size, build time with an empty and a warm .deb cache) against
+// their targets, then attach latency, measured side by side in one run (the machine is
+// shared and noisy): each round runs every case once, in turn, and the table shows medians
+// and ratios.
 //   npm run bench [-- ROUNDS]
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -25,10 +27,44 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
+const MiB = 1048576;
+
+/** Builds a profile with the CLI into the bench's own cache; returns seconds and MiB. */
+async function build(profile: string, out: string, cache: string): Promise<{ s: number; mib: number }> {
+  const t0 = performance.now();
+  await execa(cli, ['image', 'build', '--profile', profile, '-o', out], { env: { ...env, CRASHCART_CACHE_DIR: cache }, stdin: 'ignore' });
+  return { s: (performance.now() - t0) / 1000, mib: statSync(out).size / MiB };
+}
+
+const verdict = (ok: boolean) => (ok ? 'ok' : 'OVER TARGET');
+
+/**
+ * The image figures. The cache is new, so the first full build starts from an empty .deb
+ * cache (downloads included) and the second one finds every .deb and unpacked tree there.
+ */
+async function imageFigures(): Promise<void> {
+  const cache = join(work, 'image-cache');
+  const cold = await build('full', join(work, 'full-cold.img'), cache);
+  const warm = await build('full', join(work, 'full-warm.img'), cache);
+  const minimal = await build('minimal', join(work, 'minimal.img'), cache);
+  const rows: [string, string, string, boolean][] = [
+    ['full image size', `${cold.mib.toFixed(1)} MiB`, '<= 80 MiB', cold.mib <= 80],
+    ['full build, empty .deb cache', `${cold.s.toFixed(1)} s`, '<= 60 s', cold.s <= 60],
+    ['full build, warm .deb cache', `${warm.s.toFixed(1)} s`, '<= 15 s', warm.s <= 15],
+    ['minimal image size', `${minimal.mib.toFixed(1)} MiB`, '<= 20 MiB', minimal.mib <= 20],
+    ['minimal build, warm .deb cache', `${minimal.s.toFixed(1)} s`, '', true],
+  ];
+  console.log('crashcart toolkit images');
+  for (const [name, value, target, ok] of rows) {
+    console.log(`  ${name.padEnd(32)} ${value.padStart(10)}  ${target.padEnd(10)} ${target ? verdict(ok) : ''}`.trimEnd());
+  }
+}
+
 async function main() {
+  await imageFigures();
   const t0 = performance.now();
   const image = join(work, 'static.img');
-  await execa(cli, ['image', 'build', '-o', image], { env });
+  await execa(cli, ['image', 'build', '--profile', 'static', '-o', image], { env });
   const buildMs = performance.now() - t0;
 
   const c = await createScratchContainer({ sleeperPath: join(projectDir, 'build', 'Release', 'sleeper'), busybox: true });

@@ -135,7 +135,7 @@ export async function layoutTree(opts: LayoutOptions): Promise<Manifest> {
     const tools = opts.toolPackages ?? opts.extracted.map(({ deb }) => deb.name);
     await layoutRelocated({
       root,
-      pkgs: opts.extracted.map(({ deb, dir }) => ({ name: deb.name, dir, tools: tools.includes(deb.name) })),
+      pkgs: opts.extracted.map(({ deb, dir }) => ({ name: deb.name, dir, tools: tools.includes(deb.name), added: opts.added?.includes(deb.name) ?? false })),
       profile,
       applets: busyboxApplets,
       patchBash,

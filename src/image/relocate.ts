@@ -128,6 +128,8 @@ export interface Extracted {
   dir: string;
   /** Whether its executables go into bin/ (the profile's and --add packages), or only its libraries. */
   tools: boolean;
+  /** An --add package: all its executables are kept, whatever the profile's tools.txt says. */
+  added?: boolean;
 }
 
 async function listDir(dir: string): Promise<string[]> {
@@ -150,13 +152,13 @@ function linkTarget(path: string, target: string): string {
  * bin/: every executable of the tool packages under one flat directory, first package wins a
  * name. Symlinks to other executables become relative links within bin/; others are dropped.
  */
-async function flattenBin(pkgs: Extracted[], bin: string, keep: (name: string) => boolean): Promise<void> {
+async function flattenBin(pkgs: Extracted[], bin: string, keep: (name: string, pkg: Extracted) => boolean): Promise<void> {
   const links: [string, string][] = [];
   const binPaths = new Map<string, string>(); // package-relative path -> bin name
   for (const pkg of pkgs.filter((p) => p.tools)) {
     for (const sub of BIN_DIRS) {
       for (const name of (await listDir(join(pkg.dir, sub))).sort()) {
-        if (!keep(name)) continue;
+        if (!keep(name, pkg)) continue;
         const st = await lstat(join(pkg.dir, sub, name));
         binPaths.set(`${sub}/${name}`, name);
         if (await exists(join(bin, name))) continue;
@@ -426,7 +428,8 @@ export async function layoutRelocated(o: RelocateOptions): Promise<void> {
   for (const d of [bin, lib, libexec, join(root, 'etc')]) await mkdir(d, { recursive: true });
 
   const allowed = profile.tools ? new Set(profile.tools) : undefined;
-  const keep = (name: string) => !droppedTool(name) && (allowed === undefined || allowed.has(name) || name === 'busybox' || name === 'bash');
+  const keep = (name: string, pkg: Extracted) =>
+    !droppedTool(name) && (allowed === undefined || pkg.added === true || allowed.has(name) || name === 'busybox' || name === 'bash');
   await flattenBin(o.pkgs, bin, keep);
   await flattenLib(o.pkgs, lib);
   await fixScripts(bin);

@@ -38,7 +38,7 @@ let sharedDebs: string | undefined;
 async function keepDebs(from: string): Promise<void> {
   sharedDebs = mkdtempSync(join(tmpdir(), 'crashcart-e2e-debs-'));
   process.once('exit', () => rmSync(sharedDebs!, { recursive: true, force: true }));
-  for (const f of await readdir(from)) await copyFile(join(from, f), join(sharedDebs, f));
+  for (const f of await readdir(from)) if (f.endsWith('.deb')) await copyFile(join(from, f), join(sharedDebs, f));
 }
 
 async function seedDebs(cache: string): Promise<void> {
@@ -132,7 +132,9 @@ test('builds a static image, byte-identical on a rebuild, leaving nothing behind
   assert.equal(JSON.parse(await debugfs(c.path, 'cat /MANIFEST.json')).built, '2020-09-13T12:26:40.000Z');
 
   assert.deepEqual((await readdir(out)).sort(), ['a.img', 'b.img', 'c.img']);
-  assert.deepEqual((await readdir(join(dir, 'cache', 'debs'))).filter((n) => !n.endsWith('.deb')), []);
+  // .deb files and their unpacked trees, nothing left from a download or an unpacking
+  assert.deepEqual((await readdir(join(dir, 'cache', 'debs'))).filter((n) => !n.endsWith('.deb')), ['.unpacked']);
+  assert.deepEqual((await readdir(join(dir, 'cache', 'debs', '.unpacked'))).filter((n) => !/^[0-9a-f]{64}$/.test(n)), []);
   assert.deepEqual(await stagingDirs(), stagingBefore);
   assert.equal((await stat(join(dir, 'cache'))).mode & 0o777, 0o700);
 });
@@ -173,12 +175,12 @@ test('the toolkit shell ignores the container bashrc and writes no history', asy
   assert.deepEqual(await readdir(join(root, 'root')), ['.bashrc']);
 });
 
-test('resolveImage builds the default image on first use, then reuses it', async (t) => {
+test('resolveImage builds the default (full) image on first use, then reuses it', async (t) => {
   if (!ready(t)) return;
   const dir = await sandbox(t);
   await seedDebs(join(dir, 'cache'));
   const path = defaultImagePath();
-  assert.equal(path, join(dir, 'cache', 'images', 'static.img'));
+  assert.equal(path, join(dir, 'cache', 'images', 'full.img'));
 
   // two concurrent first uses: both build, both rename a complete identical file
   const lines: string[] = [];
@@ -186,13 +188,14 @@ test('resolveImage builds the default image on first use, then reuses it', async
   assert.deepEqual(first, { path, built: true });
   assert.deepEqual(second, { path, built: true });
   assert.equal(lines[0], `no toolkit image yet; building ${path}`);
-  assert.deepEqual((await readdir(join(dir, 'cache', 'images'))).sort(), ['static.img', 'static.img.json']);
+  assert.deepEqual((await readdir(join(dir, 'cache', 'images'))).sort(), ['full.img', 'full.img.json']);
   assert.equal((await stat(join(dir, 'cache', 'images'))).mode & 0o777, 0o700);
 
   const sidecar = await readSidecar(path);
   assert.equal(sidecar?.sha256, await sha256File(path));
-  assert.equal(sidecar?.profile, 'static');
-  assert.deepEqual(sidecar?.packages?.map((p) => p.name), ['busybox-static', 'bash-static']);
+  assert.equal(sidecar?.profile, 'full');
+  assert.ok(sidecar?.packages?.some((p) => p.name === 'gdb-minimal'));
+  assert.match(sidecar?.recipe ?? '', /^[0-9a-f]{64}$/);
   assert.match(sidecar?.built ?? '', /^\d{4}-\d\d-\d\dT/);
 
   assert.deepEqual(await resolveImage(), { path, built: false });
@@ -268,7 +271,7 @@ test('an interrupted build keeps nothing, and temporaries of a dead build are sw
   await writeFile(join(out, `static.img.${dead}.0a1b2c3d.tmp`), 'partial');
 
   const cli = join(projectRoot(), 'bin', 'crashcart');
-  const child = execa(process.execPath, [cli, 'image', 'build', '-o', join(out, 'static.img')], {
+  const child = execa(process.execPath, [cli, 'image', 'build', '--profile', 'static', '-o', join(out, 'static.img')], {
     reject: false,
     stdin: 'ignore',
     env: { CRASHCART_CACHE_DIR: join(dir, 'cache') },

@@ -86,12 +86,12 @@ export function startCrashcart(args: string[], opts: CliOptions & { detached?: b
 let image: Promise<string> | undefined;
 let fullImage: Promise<string> | undefined;
 
-/** The static toolkit image, built once per test process with `crashcart image build -o`. */
+/** The static toolkit image (quick to build), once per test process with `crashcart image build -o`. */
 export function testImage(): Promise<string> {
   image ??= (async () => {
     const out = join(privateDirs().root, 'static.img');
-    const r = await runCrashcart(['image', 'build', '-o', out], { timeout: 600_000 });
-    if (r.code !== 0) throw new Error(`crashcart image build -o ${out} failed (exit ${r.code}):\n${r.stderr}`);
+    const r = await runCrashcart(['image', 'build', '--profile', 'static', '-o', out], { timeout: 600_000 });
+    if (r.code !== 0) throw new Error(`crashcart image build --profile static -o ${out} failed (exit ${r.code}):\n${r.stderr}`);
     return out;
   })();
   return image;

@@ -129,7 +129,8 @@ test('cacheDir follows CRASHCART_CACHE_DIR; ensureCacheDir makes it private', as
   delete process.env.CRASHCART_CACHE_DIR;
   assert.equal(cacheDir(), '/var/lib/crashcart');
   process.env.CRASHCART_CACHE_DIR = join(dir, 'cache');
-  assert.equal(defaultImagePath(), join(dir, 'cache/images/static.img'));
+  assert.equal(defaultImagePath(), join(dir, 'cache/images/full.img'));
+  assert.equal(defaultImagePath('minimal'), join(dir, 'cache/images/minimal.img'));
   await ensureCacheDir();
   assert.equal((await stat(join(dir, 'cache'))).mode & 0o777, 0o700);
   const open = join(dir, 'open');
