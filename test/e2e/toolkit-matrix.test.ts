@@ -173,6 +173,9 @@ function shellQuote(s: string): string {
   return `'${s.replaceAll("'", "'\\''")}'`;
 }
 
+/** The LD_DEBUG=libs lines that matter (what was loaded; any search of the garbage path). */
+const LD_LINES = `grep -hE 'calling init:|generating link map|trying file=${GARBAGE_LIBRARY_PATH}/'`;
+
 /** LD_DEBUG_OUTPUT prefixes in the container's /dev/shm (one per concurrent run). */
 const LD_MATRIX = '/dev/shm/crashcart-ld-matrix';
 const LD_BIN = '/dev/shm/crashcart-ld-bin';
@@ -189,7 +192,7 @@ function matrixScript(checks: Check[], ldDebug: boolean): string {
     ldDebug ? `  LD_DEBUG=libs LD_DEBUG_OUTPUT=${LD_MATRIX} timeout -k 5 40 bash -c "$2" </dev/null 2>&1` : '  timeout -k 5 40 bash -c "$2" </dev/null 2>&1',
     '  local rc=$?',
     '  printf "\\n@@@end %s %d\\n" "$1" "$rc"',
-    ...(ldDebug ? [`  cat ${LD_MATRIX}.* 2>/dev/null; rm -f ${LD_MATRIX}.*`, '  printf "@@@ldend %s\\n" "$1"'] : []),
+    ...(ldDebug ? [`  ${LD_LINES} ${LD_MATRIX}.* 2>/dev/null; rm -f ${LD_MATRIX}.*`, '  printf "@@@ldend %s\\n" "$1"'] : []),
     '}',
   ];
   for (const c of checks) lines.push(`check ${c.tool} ${shellQuote(c.run)}`);
@@ -276,7 +279,7 @@ while IFS='|' read -r f desc; do
   rc=$?
   grep -m3 'error while loading shared libraries' ${LD_BIN}-stderr
   printf '\\n@@@end %s %d\\n' "$f" "$rc"
-  cat ${LD_BIN}.* 2>/dev/null; rm -f ${LD_BIN}.*
+  ${LD_LINES} ${LD_BIN}.* 2>/dev/null; rm -f ${LD_BIN}.*
   printf '@@@ldend %s\\n' "$f"
 done < ${LD_BIN}-files
 rm -f ${LD_BIN}-files ${LD_BIN}-stderr
