@@ -2,7 +2,8 @@
 # Installs what crashcart needs on a Debian machine with Node.js 20 and builds it.
 # Run as root from anywhere: scripts/setup.sh
 #   apt: runc, crun and docker.io (the demo and the tests), e2fsprogs (mke2fs for images), busybox-static and
-#        bash-static (the static toolkit), patchelf, a C/C++ toolchain for the addon,
+#        bash-static (the static toolkit), patchelf (relocates the full and minimal toolkits'
+#        executables into /dev/crashcart), a C/C++ toolchain for the addon,
 #        musl-tools (musl-gcc: the toolkit matrix test's musl container)
 #   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
 #   and a crashcart command in /usr/local/bin

@@ -155,6 +155,8 @@ test('full: every executable relocated, every library found, data and manifest i
   assert.ok((bundle.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length > 100, 'the CA bundle');
   assert.equal(await readlink(join(root, 't')), 'share/terminfo');
   assert.equal(await readlink(join(root, 'magic.mgc')), 'share/misc/magic.mgc');
+  assert.equal(await readlink(join(root, 'l')), 'etc/ltrace.conf');
+  assert.ok((await lstat(join(root, 'etc/ltrace.conf'))).isFile());
   assert.equal(await readlink(join(root, 'r')), 'etc/bashrc');
   const gconv = (await entries(join(root, 'lib'))).filter((n) => /gconv/i.test(n));
   assert.deepEqual(gconv, []);
@@ -247,6 +249,44 @@ test('--from-dir is copied as it is over the profile; a binary for another loade
     message: "bin/hosttrue loads /lib64/ld-linux-x86-64.so.2, not the toolkit's /dev/crashcart/lib/ld-linux-x86-64.so.2",
   });
   assert.ok(!(await entries(work)).includes('bad.img'));
+
+  // a program built for the prefix whose library is not in lib/
+  const orphan = join(work, 'orphan');
+  await mkdir(join(orphan, 'bin'), { recursive: true });
+  copyFileSync('/bin/true', join(orphan, 'bin', 'orphan'));
+  await execa('patchelf', ['--set-interpreter', INTERP, '--force-rpath', '--set-rpath', RPATH, '--add-needed', 'libnowhere.so.3', join(orphan, 'bin', 'orphan')]);
+  await assert.rejects(buildImage({ profile: 'minimal', fromDir: orphan, output: join(work, 'orphan.img'), debCache }), {
+    code: 'EBUILD',
+    message: 'bin/orphan needs libnowhere.so.3, which is not in lib/',
+  });
+});
+
+test("full's shell reads the toolkit's bashrc, not the container's", async (t) => {
+  if (!ready(t) || !requireCommand(t, 'chroot')) return;
+  // a fake container root with the image's contents at /dev/crashcart
+  const root = join(work, 'chroot');
+  await mkdir(join(root, 'dev', 'crashcart'), { recursive: true });
+  await mkdir(join(root, 'etc'));
+  await mkdir(join(root, 'root'));
+  await writeFile(join(root, 'etc', 'bash.bashrc'), 'echo CONTAINER-BASHRC\n');
+  await execa('debugfs', ['-R', `rdump / ${join(root, 'dev', 'crashcart')}`, (await fullImage()).path], { stdin: 'ignore' });
+  const chroot = (await execa('sh', ['-c', 'command -v chroot'])).stdout;
+  const script = 'echo "P=$PATH"; echo "T=$TERMINFO_DIRS"; echo "M=$MAGIC"; echo "L=$(command -v ls)"; file -b /dev/crashcart/bin/bash | cut -d, -f1; exit\n';
+  const r = await execa(chroot, [root, '/dev/crashcart/bin/bash', '--rcfile', '/dev/crashcart/etc/bashrc', '-i'], {
+    input: script,
+    env: { PATH: '/usr/bin:/bin', HOME: '/root', TERM: 'dumb' },
+    extendEnv: false,
+    reject: false,
+  });
+  assert.equal(r.exitCode, 0, r.stderr);
+  assert.doesNotMatch(r.stdout + r.stderr, /CONTAINER-/);
+  assert.match(r.stdout, /^P=\/dev\/crashcart\/bin:\/usr\/bin:\/bin$/m);
+  assert.match(r.stdout, /^T=\/dev\/crashcart\/share\/terminfo:$/m);
+  assert.match(r.stdout, /^M=\/dev\/crashcart\/share\/misc\/magic\.mgc$/m);
+  assert.match(r.stdout, /^L=\/dev\/crashcart\/bin\/ls$/m);
+  assert.match(r.stdout, /^ELF 64-bit LSB pie executable$/m);
+  assert.match(r.stderr, /\[crashcart [^ ]+ \/\]# /);
+  assert.deepEqual(await readdir(join(root, 'root')), [], 'nothing written into the container');
 });
 
 test('--add and --from-dir need -o: the cached image of a profile is always the plain one', async (t) => {
@@ -278,6 +318,8 @@ test('full grafted into a scratch container: its tools run, whatever the contain
     'TERM=xterm-256color timeout 5 htop </dev/null >/dev/null 2>&1; echo htop=$?',
     'TERM=no-such-term timeout 5 htop </dev/null 2>&1 | head -1',
     'ps -o pid=,comm= -p 1',
+    // with its prototypes ltrace shows strings, not addresses
+    'ltrace -e getenv /dev/crashcart/bin/ls /dev/crashcart 2>&1 >/dev/null | head -1',
   ].join('\n');
   const r = await runCrashcart(['-i', image, c.id, '--env', 'LD_LIBRARY_PATH=/lib/x86_64-linux-gnu', '--', 'bash', '-c', script]);
   assert.equal(r.code, 0, r.stderr);
@@ -290,5 +332,6 @@ test('full grafted into a scratch container: its tools run, whatever the contain
   assert.equal(out[5], 'htop=0', 'htop found its terminfo');
   assert.equal(out[6], 'Error opening terminal: no-such-term.');
   assert.match(out[7]!, /^\s*1 sleeper$/);
+  assert.match(out[8]!, /^ls->getenv\("[A-Z_]+"\) +=/);
   assertNoLeaks(before, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
 });

@@ -12,7 +12,8 @@ import { parseDepends, walkDepends } from '../../src/image/apt.js';
 import { addedPackages, fromDirInfo } from '../../src/image/build.js';
 import { isElf, readElf } from '../../src/image/elf.js';
 import { dirDigest, LAYOUT_VERSION, loadProfile, parseNameList, projectRoot, recipeDigest } from '../../src/image/profile.js';
-import { droppedTool, excludedDependency, INTERP, LIB_PATCHES, RPATH } from '../../src/image/relocate.js';
+import { PATH_PATCHES } from '../../src/image/data.js';
+import { droppedTool, excludedDependency, INTERP, RPATH } from '../../src/image/relocate.js';
 import { onPath } from '../helpers/host.js';
 
 async function scratch(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -141,10 +142,10 @@ test('excluded dependencies and dropped tools', () => {
   for (const n of ['strace', 'nsenter', 'fsfreeze', 'mkdir', 'findmnt', 'ss']) assert.ok(!droppedTool(n), n);
 });
 
-test('library path patches keep the length of what they replace', () => {
-  for (const p of LIB_PATCHES) {
-    assert.equal(Buffer.byteLength(p.to), Buffer.byteLength(p.from), p.lib);
-    assert.ok(p.to.includes('/dev/crashcart/'), p.lib);
+test('search path patches keep the length of what they replace', () => {
+  for (const p of PATH_PATCHES) {
+    assert.equal(Buffer.byteLength(p.to), Buffer.byteLength(p.from), p.file);
+    assert.ok(p.to.includes('/dev/crashcart/'), p.file);
   }
 });
 

@@ -1,0 +1,141 @@
+// The data a relocated toolkit's programs read (terminfo, the C.utf8 locale, magic.mgc, a CA
+// bundle, services and protocols), taken from the packages that carry it, and the search
+// paths compiled into libraries pointed at it.
+import { copyFile, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { replaceBytes } from './bytes.js';
+import { imageError } from './errors.js';
+import { PREFIX } from './prefix.js';
+import type { Extracted } from './relocate.js';
+
+async function exists(path: string): Promise<boolean> {
+  return lstat(path).then(() => true, () => false);
+}
+
+async function listDir(dir: string): Promise<string[]> {
+  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
+    throw err;
+  });
+}
+
+/** terminfo entries taken from ncurses-term, on top of ncurses-base's. */
+const TERMINFO_EXTRA = [
+  'a/alacritty', 'a/alacritty-direct', 'k/kitty', 'k/kitty-direct', 'p/putty', 'p/putty-256color',
+  's/st', 's/st-256color', 's/screen.xterm-new', 's/screen-256color-bce-s', 't/tmux-direct', 'v/vte', 'v/vte-256color',
+  'g/gnome', 'g/gnome-256color', 'k/konsole', 'k/konsole-256color', 'x/xterm-direct', 'x/xterm-new', 'r/rxvt-256color',
+  'l/linux-16color', 'm/ms-terminal',
+];
+
+/**
+ * Default search paths compiled into libraries and programs, pointed into the prefix so that
+ * tools find their data even when started without the toolkit's bashrc (`crashcart TARGET
+ * -- htop`). Same-length replacements, each with a link at the prefix's root to the real
+ * place:
+ * - libtinfo: the toolkit's terminfo first, then /etc/terminfo (what ncurses reads for the
+ *   empty entries) and /usr/share/terminfo; the container's /lib/terminfo drops out, the
+ *   toolkit carries the same ncurses-base entries.
+ * - libmagic: the container's /etc/magic (local additions, as on Debian), then ours.
+ * - ltrace: its prototypes of libc functions (without them it prints raw numbers).
+ */
+export const PATH_PATCHES = [
+  {
+    file: 'lib/libtinfo.so.6',
+    from: '/etc/terminfo:/lib/terminfo:/usr/share/terminfo\0',
+    to: `${PREFIX}/t${':'.repeat(11)}:/usr/share/terminfo\0`,
+    link: { name: 't', target: 'share/terminfo' },
+  },
+  {
+    file: 'lib/libmagic.so.1',
+    from: '/etc/magic:/usr/share/misc/magic\0',
+    to: `/etc/magic:${PREFIX}//magic\0`,
+    link: { name: 'magic.mgc', target: 'share/misc/magic.mgc' },
+  },
+  {
+    file: 'bin/ltrace',
+    from: '/etc/ltrace.conf\0',
+    to: `${PREFIX}/l\0`,
+    link: { name: 'l', target: 'etc/ltrace.conf' },
+  },
+] as const;
+
+export async function patchSearchPaths(root: string): Promise<void> {
+  for (const p of PATH_PATCHES) {
+    const dir = dirname(p.file);
+    let path = join(root, p.file);
+    if (!(await exists(path))) continue;
+    while ((await lstat(path)).isSymbolicLink()) path = join(root, dir, basename(await readlink(path)));
+    const buf = await readFile(path);
+    if (replaceBytes(buf, p.from, p.to) < 1) {
+      throw imageError('EBUILD', `${dir}/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}; cannot point it into the prefix`);
+    }
+    await writeFile(path, buf);
+    await symlink(p.link.target, join(root, p.link.name));
+  }
+}
+
+/** Data the tools read, from the packages that have it, under the prefix. */
+export async function copyData(pkgs: Extracted[], root: string): Promise<void> {
+  const by = (name: string) => pkgs.find((p) => p.name === name)?.dir;
+  const copyTree = async (src: string, dest: string): Promise<void> => {
+    const st = await lstat(src).catch(() => undefined);
+    if (!st) return;
+    if (st.isDirectory()) {
+      await mkdir(dest, { recursive: true });
+      for (const n of (await readdir(src)).sort()) await copyTree(join(src, n), join(dest, n));
+    } else if (st.isSymbolicLink()) {
+      if (!(await exists(dest))) await symlink(await readlink(src), dest);
+    } else if (st.isFile()) {
+      await mkdir(dirname(dest), { recursive: true });
+      await copyFile(src, dest);
+    }
+  };
+
+  const terminfo = join(root, 'share', 'terminfo');
+  const base = by('ncurses-base');
+  if (base) {
+    await copyTree(join(base, 'lib', 'terminfo'), terminfo);
+    await copyTree(join(base, 'usr', 'share', 'terminfo'), terminfo);
+  }
+  const term = by('ncurses-term');
+  if (term) {
+    for (const entry of TERMINFO_EXTRA) {
+      const src = join(term, 'usr', 'share', 'terminfo', entry);
+      // a few entries are symlinks to others: copy what they point at
+      const real = (await lstat(src).catch(() => undefined))?.isSymbolicLink() ? join(dirname(src), await readlink(src)) : src;
+      if (await exists(real)) {
+        await mkdir(join(terminfo, dirname(entry)), { recursive: true });
+        if (!(await exists(join(terminfo, entry)))) await copyFile(real, join(terminfo, entry));
+      }
+    }
+  }
+  const libc = by('libc-bin');
+  if (libc) await copyTree(join(libc, 'usr', 'lib', 'locale', 'C.utf8'), join(root, 'share', 'locale', 'C.utf8'));
+  const mgc = by('libmagic-mgc');
+  if (mgc) await copyTree(join(mgc, 'usr', 'lib', 'file', 'magic.mgc'), join(root, 'share', 'misc', 'magic.mgc'));
+  const ltrace = by('ltrace');
+  if (ltrace) await copyTree(join(ltrace, 'etc', 'ltrace.conf'), join(root, 'etc', 'ltrace.conf'));
+  const netbase = by('netbase');
+  if (netbase) {
+    for (const f of ['services', 'protocols']) await copyTree(join(netbase, 'etc', f), join(root, 'etc', f));
+  }
+  const ca = by('ca-certificates');
+  if (ca) {
+    // ca-certificates makes the bundle in its postinst: the same, from the .crt files
+    const dir = join(ca, 'usr', 'share', 'ca-certificates');
+    const crts: string[] = [];
+    const walk = async (d: string): Promise<void> => {
+      for (const n of (await listDir(d)).sort()) {
+        const p = join(d, n);
+        if ((await lstat(p)).isDirectory()) await walk(p);
+        else if (n.endsWith('.crt')) crts.push(p);
+      }
+    };
+    await walk(dir);
+    if (crts.length) {
+      const parts = await Promise.all(crts.map((p) => readFile(p, 'utf8')));
+      await mkdir(join(root, 'etc', 'ssl', 'certs'), { recursive: true });
+      await writeFile(join(root, 'etc', 'ssl', 'certs', 'ca-certificates.crt'), parts.map((t) => (t.endsWith('\n') ? t : `${t}\n`)).join(''));
+    }
+  }
+}
