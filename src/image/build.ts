@@ -1,6 +1,6 @@
 // Builds a toolkit image: .deb files from the host's apt, a tree laid out for
 // /dev/crashcart, an ext3 filesystem made without mounting anything.
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
@@ -54,7 +54,7 @@ export async function fromDirInfo(dir: string): Promise<{ path: string; sha256: 
   const st = await stat(path).catch(() => undefined);
   if (!st?.isDirectory()) throw imageError('EBUILD', `--from-dir ${path} is not a directory`);
   const files = await hashFiles(path);
-  const { createHash } = await import('node:crypto');
+  // the same digest as dirDigest(path), without walking the directory twice
   return { path, sha256: createHash('sha256').update(JSON.stringify(files)).digest('hex'), files: Object.keys(files).length };
 }
 
