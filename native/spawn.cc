@@ -91,6 +91,13 @@ bool IsForwarded(int sig) {
   // stdin, stdout and stderr are the caller's: make sure they survive exec (Node may have
   // marked them close-on-exec), and let nothing else of crashcart's leak into the target.
   for (int fd = 0; fd <= 2; fd++) fcntl(fd, F_SETFD, 0);
+  // They must also block: Node sets O_NONBLOCK on a pipe or socket it holds as stdio, the
+  // flag belongs to the open file description the command shares, and few programs retry on
+  // EAGAIN (`head` or bash's printf into a slow pipe would lose output).
+  for (int fd = 0; fd <= 2; fd++) {
+    int fl = fcntl(fd, F_GETFL);
+    if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  }
   syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
   sigset_t none;
   sigemptyset(&none);

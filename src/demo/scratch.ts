@@ -1,5 +1,6 @@
 // Disposable runc (or crun) containers whose whole root is a static sleeper (plus an
-// optional busybox): real targets for the demo command and the test-suite.
+// optional busybox), or a caller's program and the few files it needs: real targets for the
+// demo command and the test-suite.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
@@ -19,9 +20,29 @@ export interface UsernsOptions {
   size: number;
 }
 
+/** A file put into the rootfs before the container starts: copied, written or a symlink. */
+export interface RootfsFile {
+  /** absolute path in the container */
+  path: string;
+  /** host file to copy (symlinks followed) */
+  source?: string;
+  content?: string | Uint8Array;
+  /** make a symlink with this target instead */
+  symlink?: string;
+  /** default 0755 for copies, 0644 for content */
+  mode?: number;
+}
+
 export interface ScratchOptions {
   id?: string;
+  /** the container's program (a static sleeper unless the caller brings its own root files) */
   sleeperPath: string;
+  /** where sleeperPath goes in the rootfs; default /bin/sleeper */
+  programPath?: string;
+  /** more files for the rootfs (libraries, /etc files...) */
+  files?: RootfsFile[];
+  /** process.user: uid and gid the program runs as (default 0:0) */
+  user?: { uid: number; gid: number };
   busybox?: boolean;
   readOnly?: boolean;
   /** mount the container's /dev tmpfs read-only too (runc remounts it after making nodes) */
@@ -46,6 +67,7 @@ export interface ScratchContainer {
 }
 
 const BUSYBOX = '/bin/busybox';
+const DEFAULT_PROGRAM = '/bin/sleeper';
 const RUN_TIMEOUT_MS = 30_000;
 const DELETE_TIMEOUT_MS = 10_000;
 const EXIT_WAIT_MS = 3_000;
@@ -102,11 +124,36 @@ async function checkTraversable(dir: string, hostUid: number, hostGid: number): 
   }
 }
 
+/** A container path under rootfs; normalizing an absolute path drops leading '..'. */
+function inRootfs(rootfs: string, path: string): string {
+  if (!isAbsolute(path)) throw new Error(`rootfs path must be absolute: ${path}`);
+  return join(rootfs, posix.normalize(path));
+}
+
+async function addFile(rootfs: string, f: RootfsFile): Promise<void> {
+  const dest = inRootfs(rootfs, f.path);
+  await mkdir(dirname(dest), { recursive: true });
+  if (f.symlink !== undefined) {
+    await symlink(f.symlink, dest);
+  } else if (f.source !== undefined) {
+    await copyFile(f.source, dest);
+    await chmod(dest, f.mode ?? 0o755);
+  } else if (f.content !== undefined) {
+    await writeFile(dest, f.content);
+    await chmod(dest, f.mode ?? 0o644);
+  } else {
+    throw new Error(`rootfs file ${f.path}: give source, content or symlink`);
+  }
+}
+
 async function buildRootfs(rootfs: string, opts: ScratchOptions, cwd: string): Promise<void> {
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) await mkdir(join(rootfs, d), { recursive: true });
   await chmod(join(rootfs, 'tmp'), 0o1777);
-  await copyFile(opts.sleeperPath, join(rootfs, 'bin/sleeper'));
-  await chmod(join(rootfs, 'bin/sleeper'), 0o755);
+  const program = inRootfs(rootfs, opts.programPath ?? DEFAULT_PROGRAM);
+  await mkdir(dirname(program), { recursive: true });
+  await copyFile(opts.sleeperPath, program);
+  await chmod(program, 0o755);
+  for (const f of opts.files ?? []) await addFile(rootfs, f);
   if (opts.busybox) {
     if (!(await exists(BUSYBOX))) throw new Error(`${BUSYBOX} not found: install busybox-static`);
     await copyFile(BUSYBOX, join(rootfs, 'bin/busybox'));
@@ -129,7 +176,8 @@ async function writeConfig(bundleDir: string, rootfs: string, opts: ScratchOptio
   const path = join(bundleDir, 'config.json');
   const config = JSON.parse(await readFile(path, 'utf8'));
   config.process.terminal = false;
-  config.process.args = opts.args ?? ['/bin/sleeper'];
+  config.process.args = opts.args ?? [opts.programPath ?? DEFAULT_PROGRAM];
+  if (opts.user) config.process.user = { uid: opts.user.uid, gid: opts.user.gid };
   if (opts.env) config.process.env = opts.env;
   config.process.cwd = cwd;
   if (opts.hostname !== undefined) config.hostname = opts.hostname;

@@ -84,6 +84,7 @@ export function startCrashcart(args: string[], opts: CliOptions & { detached?: b
 }
 
 let image: Promise<string> | undefined;
+let fullImage: Promise<string> | undefined;
 
 /** The static toolkit image (quick to build), once per test process with `crashcart image build -o`. */
 export function testImage(): Promise<string> {
@@ -94,4 +95,27 @@ export function testImage(): Promise<string> {
     return out;
   })();
   return image;
+}
+
+/**
+ * The full toolkit image (`crashcart image build --profile full -o`), built once per test
+ * process. Its .deb downloads go to the private cache, or to CRASHCART_TEST_CACHE_DIR's debs/
+ * when that is set (a root-only directory kept between runs: a warm cache saves the downloads).
+ * CRASHCART_TEST_FULL_IMAGE names an already built full image to use instead.
+ */
+export function fullTestImage(): Promise<string> {
+  fullImage ??= (async () => {
+    // an image built beforehand, to iterate on tests without rebuilding it
+    const given = process.env.CRASHCART_TEST_FULL_IMAGE;
+    if (given) return given;
+    const out = join(privateDirs().root, 'full.img');
+    const shared = process.env.CRASHCART_TEST_CACHE_DIR;
+    const r = await runCrashcart(['image', 'build', '--profile', 'full', '-o', out], {
+      timeout: 900_000,
+      ...(shared ? { env: { CRASHCART_CACHE_DIR: shared } } : {}),
+    });
+    if (r.code !== 0) throw new Error(`crashcart image build --profile full -o ${out} failed (exit ${r.code}):\n${r.stderr}`);
+    return out;
+  })();
+  return fullImage;
 }
