@@ -14,6 +14,13 @@ export function defaultCommand(interactive: boolean): string[] {
     : [`${TOOLKIT_BIN}/bash`, '-s'];
 }
 
+/**
+ * The container's settings for the dynamic loader are not passed on: they would make the
+ * toolkit's programs load the container's libraries (a library they dlopen() by a name the
+ * toolkit lacks, or an LD_PRELOAD such as jemalloc). --env can still set them.
+ */
+export const LOADER_VARIABLES = new Set(['LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT']);
+
 function splitEnv(kv: string): [string, string] {
   const i = kv.indexOf('=');
   return [kv.slice(0, i), kv.slice(i + 1)];
@@ -38,7 +45,7 @@ export function commandEnv(opts: EnvOptions): string[] {
   const env = new Map<string, string>();
   for (const kv of opts.targetEnv ?? []) {
     const [k, v] = splitEnv(kv);
-    if (k) env.set(k, v);
+    if (k && !LOADER_VARIABLES.has(k)) env.set(k, v);
   }
   env.set('PATH', toolkitPath(env.get('PATH')));
   if (opts.term) env.set('TERM', opts.term);

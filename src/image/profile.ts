@@ -39,7 +39,9 @@ const LAYOUT: Record<ProfileName, Pick<Profile, 'renames' | 'required' | 'kind'>
   static: { kind: 'static', renames: { 'bash-static': 'bash' }, required: ['bash', 'busybox'] },
   full: {
     kind: 'relocated',
-    renames: {},
+    // GNU tar runs gzip, bzip2 and xz through /bin/sh, which most containers lack: busybox's
+    // tar (compression built in) is `tar`, GNU tar stays as `gtar`.
+    renames: { tar: 'gtar' },
     required: ['bash', 'busybox', 'strace', 'ltrace', 'gdb', 'lsof', 'ss', 'ip', 'ps', 'top', 'nsenter', 'curl', 'tcpdump', 'vi', 'vim', 'awk', 'nc', 'less', 'htop', 'file'],
   },
   minimal: { kind: 'relocated', renames: {}, required: ['bash', 'busybox', 'strace', 'lsof', 'ss', 'ip', 'ps', 'top', 'less', 'nsenter'] },

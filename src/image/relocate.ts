@@ -35,7 +35,13 @@ export function excludedDependency(name: string): boolean {
  * Libraries loaded with dlopen(), so no DT_NEEDED names them: libgcc_s (thread
  * cancellation), libthread_db (gdb), libresolv and the NSS modules (name lookups).
  */
-export const DLOPENED = ['libgcc_s.so.1', 'libthread_db.so.1', 'libresolv.so.2', 'libnss_files.so.2', 'libnss_dns.so.2'];
+export const DLOPENED = ['libgcc_s.so.1', 'libthread_db.so.1', 'libresolv.so.2', 'libnss_files.so.2', 'libnss_dns.so.2', 'libnuma.so.1'];
+
+/**
+ * Development names that programs dlopen() first: procps' libproc2 tries libnuma.so before
+ * libnuma.so.1, and a miss would be looked up in the container's library path.
+ */
+export const DLOPEN_ALIASES: Record<string, string> = { 'libnuma.so': 'libnuma.so.1' };
 
 /** Executables that make no sense or do harm in the toolkit. */
 const DROPPED = new Set([
@@ -217,7 +223,10 @@ async function pruneLib(root: string, dirs: string[]): Promise<void> {
       for (const n of info?.needed ?? []) need(n, `${dir}/${name}`);
     }
   }
-  for (const n of DLOPENED) if (await exists(join(lib, n))) need(n, 'dlopen');
+  for (const [alias, target] of Object.entries(DLOPEN_ALIASES)) {
+    if ((await exists(join(lib, target))) && !(await exists(join(lib, alias)))) await symlink(target, join(lib, alias));
+  }
+  for (const n of [...DLOPENED, ...Object.keys(DLOPEN_ALIASES)]) if (await exists(join(lib, n))) need(n, 'dlopen');
   while (queue.length) {
     const { name, by } = queue.shift()!;
     const path = join(lib, name);
@@ -320,6 +329,9 @@ export async function layoutRelocated(o: RelocateOptions): Promise<void> {
   const keep = (name: string, pkg: Extracted) =>
     !droppedTool(name) && (allowed === undefined || pkg.added === true || allowed.has(name) || name === 'busybox' || name === 'bash');
   await flattenBin(o.pkgs, bin, keep);
+  for (const [from, to] of Object.entries(profile.renames)) {
+    if ((await exists(join(bin, from))) && !(await exists(join(bin, to)))) await rename(join(bin, from), join(bin, to));
+  }
   await flattenLib(o.pkgs, lib);
   await fixScripts(bin);
   for (const [name, candidates] of ALTERNATIVES) {

@@ -18,16 +18,16 @@ after(async () => {
   await c?.remove();
 });
 
-test('a slow reader gets all of the command\'s output', async (t) => {
+for (const via of [[], ['--exec']]) test(`a slow reader gets all of the command's output${via.length ? ' (--exec)' : ''}`, async (t) => {
   if (!requireRoot(t) || !requireCommand(t, 'runc')) return;
   const image = await testImage();
-  c = await createScratchContainer({ sleeperPath: await sleeperPath() });
+  c ??= await createScratchContainer({ sleeperPath: await sleeperPath() });
   const snap = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
   const { state, cache } = privateDirs();
   const cli = join(projectRoot(), 'bin', 'crashcart');
   // the reader starts a second late, so the pipe is full long before it reads
   const r = await execa('bash', ['-c', `"$@" | (sleep 1; wc -c)`, 'slow-reader',
-    process.execPath, cli, '-i', image, c.id, '--', 'head', '-c', String(BYTES), '/dev/zero'], {
+    process.execPath, cli, '-i', image, ...via, c.id, '--', 'head', '-c', String(BYTES), '/dev/zero'], {
     env: { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache },
     stdin: 'ignore',
     reject: false,

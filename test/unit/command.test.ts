@@ -78,6 +78,15 @@ describe('commandEnv', () => {
     ]);
   });
 
+  test("the container's loader settings are not passed on; --env can still set them", () => {
+    assert.deepEqual(commandEnv({ targetEnv: ['LD_PRELOAD=/usr/lib/libjemalloc.so.2', 'LD_LIBRARY_PATH=/opt/lib', 'LD_AUDIT=/x.so', 'A=1'], extra: [] }), [
+      'A=1',
+      `PATH=${TOOLKIT_BIN}:${DEFAULT_PATH}`,
+      'HOME=/',
+    ]);
+    assert.ok(commandEnv({ targetEnv: [], extra: ['LD_LIBRARY_PATH=/opt/lib'] }).includes('LD_LIBRARY_PATH=/opt/lib'));
+  });
+
   test('--env applies last, overrides, and a PATH given there still gets the toolkit first', () => {
     assert.deepEqual(
       commandEnv({ targetEnv: ['FOO=bar', 'PATH=/bin'], term: 'xterm', extra: ['FOO=baz', 'K=V=W', 'PATH=/opt/bin', 'HOME=/tmp', 'E='] }),
