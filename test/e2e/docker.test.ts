@@ -5,8 +5,9 @@ import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
 import { access, readFile, rm, writeFile } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
+import { isRunning } from '../../src/core/proc.js';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
-import { runCrashcart, testImage } from '../helpers/cli.js';
+import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { importScratchImage, mountsUnder, processesMentioning, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
 import { assertNoLeaks, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
@@ -45,19 +46,9 @@ describe('docker', () => {
 
   const snap = (pid: number) => snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
 
-  /** Attaches with `args` and checks the target's pid 1 is the sleeper, leaving nothing behind. */
-  async function attach(pid: number, args: string[]): Promise<number> {
-    const before = await snap(pid);
-    const t0 = Date.now();
-    const r = await runCrashcart(['-i', image, ...args, '--', 'cat', '/proc/1/comm'], { env: d!.env });
-    const ms = Date.now() - t0;
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'sleeper');
-    assertNoLeaks(before, await snap(pid));
-    const mountinfo = await readFile(`/proc/${pid}/mountinfo`, 'utf8');
-    assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
-    return ms;
-  }
+  /** Attaches with `args`: the target's pid 1 is the sleeper, and nothing is left behind. */
+  const attach = async (pid: number, args: string[]): Promise<number> =>
+    (await attachAndCheck({ image, pid, args, env: d!.env })).ms;
 
   before(async () => {
     if (process.getuid?.() !== 0) return;
@@ -79,7 +70,7 @@ describe('docker', () => {
     if (ids.length) await d.docker(['rm', '-f', ...ids]);
     const ours = await processesMentioning(d.dir);
     await d.stop();
-    const left = (await Promise.all(ours.map(async (p) => ((await processAlive(p.pid)) ? [p] : [])))).flat();
+    const left = ours.filter((p) => isRunning(p.pid));
     assert.deepEqual(left, [], 'dockerd or containerd still running');
     assert.deepEqual(await processesMentioning(d.dir), []);
     assert.deepEqual(await mountsUnder(d.dir), []);
@@ -198,12 +189,6 @@ async function hasCommand(name: string): Promise<boolean> {
     if (dir && (await access(`${dir}/${name}`, constants.X_OK).then(() => true, () => false))) return true;
   }
   return false;
-}
-
-async function processAlive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  if (!stat) return false;
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }
 
 // dockerd --userns-remap: containers run in a user namespace (root inside is uid 200000

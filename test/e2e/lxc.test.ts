@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { execa } from 'execa';
 import { lxcAttachCommand } from '../../src/runtimes/lxc.js';
-import { runCrashcart, testImage } from '../helpers/cli.js';
+import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, requireCommand, requireRoot, snapshotHost } from '../helpers/host.js';
 import { createPrivateLxc, type PrivateLxc } from '../helpers/lxc.js';
 
@@ -25,19 +25,9 @@ describe('lxc', () => {
 
   const snap = (pid: number) => snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
 
-  /** Attaches with `args` and checks the target's pid 1 is the sleeper, leaving nothing behind. */
-  async function attach(pid: number, args: string[]): Promise<number> {
-    const before = await snap(pid);
-    const t0 = performance.now();
-    const r = await runCrashcart(['-i', image, ...args, '--', 'cat', '/proc/1/comm'], { env: lxc!.env });
-    const ms = performance.now() - t0;
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'sleeper');
-    assertNoLeaks(before, await snap(pid));
-    const mountinfo = await readFile(`/proc/${pid}/mountinfo`, 'utf8');
-    assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
-    return Math.round(ms);
-  }
+  /** Attaches with `args`: the target's pid 1 is the sleeper, and nothing is left behind. */
+  const attach = async (pid: number, args: string[]): Promise<number> =>
+    (await attachAndCheck({ image, pid, args, env: lxc!.env })).ms;
 
   before(async () => {
     if (process.getuid?.() !== 0) return;

@@ -9,7 +9,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { setTimeout as delay } from 'node:timers/promises';
 import { processState } from '../../src/core/proc.js';
 import { scanNspawn } from '../../src/runtimes/nspawn.js';
-import { runCrashcart, testImage } from '../helpers/cli.js';
+import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, requireCommand, requireRoot, snapshotHost } from '../helpers/host.js';
 import { nspawnRunDirsMissing, startNspawn, type NspawnContainer } from '../helpers/nspawn.js';
 import { removeEmptyDirs } from '../helpers/rootfs.js';
@@ -39,21 +39,9 @@ describe('nspawn', () => {
     assert.deepEqual(await c.stop(), [], `nspawn container ${c.name} left something behind`);
   }
 
-  const snap = (pid: number) => snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
-
-  /** Attaches with `args` and checks the target's pid 1 is the sleeper, leaving nothing behind. */
-  async function attach(pid: number, args: string[]): Promise<number> {
-    const before = await snap(pid);
-    const t0 = performance.now();
-    const r = await runCrashcart(['-i', image, ...args, '--', 'cat', '/proc/1/comm']);
-    const ms = performance.now() - t0;
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'sleeper');
-    assertNoLeaks(before, await snap(pid));
-    const mountinfo = await readFile(`/proc/${pid}/mountinfo`, 'utf8');
-    assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
-    return Math.round(ms);
-  }
+  /** Attaches with `args`: the target's pid 1 is the sleeper, and nothing is left behind. */
+  const attach = async (pid: number, args: string[]): Promise<number> =>
+    (await attachAndCheck({ image, pid, args })).ms;
 
   before(async () => {
     if (process.getuid?.() !== 0) return;

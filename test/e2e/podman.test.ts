@@ -1,6 +1,7 @@
 // podman containers (rootful, runc, no network) in a private storage are found through
 // libpod's database and grafted like any other target; `podman exec` runs what the runtime's
 // execCommand builds.
+import { isRunning } from '../../src/core/proc.js';
 import assert from 'node:assert/strict';
 import { existsSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -8,7 +9,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { execa } from 'execa';
 import { podman as podmanRuntime, listWithCli } from '../../src/runtimes/podman.js';
 import type { Container } from '../../src/runtimes/types.js';
-import { runCrashcart, testImage } from '../helpers/cli.js';
+import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { mountsUnder, processesMentioning } from '../helpers/dockerd.js';
 import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 import { importScratchImage, outsidePaths, startPodman, ULIMITS, type PrivatePodman } from '../helpers/podman.js';
@@ -53,19 +54,9 @@ describe('podman', () => {
 
   const snap = (pid: number) => snapshotHost({ pid, rootfs: `/proc/${pid}/root` });
 
-  /** Attaches with `args` and checks the target's pid 1 is the sleeper, leaving nothing behind. */
-  async function attach(pid: number, args: string[]): Promise<number> {
-    const before = await snap(pid);
-    const t0 = Date.now();
-    const r = await runCrashcart(['-i', image, ...args, '--', 'cat', '/proc/1/comm'], { env: p!.env });
-    const ms = Date.now() - t0;
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, 'sleeper');
-    assertNoLeaks(before, await snap(pid));
-    const mountinfo = await readFile(`/proc/${pid}/mountinfo`, 'utf8');
-    assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
-    return ms;
-  }
+  /** Attaches with `args`: the target's pid 1 is the sleeper, and nothing is left behind. */
+  const attach = async (pid: number, args: string[]): Promise<number> =>
+    (await attachAndCheck({ image, pid, args, env: p!.env })).ms;
 
   /** Runs `fn` with this process pointed at the private podman, as the CLI is. */
   async function withPodmanEnv<T>(fn: () => Promise<T>): Promise<T> {
@@ -106,7 +97,7 @@ describe('podman', () => {
     if (!p) return;
     const ours = await processesMentioning(p.dir);
     await p.stop();
-    assert.deepEqual((await Promise.all(ours.map(async (q) => ((await processAlive(q.pid)) ? [q] : [])))).flat(), [], 'conmon still running');
+    assert.deepEqual(ours.filter((q) => isRunning(q.pid)), [], 'conmon still running');
     assert.deepEqual(await processesMentioning(p.dir), []);
     assert.deepEqual(await mountsUnder(p.dir), []);
     assert.ok(!existsSync(p.dir), `${p.dir} is still there`);
@@ -275,10 +266,4 @@ function withPodmanEnvSync<T>(p: PrivatePodman, fn: () => T): T {
       else process.env[k] = v;
     }
   }
-}
-
-async function processAlive(pid: number): Promise<boolean> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
-  if (!stat) return false;
-  return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
 }

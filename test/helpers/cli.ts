@@ -1,10 +1,11 @@
 // Runs the real CLI (bin/crashcart) as a child process, with its state and cache in private
 // temporary directories, and builds the one toolkit image the end-to-end tests graft.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import assert from 'node:assert/strict';
 import { execa } from 'execa';
-import { projectRoot } from './host.js';
+import { assertNoLeaks, projectRoot, snapshotHost } from './host.js';
 
 export interface CliResult {
   /** exit code; 128+N when a signal ended crashcart itself (null if neither is known) */
@@ -118,4 +119,24 @@ export function fullTestImage(): Promise<string> {
     return out;
   })();
   return fullImage;
+}
+
+/**
+ * Attaches to the container whose first process is `pid` with `args`, runs
+ * `cat /proc/1/comm` (and the files `also`) there, and checks that its pid 1 is the sleeper
+ * and that nothing is left behind. Returns the CLI's time and the output after the first line.
+ */
+export async function attachAndCheck(o: { image: string; pid: number; args: string[]; env?: Record<string, string>; also?: string[] }): Promise<{ ms: number; rest: string }> {
+  const snap = () => snapshotHost({ pid: o.pid, rootfs: `/proc/${o.pid}/root` });
+  const before = await snap();
+  const t0 = performance.now();
+  const r = await runCrashcart(['-i', o.image, ...o.args, '--', 'cat', '/proc/1/comm', ...(o.also ?? [])], { env: o.env });
+  const ms = Math.round(performance.now() - t0);
+  assert.equal(r.code, 0, r.stderr);
+  const [comm, ...rest] = r.stdout.split('\n');
+  assert.equal(comm, 'sleeper');
+  assertNoLeaks(before, await snap());
+  const mountinfo = readFileSync(`/proc/${o.pid}/mountinfo`, 'utf8');
+  assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
+  return { ms, rest: rest.join('\n') };
 }

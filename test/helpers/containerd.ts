@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { isRunning, readMountInfo } from '../../src/core/proc.js';
-import { mountsUnder, processesMentioning } from './dockerd.js';
+import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
 
 export interface PrivateContainerd {
   dir: string;
@@ -37,15 +37,6 @@ export interface PrivateContainerd {
 
 const START_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 15_000;
-
-async function waitGone(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (isRunning(pid)) {
-    if (Date.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
-}
 
 /** containerd's default configuration with every path moved under `dir`. */
 async function writeConfig(dir: string, socket: string): Promise<string> {

@@ -47,7 +47,8 @@ export async function mountsUnder(dir: string): Promise<string[]> {
   return [...new Set(points)].sort((a, b) => b.length - a.length);
 }
 
-async function waitGone(pid: number, ms: number): Promise<boolean> {
+/** Waits up to `ms` for the process to end (a zombie counts as ended). */
+export async function waitGone(pid: number, ms: number): Promise<boolean> {
   const deadline = Date.now() + ms;
   while (isRunning(pid)) {
     if (Date.now() > deadline) return false;

@@ -11,10 +11,8 @@ import { existsSync } from 'node:fs';
 import { chmod, copyFile, mkdir, mkdtemp, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
-import { isRunning } from '../../src/core/proc.js';
-import { mountsUnder, processesMentioning } from './dockerd.js';
+import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
 
 export interface PrivatePodman {
   dir: string;
@@ -35,15 +33,6 @@ const OUTSIDE = [
 
 /** The default rlimits fail here ("error setting rlimit": root lacks CAP_SYS_RESOURCE). */
 export const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
-
-async function waitGone(pid: number, ms: number): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (isRunning(pid)) {
-    if (Date.now() > deadline) return false;
-    await delay(20);
-  }
-  return true;
-}
 
 export async function startPodman(): Promise<PrivatePodman> {
   const preexisting = new Set(OUTSIDE.filter((o) => existsSync(o.dir)).map((o) => o.dir));
