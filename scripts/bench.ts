@@ -77,6 +77,7 @@ async function main() {
       'runc exec (no toolkit)': () => timed('runc', ['exec', c.id, '/bin/busybox', 'true']),
       'crashcart -- true (graft + ungraft)': () => timed(cli, ['-i', image, c.id, '--', 'true']),
       'crashcart -- true (already grafted)': () => timed(cli, ['-i', image, pinned.id, '--', 'true']),
+      'crashcart --exec -- true (runc exec)': () => timed(cli, ['-i', image, '--exec', c.id, '--', 'true']),
     };
     const samples: Record<string, number[]> = Object.fromEntries(Object.keys(cases).map((k) => [k, []]));
     for (const run of Object.values(cases)) await run(); // warm caches once

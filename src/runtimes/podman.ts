@@ -18,7 +18,6 @@
 // answers.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { CrashcartError, errnoCode } from '../core/errors.js';
 import { readStat } from '../core/proc.js';
 import { BoltError, BoltFile } from './bolt.js';
@@ -165,6 +164,7 @@ export function fromPsEntry(e: PsEntry): Container | undefined {
 /** The podman CLI's answer, for databases this module does not read. */
 export async function listWithCli(): Promise<Container[]> {
   const cmd = 'podman ps -a --format json';
+  const { execa } = await import('execa'); // loaded only for this rare path: it costs ~80 ms
   const r = await execa('podman', ['ps', '-a', '--format', 'json'], { reject: false, stdin: 'ignore', timeout: 30_000 });
   if (r.failed || r.exitCode !== 0) {
     const why = r.stderr.trim().split('\n').pop() || (r as { code?: string }).code || `exit ${r.exitCode}`;

@@ -26,7 +26,7 @@ export interface ExecRequest {
   workdir?: string;
 }
 
-/** A command line to run (with execa, stdio inherited) and the environment it needs. */
+/** A command line to run (stdio inherited) and the environment it needs. */
 export interface ExecCommand {
   file: string;
   args: string[];

@@ -15,7 +15,7 @@ import type { Container } from '../../src/runtimes/types.js';
 import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { importScratchImage, makeScratchRoot, startContainerd, type PrivateContainerd } from '../helpers/containerd.js';
 import { importScratchImage as importDockerImage, mountsUnder, processesMentioning, startDockerd } from '../helpers/dockerd.js';
-import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
+import { assertNoLeaks, CONTAINERD_RUN_DIRS, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
 
@@ -74,6 +74,8 @@ describe('containerd', () => {
     }
   });
 
+  const runDirsBefore = CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir));
+
   after(async () => {
     if (!d) return;
     const ours = await processesMentioning(d.dir);
@@ -83,6 +85,7 @@ describe('containerd', () => {
     assert.deepEqual(await processesMentioning(d.dir), []);
     assert.deepEqual(await mountsUnder(d.dir), []);
     assert.ok(!existsSync(`/sys/fs/cgroup/memory${d.cgroupParent}`) && !existsSync(`/sys/fs/cgroup${d.cgroupParent}`), 'cgroups left');
+    assert.deepEqual(CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir)), runDirsBefore, 'directories left under /run/containerd');
   });
 
   test('a container in namespace default: by name, unique prefix, --runtime containerd, --namespace', async (t) => {

@@ -2,14 +2,14 @@
 // root and socket, no iptables or bridge) and grafted like any other target.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, existsSync } from 'node:fs';
 import { access, readFile, rm, writeFile } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { isRunning } from '../../src/core/proc.js';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { importScratchImage, mountsUnder, processesMentioning, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
-import { assertNoLeaks, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
+import { assertNoLeaks, CONTAINERD_RUN_DIRS, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
 const IMAGE_TAG = 'mini:latest';
 
@@ -63,6 +63,8 @@ describe('docker', () => {
     }
   });
 
+  const runDirsBefore = CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir));
+
   after(async () => {
     if (runcTwin) await runcTwin.remove();
     if (!d) return;
@@ -75,6 +77,7 @@ describe('docker', () => {
     assert.deepEqual(await processesMentioning(d.dir), []);
     assert.deepEqual(await mountsUnder(d.dir), []);
     assert.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), ipForward, 'net.ipv4.ip_forward changed');
+    assert.deepEqual(CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir)), runDirsBefore, 'directories left under /run/containerd');
   });
 
   test('a container named web: by name, full ID, unique prefix and --runtime docker', async (t) => {

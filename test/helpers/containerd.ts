@@ -11,6 +11,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { isRunning, readMountInfo } from '../../src/core/proc.js';
 import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
+import { CONTAINERD_RUN_DIRS, dirsCreatedOutside } from './host.js';
 
 export interface PrivateContainerd {
   dir: string;
@@ -58,6 +59,7 @@ async function writeConfig(dir: string, socket: string): Promise<string> {
 }
 
 export async function startContainerd(): Promise<PrivateContainerd> {
+  const runDirs = dirsCreatedOutside(CONTAINERD_RUN_DIRS);
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-containerd-'));
   // a user-namespaced container's init (a mapped host uid) must reach its rootfs in here
   await chmod(dir, 0o711);
@@ -123,6 +125,7 @@ export async function startContainerd(): Promise<PrivateContainerd> {
     if (left.length) throw new Error(`mounts left under ${dir}: ${left.join(', ')}`);
     await removeCgroups(cgroupParent);
     await rm(dir, { recursive: true, force: true });
+    runDirs.remove();
     process.removeListener('exit', onExit);
   }
   const stop = () => (stopping ??= teardown().catch((err: unknown) => {

@@ -1,6 +1,6 @@
 // Leak checks and preconditions shared by the tests that touch the real host.
 import assert from 'node:assert/strict';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import { lstat, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
@@ -206,3 +206,29 @@ export function sleeperPath(): Promise<string> {
   })();
   return compiled;
 }
+
+/**
+ * Directories that a daemon's helpers create outside the daemon's own directory (containerd's
+ * shims keep their sockets in /run/containerd/s whatever its state directory is). Call it
+ * before starting the daemon; remove() then takes away, deepest first, those that were not
+ * there before and are empty again.
+ */
+export function dirsCreatedOutside(dirs: string[]): { remove(): void } {
+  const before = new Set(dirs.filter((d) => existsSync(d)));
+  return {
+    remove() {
+      for (const d of [...dirs].sort((a, b) => b.length - a.length)) {
+        if (before.has(d)) continue;
+        try {
+          rmdirSync(d);
+        } catch {
+          // not empty (someone else's now), or not there
+        }
+      }
+    },
+  };
+}
+
+/** What containerd's shims and ctr create under /run/containerd, whatever the daemon's state directory. */
+export const CONTAINERD_RUN_DIRS = ['/run/containerd', '/run/containerd/s', '/run/containerd/fifo', '/run/containerd/runc',
+  '/run/containerd/runc/default', '/run/containerd/runc/k8s.io', '/run/containerd/runc/moby'];
