@@ -223,11 +223,11 @@ describe('process liveness', () => {
   test(
     'a zombie is not alive',
     async () => {
-      // sh starts `sleep 0` in the background, then becomes `sleep 2`, which never reaps it
-      const sh = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 2'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      // sh starts `sleep 0` in the background, then becomes `sleep 30`, which never reaps it
+      const sh = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'], { stdio: ['ignore', 'pipe', 'ignore'] });
       const pid = Number(await new Promise<string>((resolve) => sh.stdout.once('data', (d: Buffer) => resolve(d.toString()))));
       try {
-        for (let i = 0; i < 100 && processState(pid) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
+        for (let i = 0; i < 1000 && processState(pid) !== 'Z'; i++) await new Promise((r) => setTimeout(r, 10));
         assert.equal(processState(pid), 'Z');
         assert.equal(isAlive(pid, startTime(pid)!), false);
       } finally {
