@@ -253,6 +253,19 @@ describe('containerd', () => {
     assertNoLeaks(before, await snap(pid));
   });
 
+  test('crashcart --exec goes through ctr task exec, and takes the toolkit out afterwards', async (t) => {
+    if (!ready(t)) return;
+    const id = `cli-exec-${hex(4)}`;
+    const pid = await d!.runSleeper('default', id, rootfs);
+    const before = await snap(pid);
+    const r = await runCrashcart(['-i', image, '--exec', id, '--', 'sh', '-c', 'cat /proc/1/comm; echo "$PATH"; exit 6'], { env: d!.env });
+    assert.equal(r.code, 6, r.stderr);
+    const [comm, path] = r.stdout.split('\n');
+    assert.equal(comm, 'sleeper');
+    assert.match(path!, /^\/dev\/crashcart\/bin:/);
+    assertNoLeaks(before, await snap(pid));
+  });
+
   test('containerd down: running tasks are still found on disk', async (t) => {
     if (!ready(t)) return;
     const id = `ondisk-${hex(4)}`;

@@ -19,9 +19,9 @@ describe('crun', () => {
     await c?.remove();
   });
 
-  test('a crun container is found by ID and by prefix, and the toolkit runs in it', async (t) => {
+  test('a read-only crun container is found by ID and by prefix, the toolkit runs in it, and --exec goes through crun exec', async (t) => {
     if (!requireRoot(t) || !requireCommand(t, 'crun')) return;
-    c = await createScratchContainer({ id, sleeperPath: await sleeperPath(), runtime: 'crun', hostname: 'on-crun' });
+    c = await createScratchContainer({ id, sleeperPath: await sleeperPath(), runtime: 'crun', hostname: 'on-crun', readOnly: true });
     const snap = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
 
     const byId = await runCrashcart(['-i', image, '-v', id, '--', 'sh', '-c', 'hostname; ls /bin']);
@@ -37,6 +37,22 @@ describe('crun', () => {
     assert.equal(wrongRuntime.code, 125);
     assert.equal(wrongRuntime.stderr, `crashcart: no container or process matches '${id}' (asked: runc); check the ID with your runtime (e.g. runc list), or give a PID`);
 
+    // through crun exec: the command's own exit code, the toolkit taken out afterwards
+    const viaCrun = await runCrashcart(['-i', image, '--exec', id, '--', 'sh', '-c', 'cat /proc/1/comm; exit 4']);
+    assert.equal(viaCrun.code, 4, viaCrun.stderr);
+    assert.equal(viaCrun.stdout, 'sleeper');
+
     assertNoLeaks(snap, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
+  });
+
+  test('a stopped crun container is refused with its status', async (t) => {
+    if (!requireRoot(t) || !requireCommand(t, 'crun')) return;
+    const gone = await createScratchContainer({ id: `${id}-gone`, sleeperPath: await sleeperPath(), runtime: 'crun' });
+    t.after(() => gone.remove());
+    process.kill(gone.pid, 'SIGTERM'); // the sleeper exits 0; crun keeps the container as stopped
+    let r = await runCrashcart(['-i', image, gone.id, '--', 'true']);
+    for (let i = 0; i < 50 && !r.stderr.includes('not running'); i++) r = await runCrashcart(['-i', image, gone.id, '--', 'true']);
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr, `crashcart: container ${gone.id} is not running (status: stopped); start it first; crashcart attaches to running containers only (crun ${gone.id})`);
   });
 });

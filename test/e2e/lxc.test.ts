@@ -64,6 +64,21 @@ describe('lxc', () => {
     await lxc!.stop(name);
   });
 
+  test('a unique name prefix attaches; a prefix two containers share is refused with both', async (t) => {
+    if (!ready(t)) return;
+    const base = unique('ccpre');
+    for (const n of ['one', 'two']) await lxc!.define(`${base}-${n}`);
+    const one = await lxc!.start(`${base}-one`);
+    await lxc!.start(`${base}-two`);
+    await attach(one, [`${base}-o`]);
+    const host = await snapshotHost();
+    const r = await runCrashcart(['-i', image, `${base}-`, '--', 'true'], { env: lxc!.env });
+    assert.equal(r.code, 125);
+    assert.equal(r.stderr, `crashcart: '${base}-' matches 2 containers: lxc ${base}-one, lxc ${base}-two; give more of the ID, or the runtime with --runtime`);
+    assertNoLeaks(host, await snapshotHost());
+    for (const n of ['one', 'two']) await lxc!.stop(`${base}-${n}`);
+  });
+
   test('a defined container that never ran, and one that was stopped, are refused with their status', async (t) => {
     if (!ready(t)) return;
     const fresh = unique('ccnew');

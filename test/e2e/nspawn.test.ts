@@ -85,6 +85,21 @@ describe('nspawn', () => {
     await stop(c);
   });
 
+  test('a unique name prefix attaches; a prefix two machines share is refused with both', async (t) => {
+    if (!ready(t)) return;
+    const base = unique('ccpre');
+    const one = await start({ machine: `${base}-one` });
+    const two = await start({ machine: `${base}-two` });
+    await attach(one.pid, [`${base}-o`]);
+    const host = await snapshotHost();
+    const r = await runCrashcart(['-i', image, `${base}-`, '--', 'true']);
+    assert.equal(r.code, 125);
+    assert.match(r.stderr, new RegExp(`^crashcart: '${base}-' matches 2 containers: nspawn ${base}-(one|two), nspawn ${base}-(one|two); give more of the ID, or the runtime with --runtime$`));
+    assertNoLeaks(host, await snapshotHost());
+    await stop(one);
+    await stop(two);
+  });
+
   test('without -M the machine is named after its directory, as nspawn names it', async (t) => {
     if (!ready(t)) return;
     const dirName = unique('ccdir');
