@@ -17,6 +17,12 @@ export function progress(verbose: boolean): Log {
   return verbose || process.stderr.isTTY ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {};
 }
 
+/** Rows as text: columns padded to their widest cell and two spaces apart, as `docker ps`. */
+export function formatTable(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => `${r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')}\n`).join('');
+}
+
 /** Prints one line for a failure and returns the exit code to use. */
 export function report(e: unknown): number {
   if (e instanceof CrashcartError) {

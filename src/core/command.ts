@@ -19,7 +19,7 @@ export function defaultCommand(interactive: boolean): string[] {
  * toolkit's programs load the container's libraries (a library they dlopen() by a name the
  * toolkit lacks, or an LD_PRELOAD such as jemalloc). --env can still set them.
  */
-export const LOADER_VARIABLES = new Set(['LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT']);
+const LOADER_VARIABLES = new Set(['LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT']);
 
 function splitEnv(kv: string): [string, string] {
   const i = kv.indexOf('=');
@@ -39,6 +39,8 @@ export interface EnvOptions {
   term?: string;
   /** --env K=V, applied last */
   extra: string[];
+  /** HOME=/ when the target has none (default true); a runtime's exec knows the user's own */
+  defaultHome?: boolean;
 }
 
 export function commandEnv(opts: EnvOptions): string[] {
@@ -49,13 +51,25 @@ export function commandEnv(opts: EnvOptions): string[] {
   }
   env.set('PATH', toolkitPath(env.get('PATH')));
   if (opts.term) env.set('TERM', opts.term);
-  if (!env.has('HOME')) env.set('HOME', '/');
+  if (opts.defaultHome !== false && !env.has('HOME')) env.set('HOME', '/');
   for (const [k, v] of envAssignments(opts.extra)) env.set(k, k === 'PATH' ? toolkitPath(v) : v);
   return [...env].map(([k, v]) => `${k}=${v}`);
 }
 
+/**
+ * For --exec: the runtime's exec starts from the container's own environment, so only what
+ * commandEnv would change in it is passed on, with the loader variables it drops emptied.
+ */
+export function execEnv(opts: EnvOptions): Record<string, string> {
+  const target = new Map((opts.targetEnv ?? []).map(splitEnv));
+  const out: Record<string, string> = {};
+  for (const [k, v] of commandEnv({ ...opts, defaultHome: false }).map(splitEnv)) if (target.get(k) !== v) out[k] = v;
+  for (const k of LOADER_VARIABLES) if (target.has(k) && !(k in out)) out[k] = '';
+  return out;
+}
+
 /** --env NAME=VALUE arguments, checked, in order. */
-export function envAssignments(extra: string[]): [string, string][] {
+function envAssignments(extra: string[]): [string, string][] {
   return extra.map((kv) => {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) {
       throw new CrashcartError(`invalid --env '${kv}'`, { hint: 'use --env NAME=VALUE' });

@@ -1,8 +1,7 @@
 // Whether a target has the toolkit grafted, from which image, and who uses it: what
 // `crashcart ps` shows. Read-only: it never takes the state lock or changes anything.
-import { readFileSync } from 'node:fs';
 import { findGraft } from './graft.js';
-import { loopIndexOf } from './loop.js';
+import { loopBackingFile, loopIndexOf } from './loop.js';
 import { namespaceInode } from './proc.js';
 import { sessionAlive, StateStore, targetKey } from './state.js';
 
@@ -14,15 +13,6 @@ export interface GraftStatus {
   sessions: number;
   /** kept with --mount-only or --keep until crashcart -u */
   pinned: boolean;
-}
-
-/** The image file behind loop device N, from sysfs ('(deleted)' when it was removed). */
-function loopBackingFile(index: number): string | undefined {
-  try {
-    return readFileSync(`/sys/block/loop${index}/loop/backing_file`, 'utf8').trim() || undefined;
-  } catch {
-    return undefined;
-  }
 }
 
 /** A process that exits meanwhile has no toolkit. */

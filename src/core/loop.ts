@@ -1,7 +1,7 @@
 // One loop device per image, shared by every container it is grafted into. Devices are
 // attached read-only with autoclear: the kernel frees one when its last mount and last open
 // fd are gone, so nothing here ever needs to detach on the normal path.
-import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readlinkSync, existsSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, openSync, readdirSync, readFileSync, readlinkSync, existsSync, statSync } from 'node:fs';
 import { CrashcartError, errnoCode } from './errors.js';
 import { loopAttach, loopStatus, type LoopDevice } from '../native/index.js';
 
@@ -13,6 +13,15 @@ export interface HeldLoop extends LoopDevice {
 interface ImageId {
   dev: number;
   ino: number;
+}
+
+/** The file behind loop device N, as sysfs says ('… (deleted)' once removed); undefined if unbound. */
+export function loopBackingFile(index: number): string | undefined {
+  try {
+    return readFileSync(`/sys/block/loop${index}/loop/backing_file`, 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Bound loop devices, from sysfs (no device is opened to list them). */

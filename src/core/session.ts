@@ -6,7 +6,7 @@ import { constants as osConstants } from 'node:os';
 import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
 import { findGraft, graftToolkit, ungraftToolkit, type MethodChoice } from './graft.js';
 import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
-import { commandEnv, defaultCommand, envAssignments, LOADER_VARIABLES, parseUser, searchCandidates, toolkitPath } from './command.js';
+import { commandEnv, defaultCommand, execEnv, parseUser, searchCandidates } from './command.js';
 import { isAlive, readEnviron, startTime } from './proc.js';
 import { trapSignals, type SignalTrap } from './signals.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
@@ -288,13 +288,11 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap
  * and friends already give the command's own, 126/127, or 128+N).
  */
 async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, trap: SignalTrap, started: (pid: number) => void): Promise<number> {
-  const targetEnv = readEnviron(facts.pid);
-  const targetPath = targetEnv.find((kv) => kv.startsWith('PATH='))?.slice(5);
-  const env: Record<string, string> = { PATH: toolkitPath(targetPath) };
-  // the runtime's exec starts from the container's environment: empty its loader settings
-  for (const k of LOADER_VARIABLES) if (targetEnv.some((kv) => kv.startsWith(`${k}=`))) env[k] = '';
-  if (opts.interactive && process.env.TERM) env.TERM = process.env.TERM;
-  for (const [k, v] of envAssignments(opts.env)) env[k] = k === 'PATH' ? toolkitPath(v) : v;
+  const env = execEnv({
+    targetEnv: readEnviron(facts.pid),
+    term: opts.interactive ? process.env.TERM : undefined,
+    extra: opts.env,
+  });
   const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
   // Runtimes disagree on the exit code for a missing program (runc says 255): look first,
   // through the target's root (the toolkit is mounted there now), and answer 127 ourselves.

@@ -7,6 +7,7 @@ import {
   TOOLKIT_RC,
   commandEnv,
   defaultCommand,
+  execEnv,
   parseUser,
   searchCandidates,
   toolkitPath,
@@ -85,6 +86,20 @@ describe('commandEnv', () => {
       'HOME=/',
     ]);
     assert.ok(commandEnv({ targetEnv: [], extra: ['LD_LIBRARY_PATH=/opt/lib'] }).includes('LD_LIBRARY_PATH=/opt/lib'));
+  });
+
+  test('--exec: only what differs from the container\'s environment, loader variables emptied, no default HOME', () => {
+    assert.deepEqual(execEnv({ targetEnv: ['PATH=/bin', 'A=1', 'LD_PRELOAD=/x.so'], term: 'xterm', extra: ['A=1', 'B=2'] }), {
+      PATH: `${TOOLKIT_BIN}:/bin`,
+      TERM: 'xterm',
+      B: '2',
+      LD_PRELOAD: '',
+    });
+    assert.deepEqual(execEnv({ targetEnv: [], extra: ['HOME=/root', 'LD_LIBRARY_PATH=/opt/lib'] }), {
+      PATH: `${TOOLKIT_BIN}:${DEFAULT_PATH}`,
+      HOME: '/root',
+      LD_LIBRARY_PATH: '/opt/lib',
+    });
   });
 
   test('--env applies last, overrides, and a PATH given there still gets the toolkit first', () => {

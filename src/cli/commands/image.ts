@@ -2,7 +2,7 @@
 import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { CrashcartError } from '../../core/errors.js';
-import { progress } from '../output.js';
+import { formatTable, progress } from '../output.js';
 
 interface BuildArgs {
   profile: 'full' | 'minimal' | 'static';
@@ -105,8 +105,7 @@ export const imageLsCommand: CommandModule<object, { json: boolean }> = {
         i.date.replace(/\.\d+Z$/, 'Z'),
       ]),
     ];
-    const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-    for (const r of rows) process.stdout.write(`${r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')}\n`);
+    process.stdout.write(formatTable(rows));
   },
 };
 

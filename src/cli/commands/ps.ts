@@ -4,7 +4,7 @@ import { basename } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { graftStatus, type GraftStatus } from '../../core/graft-status.js';
 import { listContainers, type Container } from '../../runtimes/index.js';
-import { requireRoot, warn } from '../output.js';
+import { formatTable, requireRoot, warn } from '../output.js';
 
 interface PsArgs {
   json: boolean;
@@ -48,8 +48,7 @@ export function psTable(rows: PsRow[]): string {
     r.grafted ? (r.image ? basename(r.image) : 'grafted') + (r.pinned ? ' (kept)' : '') : '-',
     r.grafted ? String(r.sessions) : '-',
   ]);
-  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i].length)));
-  return [header, ...cells].map((line) => line.map((c, i) => (i === line.length - 1 ? c : c.padEnd(widths[i]))).join('  ')).join('\n') + '\n';
+  return formatTable([header, ...cells]);
 }
 
 export const psCommand: CommandModule<object, PsArgs> = {
