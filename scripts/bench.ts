@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { execa } from 'execa';
-import { createScratchContainer } from '../src/demo/scratch.js';
+import { createScratchContainer, type ScratchContainer } from '../src/demo/scratch.js';
 import { projectDir } from '../src/native/index.js';
 
 const rounds = Number(process.argv[2] ?? 15);
@@ -61,15 +61,22 @@ async function imageFigures(): Promise<void> {
 }
 
 async function main() {
-  await imageFigures();
-  const t0 = performance.now();
-  const image = join(work, 'static.img');
-  await execa(cli, ['image', 'build', '--profile', 'static', '-o', image], { env });
-  const buildMs = performance.now() - t0;
-
-  const c = await createScratchContainer({ sleeperPath: join(projectDir, 'build', 'Release', 'sleeper'), busybox: true });
-  const pinned = await createScratchContainer({ sleeperPath: join(projectDir, 'build', 'Release', 'sleeper'), busybox: true });
+  // whatever fails, the containers go and so does the work directory
+  const made: ScratchContainer[] = [];
+  const start = async () => {
+    const container = await createScratchContainer({ sleeperPath: join(projectDir, 'build', 'Release', 'sleeper'), busybox: true });
+    made.push(container);
+    return container;
+  };
   try {
+    await imageFigures();
+    const t0 = performance.now();
+    const image = join(work, 'static.img');
+    await execa(cli, ['image', 'build', '--profile', 'static', '-o', image], { env });
+    const buildMs = performance.now() - t0;
+
+    const c = await start();
+    const pinned = await start();
     await execa(cli, ['-i', image, '-m', pinned.id], { env });
     const cases: Record<string, () => Promise<number>> = {
       'node -e 0': () => timed('node', ['-e', '0']),
@@ -92,8 +99,7 @@ async function main() {
     console.log(`  static image build (warm .deb cache: ${work}/cache/debs is new, so cold)  ${buildMs.toFixed(0)} ms`);
     await execa(cli, ['-u', pinned.id], { env });
   } finally {
-    await c.remove();
-    await pinned.remove();
+    for (const m of made) await m.remove();
     rmSync(work, { recursive: true, force: true });
   }
 }

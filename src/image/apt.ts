@@ -8,6 +8,9 @@ import { mkdtemp, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { causeLine, imageError } from './errors.js';
+import { sweepDeadTemps } from './temp.js';
+
+const DOWNLOAD_TMP = /^\.download-(\d+)-/;
 
 export interface DebInfo {
   name: string;
@@ -68,7 +71,7 @@ export async function sha256File(path: string): Promise<string> {
 }
 
 /** Whether `dir` already holds the .deb of `deb` with the expected checksum. */
-export async function isCached(deb: DebInfo, dir: string): Promise<boolean> {
+async function isCached(deb: DebInfo, dir: string): Promise<boolean> {
   return (await sha256File(join(dir, debFileName(deb))).catch(() => '')) === deb.sha256;
 }
 
@@ -85,7 +88,9 @@ export async function fetchDebs(debs: DebInfo[], dir: string, report?: (deb: Deb
     if (!cached) missing.push(deb);
   }
   if (missing.length) {
-    const tmp = await mkdtemp(join(dir, '.download-'));
+    // our pid in the name: a build killed mid-download leaves it to the next one to sweep
+    await sweepDeadTemps(dir, DOWNLOAD_TMP);
+    const tmp = await mkdtemp(join(dir, `.download-${process.pid}-`));
     try {
       try {
         await execa('apt-get', [...APT_OPTS, 'download', ...missing.map((d) => `${d.name}=${d.version}`)], {

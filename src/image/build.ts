@@ -2,7 +2,6 @@
 // /dev/crashcart, an ext3 filesystem made without mounting anything.
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, open, rename, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { execa } from 'execa';
 import { candidates, dependencyClosure, fetchDebs, sha256File, type DebInfo } from './apt.js';
@@ -12,11 +11,12 @@ import { causeLine, imageError } from './errors.js';
 import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
 import { layoutTree, normalizeTree } from './layout.js';
 import { sweepDeadTemps } from './temp.js';
+import { mib } from './bytes.js';
+import { eachLimit } from './files.js';
 import { hashFiles, loadProfile, parsePackageList, recipeDigest, type Extras, type ProfileName } from './profile.js';
 import { excludedDependency } from './relocate.js';
 
-/** Bump when the layout code changes what goes into an image. */
-export { LAYOUT_VERSION, recipeDigest } from './profile.js';
+export { recipeDigest } from './profile.js';
 
 /** Used when neither the caller nor SOURCE_DATE_EPOCH gives a time (2023-11-14T22:13:20Z). */
 export const DEFAULT_EPOCH = 1700000000;
@@ -77,15 +77,6 @@ export function resolveEpoch(explicit?: number, env = process.env.SOURCE_DATE_EP
   return Number(env);
 }
 
-/**
- * What an image is made from, apart from the package versions: a cached image whose recipe
- * differs was made by another crashcart version and gets rebuilt.
- */
-
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
-}
-
 async function extract(deb: string, dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
   try {
@@ -141,9 +132,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   // Both temporaries carry our pid: a build that died (SIGKILL) is swept by the next one.
   await sweepDeadTemps(outDir, STAGING_NAME);
   await sweepDeadTemps(outDir, tmpName(basename(output)));
-  const staging = await mkdtemp(join(outDir, `.crashcart-staging-${process.pid}-`)).catch(() =>
-    mkdtemp(join(tmpdir(), `crashcart-staging-${process.pid}-`)),
-  );
+  const staging = await mkdtemp(join(outDir, `.crashcart-staging-${process.pid}-`));
   // A name of our own: concurrent builds of the same output each rename a complete file.
   const tmp = `${output}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   return interruptible(async (interrupted) => {
@@ -167,11 +156,9 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       await sweepDeadTemps(join(debDir, '.unpacked'), UNPACK_TMP);
       const extracted: { deb: DebInfo; dir: string }[] = debs.map((deb) => ({ deb, dir: '' }));
       // a few dpkg at a time: a full toolkit is over a hundred packages
-      let next = 0;
-      const worker = async () => {
-        for (let i = next++; i < debs.length; i = next++) extracted[i]!.dir = await unpacked(debs[i]!, files[i]!, debDir);
-      };
-      await Promise.all(Array.from({ length: Math.min(8, debs.length) }, worker));
+      await eachLimit([...debs.keys()], 8, async (i) => {
+        extracted[i]!.dir = await unpacked(debs[i]!, files[i]!, debDir);
+      });
 
       step();
       const root = join(staging, 'root');
@@ -181,7 +168,8 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       await normalizeTree(root, epoch);
 
       const size = await measureTree(root);
-      const seed = JSON.stringify({ recipe: recipeDigest(profile, extras), packages: manifest.packages, epoch });
+      const recipe = recipeDigest(profile, extras);
+      const seed = JSON.stringify({ recipe, packages: manifest.packages, epoch });
       say(`writing ext3 image (${mib(ext3Geometry(size).blocks * 1024)}, ${manifest.tools.length} tools)`);
       step();
       await (await open(tmp, 'wx', 0o644)).close();
@@ -192,7 +180,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
       const sizeBytes = (await stat(tmp)).size;
       await rename(tmp, output);
       say(`image ready: ${output} (sha256 ${sha256.slice(0, 12)})`);
-      return { path: output, sha256, sizeBytes, packages: manifest.packages, recipe: recipeDigest(profile, extras) };
+      return { path: output, sha256, sizeBytes, packages: manifest.packages, recipe };
     } catch (err) {
       await rm(tmp, { force: true });
       step(); // an interruption explains the failure better than the step it broke

@@ -2,6 +2,11 @@
 // are redirected into the prefix without moving any other byte.
 import assert from 'node:assert/strict';
 
+/** A size for people: '5.8 MiB'. */
+export function mib(bytes: number): string {
+  return `${(bytes / 1048576).toFixed(1)} MiB`;
+}
+
 /** Replaces every occurrence of `from` in `buf` (in place) by the same-length `to`. */
 export function replaceBytes(buf: Buffer, from: string, to: string): number {
   const a = Buffer.from(from);

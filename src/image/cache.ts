@@ -1,6 +1,6 @@
 // Finds the image to graft: the one the user named, or the cached default, built on first use.
 import { randomBytes } from 'node:crypto';
-import { readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { BuildResult } from './build.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
@@ -38,8 +38,12 @@ export async function writeSidecar(image: string, profile: ProfileName, result: 
     recipe: result.recipe,
   };
   const tmp = `${image}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  await writeFile(tmp, `${JSON.stringify(sidecar, null, 2)}\n`);
-  await rename(tmp, `${image}.json`);
+  try {
+    await writeFile(tmp, `${JSON.stringify(sidecar, null, 2)}\n`);
+    await rename(tmp, `${image}.json`);
+  } finally {
+    await rm(tmp, { force: true }); // gone after the rename; left only by a failure
+  }
   return sidecar;
 }
 

@@ -7,17 +7,7 @@ import { replaceBytes } from './bytes.js';
 import { imageError } from './errors.js';
 import { PREFIX } from './prefix.js';
 import type { Extracted } from './relocate.js';
-
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(() => true, () => false);
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
-    throw err;
-  });
-}
+import { exists, listDir } from './files.js';
 
 /** terminfo entries taken from ncurses-term, on top of ncurses-base's. */
 const TERMINFO_EXTRA = [

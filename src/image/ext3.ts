@@ -8,7 +8,7 @@ import { causeLine, imageError } from './errors.js';
 const SUPERBLOCK_OFFSET = 1024;
 const MAGIC_OFFSET = 56; // s_magic, little endian, inside the superblock
 const EXT_MAGIC = 0xef53;
-export const MIN_IMAGE_BYTES = 2048;
+const MIN_IMAGE_BYTES = 2048;
 
 /** Throws EBADIMAGE unless `path` starts like an ext2/3/4 filesystem. */
 export async function checkExt3(path: string): Promise<void> {

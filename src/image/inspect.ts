@@ -25,7 +25,7 @@ async function readJsonFile(path: string): Promise<unknown> {
 }
 
 /** /MANIFEST.json of an ext2/3/4 image, or null when it has none or debugfs is missing. */
-export async function readManifest(image: string): Promise<unknown> {
+async function readManifest(image: string): Promise<unknown> {
   const { execa } = await import('execa');
   const r = await execa('debugfs', ['-R', 'cat /MANIFEST.json', image], { stdin: 'ignore', env: { LC_ALL: 'C' }, reject: false });
   if (r.failed || !r.stdout.trim()) return null;

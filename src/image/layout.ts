@@ -7,11 +7,9 @@ import type { DebInfo } from './apt.js';
 import { imageError, causeLine } from './errors.js';
 import type { Profile } from './profile.js';
 import { replaceBytes } from './bytes.js';
-import { checkNeeded, layoutRelocated, overlay, PREFIX } from './relocate.js';
-
-export { replaceBytes };
-
-export { PREFIX };
+import { exists, listDir } from './files.js';
+import { PREFIX } from './prefix.js';
+import { checkNeeded, droppedTool, finishRelocated, flattenRelocated, overlay } from './relocate.js';
 
 /**
  * Debian's bash reads its compiled-in /etc/bash.bashrc and /etc/bash.bash_logout, i.e. the
@@ -29,7 +27,7 @@ for (const p of BASH_PATCHES) {
   assert.ok(p.to.startsWith(`${PREFIX}/`) && !p.to.slice(PREFIX.length + 1).includes('/'));
 }
 
-export async function patchBash(path: string): Promise<void> {
+async function patchBash(path: string): Promise<void> {
   const buf = await readFile(path);
   for (const p of BASH_PATCHES) {
     const n = replaceBytes(buf, p.from, p.to);
@@ -54,17 +52,6 @@ async function busyboxApplets(busybox: string): Promise<string[]> {
   const bad = names.find((n) => !APPLET.test(n) || n === '.' || n === '..');
   if (bad !== undefined || names.length < 10) throw imageError('EBUILD', `unexpected output from ${busybox} --list: '${bad ?? out}'`);
   return names;
-}
-
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(() => true, () => false);
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [];
-    throw err;
-  });
 }
 
 /** Executables of one extracted package, flattened into bin/ under the profile's names. */
@@ -131,30 +118,21 @@ export async function layoutTree(opts: LayoutOptions): Promise<Manifest> {
   await mkdir(etc, { recursive: true });
 
   const relocated = profile.kind === 'relocated';
-  if (relocated) {
-    const tools = opts.toolPackages ?? opts.extracted.map(({ deb }) => deb.name);
-    await layoutRelocated({
-      root,
-      pkgs: opts.extracted.map(({ deb, dir }) => ({ name: deb.name, dir, tools: tools.includes(deb.name), added: opts.added?.includes(deb.name) ?? false })),
-      profile,
-      applets: busyboxApplets,
-      patchBash,
-      say: opts.progress ?? (() => {}),
-    });
-  } else {
-    for (const { dir } of opts.extracted) await copyExecutables(dir, bin, profile);
-  }
+  const tools = opts.toolPackages ?? opts.extracted.map(({ deb }) => deb.name);
+  const pkgs = opts.extracted.map(({ deb, dir }) => ({ name: deb.name, dir, tools: tools.includes(deb.name), added: opts.added?.includes(deb.name) ?? false }));
+  if (relocated) await flattenRelocated(root, pkgs, profile);
+  else for (const { dir } of opts.extracted) await copyExecutables(dir, bin, profile);
   for (const name of profile.required) {
     if (!(await exists(join(bin, name)))) throw imageError('EBUILD', `no package of profile '${profile.name}' provides bin/${name}`);
   }
 
-  if (!relocated) {
-    await patchBash(join(bin, 'bash'));
-    if (!(await exists(join(bin, 'sh')))) await symlink('bash', join(bin, 'sh'));
-    for (const name of await busyboxApplets(join(bin, 'busybox'))) {
-      if (!(await exists(join(bin, name)))) await symlink('busybox', join(bin, name));
-    }
+  await patchBash(join(bin, 'bash'));
+  if (!(await exists(join(bin, 'sh')))) await symlink('bash', join(bin, 'sh'));
+  // every name still missing is a busybox applet, except those no toolkit should have
+  for (const name of await busyboxApplets(join(bin, 'busybox'))) {
+    if (!(await exists(join(bin, name))) && !droppedTool(name)) await symlink('busybox', join(bin, name));
   }
+  if (relocated) await finishRelocated(root, pkgs, opts.progress ?? (() => {}));
 
   await writeFile(join(etc, 'bashrc'), profile.bashrc);
   await writeFile(join(etc, 'bash_logout'), '');

@@ -15,9 +15,9 @@ import { sweepDeadTemps } from './temp.js';
 import { interruptible } from '../core/signals.js';
 import { imagesDir, type PullSidecar } from './store.js';
 
-export const MAX_REDIRECTS = 5;
+const MAX_REDIRECTS = 5;
 /** A download that sends nothing for this long fails. */
-export const IDLE_TIMEOUT_MS = 30_000;
+const IDLE_TIMEOUT_MS = 30_000;
 
 export interface PullOptions {
   url: string;

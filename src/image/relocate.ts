@@ -10,8 +10,7 @@ import { copyData, patchSearchPaths } from './data.js';
 import { readElf, type ElfInfo } from './elf.js';
 import { INTERP, PREFIX, RPATH } from './prefix.js';
 import type { Profile } from './profile.js';
-
-export { INTERP, PREFIX, RPATH };
+import { eachLimit, exists, listDir } from './files.js';
 
 /**
  * Dependencies never taken into the tree: tools' own packages never depend on them for a
@@ -35,13 +34,13 @@ export function excludedDependency(name: string): boolean {
  * Libraries loaded with dlopen(), so no DT_NEEDED names them: libgcc_s (thread
  * cancellation), libthread_db (gdb), libresolv and the NSS modules (name lookups).
  */
-export const DLOPENED = ['libgcc_s.so.1', 'libthread_db.so.1', 'libresolv.so.2', 'libnss_files.so.2', 'libnss_dns.so.2', 'libnuma.so.1'];
+const DLOPENED = ['libgcc_s.so.1', 'libthread_db.so.1', 'libresolv.so.2', 'libnss_files.so.2', 'libnss_dns.so.2', 'libnuma.so.1'];
 
 /**
  * Development names that programs dlopen() first: procps' libproc2 tries libnuma.so before
  * libnuma.so.1, and a miss would be looked up in the container's library path.
  */
-export const DLOPEN_ALIASES: Record<string, string> = { 'libnuma.so': 'libnuma.so.1' };
+const DLOPEN_ALIASES: Record<string, string> = { 'libnuma.so': 'libnuma.so.1' };
 
 /** Executables that make no sense or do harm in the toolkit. */
 const DROPPED = new Set([
@@ -89,17 +88,6 @@ export interface Extracted {
   tools: boolean;
   /** An --add package: all its executables are kept, whatever the profile's tools.txt says. */
   added?: boolean;
-}
-
-async function listDir(dir: string): Promise<string[]> {
-  return readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT' || err.code === 'ENOTDIR') return [];
-    throw err;
-  });
-}
-
-async function exists(path: string): Promise<boolean> {
-  return lstat(path).then(() => true, () => false);
 }
 
 /** Where a symlink at `path` (package-relative, '/'-separated) points, package-relative. */
@@ -195,14 +183,6 @@ async function elfOf(path: string): Promise<ElfInfo | undefined> {
 }
 
 /** Runs `fn` over `items`, a few at a time. */
-async function eachLimit<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(8, availableParallelism(), items.length) }, worker));
-}
-
 /**
  * Keeps in lib/ only what the ELF files of `dirs` need (DT_NEEDED, transitively, through
  * symlinks) plus DLOPENED and the loader; fails when a needed library is not there.
@@ -287,7 +267,7 @@ async function relocateExecutables(root: string): Promise<number> {
   // one patchelf per batch: a process per file costs seconds on a busy machine
   const batches: string[][] = [];
   for (let i = 0; i < targets.length; i += 40) batches.push(targets.slice(i, i + 40));
-  await eachLimit(batches, patchelf);
+  await eachLimit(batches, Math.min(8, availableParallelism()), patchelf);
   return targets.length;
 }
 
@@ -307,32 +287,24 @@ export async function overlay(src: string, dest: string): Promise<void> {
   else throw imageError('EBUILD', `unsupported file type at ${src}`);
 }
 
-export interface RelocateOptions {
-  root: string;
-  pkgs: Extracted[];
-  profile: Profile;
-  /** Names of busybox's applets (links for every name still missing). */
-  applets: (busybox: string) => Promise<string[]>;
-  /** Applies the bash patches to bin/bash. */
-  patchBash: (path: string) => Promise<void>;
-  say: (line: string) => void;
-}
-
-export async function layoutRelocated(o: RelocateOptions): Promise<void> {
-  const { root, profile } = o;
+/**
+ * First half of a relocated layout: the tool packages' executables in bin/ (renamed, with
+ * alternatives links and the profile's wrappers), every library in lib/. bin/ and etc/ exist.
+ */
+export async function flattenRelocated(root: string, pkgs: Extracted[], profile: Profile): Promise<void> {
   const bin = join(root, 'bin');
   const lib = join(root, 'lib');
   const libexec = join(root, 'libexec');
-  for (const d of [bin, lib, libexec, join(root, 'etc')]) await mkdir(d, { recursive: true });
+  for (const d of [lib, libexec]) await mkdir(d, { recursive: true });
 
   const allowed = profile.tools ? new Set(profile.tools) : undefined;
   const keep = (name: string, pkg: Extracted) =>
     !droppedTool(name) && (allowed === undefined || pkg.added === true || allowed.has(name) || name === 'busybox' || name === 'bash');
-  await flattenBin(o.pkgs, bin, keep);
+  await flattenBin(pkgs, bin, keep);
   for (const [from, to] of Object.entries(profile.renames)) {
     if ((await exists(join(bin, from))) && !(await exists(join(bin, to)))) await rename(join(bin, from), join(bin, to));
   }
-  await flattenLib(o.pkgs, lib);
+  await flattenLib(pkgs, lib);
   await fixScripts(bin);
   for (const [name, candidates] of ALTERNATIVES) {
     if (await exists(join(bin, name))) continue;
@@ -351,20 +323,17 @@ export async function layoutRelocated(o: RelocateOptions): Promise<void> {
     await rename(join(bin, name), join(libexec, name));
     await copyFile(join(wrapDir, name), join(bin, name));
   }
+}
 
-  if (await exists(join(bin, 'bash'))) await o.patchBash(join(bin, 'bash'));
-  const busybox = join(bin, 'busybox');
-  if (await exists(busybox)) {
-    for (const name of await o.applets(busybox)) {
-      if (!(await exists(join(bin, name))) && !droppedTool(name)) await symlink('busybox', join(bin, name));
-    }
-  }
-
-  o.say('pruning libraries to what the tools load');
+/**
+ * Second half, once bin/ is complete: lib/ pruned to what bin/ and libexec/ load, every
+ * dynamic executable pointed at the prefix's loader and libraries, the data they read.
+ */
+export async function finishRelocated(root: string, pkgs: Extracted[], say: (line: string) => void): Promise<void> {
+  say('pruning libraries to what the tools load');
   await pruneLib(root, ['bin', 'libexec']);
-  o.say('relocating executables into the prefix');
+  say('relocating executables into the prefix');
   await relocateExecutables(root);
-  await copyData(o.pkgs, root);
+  await copyData(pkgs, root);
   await patchSearchPaths(root);
-  await checkNeeded(root);
 }

@@ -30,9 +30,9 @@ export interface CachedImage {
   date: string;
 }
 
-export const DIGEST_NAME = /^sha256-([0-9a-f]{64})$/;
+const DIGEST_NAME = /^sha256-([0-9a-f]{64})$/;
 /** Shortest digest prefix accepted for --image. */
-export const MIN_PREFIX = 6;
+const MIN_PREFIX = 6;
 
 async function readJson(path: string): Promise<Record<string, unknown> | undefined> {
   try {

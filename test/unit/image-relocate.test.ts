@@ -13,7 +13,8 @@ import { addedPackages, fromDirInfo } from '../../src/image/build.js';
 import { isElf, readElf } from '../../src/image/elf.js';
 import { dirDigest, LAYOUT_VERSION, loadProfile, parseNameList, projectRoot, recipeDigest } from '../../src/image/profile.js';
 import { PATH_PATCHES } from '../../src/image/data.js';
-import { droppedTool, excludedDependency, INTERP, RPATH } from '../../src/image/relocate.js';
+import { INTERP, RPATH } from '../../src/image/prefix.js';
+import { droppedTool, excludedDependency } from '../../src/image/relocate.js';
 import { onPath } from '../helpers/host.js';
 
 async function scratch(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {

@@ -10,7 +10,8 @@ import { debFileName, parseStanzas } from '../../src/image/apt.js';
 import { DEFAULT_EPOCH, recipeDigest, resolveEpoch } from '../../src/image/build.js';
 import { cacheDir, defaultImagePath, ensureCacheDir, resolveImage } from '../../src/image/cache.js';
 import { checkExt3, ext3Geometry, measureTree, uuidFrom } from '../../src/image/ext3.js';
-import { BASH_PATCHES, replaceBytes } from '../../src/image/layout.js';
+import { replaceBytes } from '../../src/image/bytes.js';
+import { BASH_PATCHES } from '../../src/image/layout.js';
 import { loadProfile, parsePackageList, projectRoot } from '../../src/image/profile.js';
 
 async function scratch(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {

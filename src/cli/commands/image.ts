@@ -80,16 +80,12 @@ export const imagePullCommand: CommandModule<object, PullArgs> = {
   },
 };
 
-function mib(bytes: number): string {
-  return `${(bytes / 1048576).toFixed(1)} MiB`;
-}
-
 export const imageLsCommand: CommandModule<object, { json: boolean }> = {
   command: 'ls',
   describe: 'list the cached images',
   builder: (b) => b.option('json', { type: 'boolean', default: false, describe: 'print JSON (full digests)' }),
   handler: async (a) => {
-    const { listImages } = await import('../../image/store.js');
+    const [{ listImages }, { mib }] = await Promise.all([import('../../image/store.js'), import('../../image/bytes.js')]);
     const images = await listImages();
     if (a.json) {
       process.stdout.write(`${JSON.stringify(images, null, 2)}\n`);
