@@ -187,6 +187,29 @@ export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]
   return cgroupDirs(cgroups, hostMounts).map((d) => `${d}/cgroup.procs`);
 }
 
+/**
+ * Is the process in a frozen cgroup (a paused container)? Joining it would hang the command
+ * until someone thaws it. cgroup v1's freezer.state or v2's cgroup.freeze, whichever is there.
+ */
+export function isFrozen(pid: number, hostMounts: MountInfo[] = readMountInfo('self')): boolean {
+  try {
+    return cgroupDirs(readCgroups(pid), hostMounts).some((dir) => {
+      try {
+        const state = readFileSync(`${dir}/freezer.state`, 'utf8').trim();
+        return state === 'FROZEN' || state === 'FREEZING';
+      } catch {
+        try {
+          return readFileSync(`${dir}/cgroup.freeze`, 'utf8').trim() === '1';
+        } catch {
+          return false;
+        }
+      }
+    });
+  } catch {
+    return false;
+  }
+}
+
 export function readCgroups(pid: number): CgroupEntry[] {
   return parseCgroups(readFileSync(`/proc/${pid}/cgroup`, 'utf8'));
 }

@@ -6,11 +6,11 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { cgroupDirs, readCgroups, readMountInfo, readStat } from '../core/proc.js';
+import { isFrozen, readStat } from '../core/proc.js';
 import { TOOLKIT_BIN } from '../core/command.js';
 import { CrashcartError } from '../core/errors.js';
 import { bytesOf, decode, encodeStrings, grpcClient, num, str, stringMap, type GrpcClient } from './grpc.js';
-import type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
+import { mayMatch, type Container, type ExecCommand, type ExecRequest, type Runtime, type Scope } from './types.js';
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
 export const DEFAULT_CONTAINERD_STATE = '/run/containerd';
@@ -126,26 +126,6 @@ export function criLabels(bundle: string): Record<string, string> {
   return labels;
 }
 
-/** Is the process in a frozen cgroup (a paused task: joining it would hang the command)? */
-function frozen(pid: number): boolean {
-  try {
-    return cgroupDirs(readCgroups(pid), readMountInfo('self')).some((dir) => {
-      try {
-        const state = readFileSync(join(dir, 'freezer.state'), 'utf8').trim();
-        return state === 'FROZEN' || state === 'FREEZING';
-      } catch {
-        try {
-          return readFileSync(join(dir, 'cgroup.freeze'), 'utf8').trim() === '1';
-        } catch {
-          return false;
-        }
-      }
-    });
-  } catch {
-    return false;
-  }
-}
-
 /**
  * The running tasks as the shims left them on disk, for when containerd does not answer:
  * <ns>/<id>/init.pid, believed only while that process is a child of a shim of the same
@@ -169,16 +149,13 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string, 
         pid = Number.parseInt(readFileSync(join(bundle, 'init.pid'), 'utf8'), 10);
       } catch { /* no such task, or no task process yet */ }
       if (pid > 0 && childOfShim(pid, ns)) {
-        const status = frozen(pid) ? 'paused' : 'running';
+        const status = isFrozen(pid) ? 'paused' : 'running';
         out.push({ runtime: 'containerd', id: task, pid, status, namespace: ns, ...(withLabels ? { labels: criLabels(bundle) } : {}) });
       }
     }
   }
   return out;
 }
-
-/** Could this container be what the user means by `query` (its exact ID or an ID prefix)? */
-const mayMatch = (c: Container, query: string) => c.id.startsWith(query);
 
 /**
  * A running task whose ID is exactly `query` is read from disk: no gRPC (whose client

@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import { CrashcartError } from '../core/errors.js';
 import { engineGet, engineMessage } from './engine-api.js';
-import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
+import { mayMatch, type Container, type ExecCommand, type ExecRequest, type Runtime } from './types.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
@@ -60,11 +60,6 @@ export function withInspect(c: Container, i: InspectEntry): Container {
   const status = typeof s.Status === 'string' && s.Status ? s.Status : c.status;
   const pid = typeof s.Pid === 'number' && s.Pid > 0 ? s.Pid : 0;
   return { ...c, pid: status === 'running' || status === 'paused' ? pid : 0, status };
-}
-
-/** Could this container be what the user means by `query` (exact ID or name, or ID prefix)? */
-export function mayMatch(c: Container, query: string): boolean {
-  return c.id === query || c.name === query || c.id.startsWith(query);
 }
 
 async function listAll(socket: string): Promise<Container[]> {

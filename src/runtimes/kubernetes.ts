@@ -1,8 +1,7 @@
 // Kubernetes pods: --pod NAME [--container NAME] [--k8s-namespace NS] finds a container by
 // the labels the kubelet puts on it, in containerd's k8s.io namespace, or through crictl
 // where it is installed (CRI-O nodes). Sandbox (pause) containers are never targets.
-import { accessSync, constants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { onPath } from '../core/host-path.js';
 import { CrashcartError } from '../core/errors.js';
 import { containerd, listContainerd, taskRoot, tasksOnDisk } from './containerd.js';
 import { crictl, parseCrictlInspectPid, parseCrictlPs } from './crictl.js';
@@ -58,18 +57,6 @@ export function pickPodContainer(inPod: Container[], q: PodQuery): Target {
   return { ...target, name: `${pod}/${name}` };
 }
 
-/** Is `name` an executable file in PATH? */
-function onPath(name: string): boolean {
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => {
-    if (!dir) return false;
-    try {
-      accessSync(join(dir, name), constants.X_OK);
-      return statSync(join(dir, name)).isFile();
-    } catch {
-      return false;
-    }
-  });
-}
 
 // --- crictl ------------------------------------------------------------------------------
 

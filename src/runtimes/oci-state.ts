@@ -2,7 +2,7 @@
 // is much faster than spawning the runtime's CLI.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isAlive, processState, startTime } from '../core/proc.js';
+import { isAlive, isFrozen, processState, readMountInfo, startTime, type MountInfo } from '../core/proc.js';
 import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export interface StateReader {
@@ -10,11 +10,13 @@ export interface StateReader {
   (dir: string): { pid: number; start?: number } | undefined;
 }
 
-function statusOf(pid: number, start: number | undefined, createdMarker: boolean): string {
+/** runc and crun write no status: it follows from the process, the fifo and the freezer. */
+function statusOf(pid: number, start: number | undefined, createdMarker: boolean, hostMounts: () => MountInfo[]): string {
   if (pid <= 0) return 'stopped';
   const alive = start === undefined ? startTime(pid) !== undefined : isAlive(pid, start);
   if (!alive || processState(pid) === 'Z') return 'stopped';
-  return createdMarker ? 'created' : 'running';
+  if (createdMarker) return 'created';
+  return isFrozen(pid, hostMounts()) ? 'paused' : 'running';
 }
 
 /**
@@ -44,11 +46,13 @@ export function ociStateRuntime(name: string, root: () => string, read: StateRea
         return [];
       }
       const out: Container[] = [];
+      let mounts: MountInfo[] | undefined; // read once, and only if a live container needs it
+      const hostMounts = () => (mounts ??= readMountInfo('self'));
       for (const id of ids) {
         const state = read(join(dir, id));
         if (!state) continue;
         const created = existsSync(join(dir, id, createdFile));
-        out.push({ runtime: name, id, pid: state.pid, status: statusOf(state.pid, state.start, created) });
+        out.push({ runtime: name, id, pid: state.pid, status: statusOf(state.pid, state.start, created, hostMounts) });
       }
       return out;
     },

@@ -16,12 +16,13 @@
 // is what podman itself will say once it syncs. Podman 4.8+ can keep the state in SQLite
 // (db.sql) instead: there, and if the bolt file cannot be read consistently, the podman CLI
 // answers.
+import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CrashcartError, errnoCode } from '../core/errors.js';
 import { readStat } from '../core/proc.js';
 import { BoltError, BoltFile } from './bolt.js';
-import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
+import { mayMatch, type Container, type ExecCommand, type ExecRequest, type Runtime } from './types.js';
 
 export const DEFAULT_GRAPHROOT = '/var/lib/containers/storage';
 const STORAGE_CONFS = ['/etc/containers/storage.conf', '/usr/share/containers/storage.conf'];
@@ -164,11 +165,15 @@ export function fromPsEntry(e: PsEntry): Container | undefined {
 /** The podman CLI's answer, for databases this module does not read. */
 export async function listWithCli(): Promise<Container[]> {
   const cmd = 'podman ps -a --format json';
-  const { execa } = await import('execa'); // loaded only for this rare path: it costs ~80 ms
-  const r = await execa('podman', ['ps', '-a', '--format', 'json'], { reject: false, stdin: 'ignore', timeout: 30_000 });
-  if (r.failed || r.exitCode !== 0) {
-    const why = r.stderr.trim().split('\n').pop() || (r as { code?: string }).code || `exit ${r.exitCode}`;
-    throw new CrashcartError(`listing podman containers with '${cmd}' failed: ${why}`, {
+  // node's own execFile: execa would cost ~80 ms to load on every attach of such a host
+  const r = await new Promise<{ stdout: string; why?: string }>((resolve) => {
+    execFile('podman', ['ps', '-a', '--format', 'json'], { timeout: 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      const code = (err as NodeJS.ErrnoException | null)?.code;
+      resolve({ stdout, ...(err ? { why: stderr.trim().split('\n').pop() || (typeof code === 'string' ? code : `exit ${code}`) } : {}) });
+    });
+  });
+  if (r.why !== undefined) {
+    throw new CrashcartError(`listing podman containers with '${cmd}' failed: ${r.why}`, {
       hint: 'check that podman works (podman ps -a)',
     });
   }
@@ -215,9 +220,6 @@ async function listAll(): Promise<Container[]> {
   }
   return listWithCli();
 }
-
-/** Could this container be what the user means by `query` (exact ID or name, or ID prefix)? */
-const mayMatch = (c: Container, query: string) => c.id === query || c.name === query || c.id.startsWith(query);
 
 /** The podman settings of this process that a podman command needs to see the same storage. */
 export function podmanEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {

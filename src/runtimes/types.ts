@@ -38,6 +38,11 @@ export interface Scope {
   namespace?: string;
 }
 
+/** Could `c` be what the user means by `query`: its exact ID or name, or an ID it prefixes? */
+export function mayMatch(c: Container, query: string): boolean {
+  return c.id === query || c.name === query || c.id.startsWith(query);
+}
+
 export interface Runtime {
   readonly name: string;
   /** Its containers live in namespaces (containerd): --namespace narrows the lookup. */

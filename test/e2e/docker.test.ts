@@ -2,14 +2,14 @@
 // root and socket, no iptables or bridge) and grafted like any other target.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { constants, existsSync } from 'node:fs';
-import { access, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { isRunning } from '../../src/core/proc.js';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { importScratchImage, mountsUnder, processesMentioning, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
-import { assertNoLeaks, CONTAINERD_RUN_DIRS, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
+import { addLineFor, assertNoLeaks, CONTAINERD_RUN_DIRS, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
 const IMAGE_TAG = 'mini:latest';
 
@@ -52,7 +52,7 @@ describe('docker', () => {
 
   before(async () => {
     if (process.getuid?.() !== 0) return;
-    if (!process.env.CI && !(await hasCommand('dockerd'))) return;
+    if (!process.env.CI && !onPath('dockerd')) return;
     try {
       ipForward = await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8');
       image = await testImage();
@@ -66,7 +66,14 @@ describe('docker', () => {
   const runDirsBefore = CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir));
 
   after(async () => {
-    if (runcTwin) await runcTwin.remove();
+    try {
+      if (runcTwin) await runcTwin.remove();
+    } finally {
+      await stopDaemon();
+    }
+  });
+
+  async function stopDaemon(): Promise<void> {
     if (!d) return;
     const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
     if (ids.length) await d.docker(['rm', '-f', ...ids]);
@@ -78,7 +85,7 @@ describe('docker', () => {
     assert.deepEqual(await mountsUnder(d.dir), []);
     assert.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), ipForward, 'net.ipv4.ip_forward changed');
     assert.deepEqual(CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir)), runDirsBefore, 'directories left under /run/containerd');
-  });
+  }
 
   test('a container named web: by name, full ID, unique prefix and --runtime docker', async (t) => {
     if (!ready(t)) return;
@@ -187,32 +194,21 @@ describe('docker', () => {
   });
 });
 
-async function hasCommand(name: string): Promise<boolean> {
-  for (const dir of (process.env.PATH ?? '').split(':')) {
-    if (dir && (await access(`${dir}/${name}`, constants.X_OK).then(() => true, () => false))) return true;
-  }
-  return false;
-}
-
 // dockerd --userns-remap: containers run in a user namespace (root inside is uid 200000
 // outside), so the toolkit goes in through the mount API. The subordinate id ranges it needs
 // are added to /etc/subuid and /etc/subgid for the test and the files restored afterwards.
 describe('docker with --userns-remap', () => {
-  const REMAP = 'nobody:200000:65536\n';
+  const REMAP = 'nobody:200000:65536';
   let d: PrivateDockerd | undefined;
   let image = '';
   let setupError: unknown;
-  const saved = new Map<string, string | undefined>();
+  const added: { undo(): void }[] = [];
 
   before(async () => {
     if (process.getuid?.() !== 0) return;
-    if (!process.env.CI && !(await hasCommand('dockerd'))) return;
+    if (!process.env.CI && !onPath('dockerd')) return;
     try {
-      for (const f of ['/etc/subuid', '/etc/subgid']) {
-        const text = await readFile(f, 'utf8').catch(() => undefined);
-        saved.set(f, text);
-        await writeFile(f, `${text ?? ''}${REMAP}`);
-      }
+      for (const f of ['/etc/subuid', '/etc/subgid']) added.push(addLineFor(f, REMAP));
       image = await testImage();
       d = await startDockerd(['--userns-remap=nobody:nogroup']);
       await importScratchImage(d, IMAGE_TAG, await sleeperPath());
@@ -230,10 +226,7 @@ describe('docker with --userns-remap', () => {
         assert.deepEqual(await processesMentioning(d.dir), []);
       }
     } finally {
-      for (const [f, text] of saved) {
-        if (text === undefined) await rm(f, { force: true });
-        else await writeFile(f, text);
-      }
+      for (const a of added) a.undo();
     }
   });
 

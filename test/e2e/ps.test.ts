@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { execa } from 'execa';
 import type { PsRow } from '../../src/cli/commands/ps.js';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { runCrashcart, testImage } from '../helpers/cli.js';
@@ -74,5 +75,23 @@ describe('crashcart ps', { skip: !(process.getuid?.() === 0 && onPath('runc')) &
     const all = await runCrashcart(['ps', '--json', '--all', '--runtime', 'runc'], { env });
     assert.equal(all.code, 0, all.stderr);
     assert.equal((JSON.parse(all.stdout) as PsRow[]).find((r) => r.id === stopped.id)?.status, 'stopped');
+  });
+
+  test('a paused container is refused with its status instead of hanging in its frozen cgroup', async (t) => {
+    if (!ready(t)) return;
+    const paused = await createScratchContainer({ sleeperPath: await sleeperPath(), runcRoot });
+    t.after(() => paused.remove());
+    await execa('runc', ['--root', runcRoot, 'pause', paused.id]);
+    try {
+      const host = await snapshotHost();
+      const r = await runCrashcart(['-i', image, paused.id, '--', 'true'], { env, timeout: 20_000 });
+      assert.equal(r.code, 125);
+      assert.equal(r.stderr, `crashcart: container ${paused.id} is not running (status: paused); start it first; crashcart attaches to running containers only (runc ${paused.id})`);
+      const all = await runCrashcart(['ps', '--json', '--all', '--runtime', 'runc'], { env });
+      assert.equal((JSON.parse(all.stdout) as PsRow[]).find((row) => row.id === paused.id)?.status, 'paused');
+      assertNoLeaks(host, await snapshotHost());
+    } finally {
+      await execa('runc', ['--root', runcRoot, 'resume', paused.id]);
+    }
   });
 });

@@ -4,14 +4,14 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
-import { isRunning, readMountInfo } from '../../src/core/proc.js';
+import { isRunning } from '../../src/core/proc.js';
 import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
-import { CONTAINERD_RUN_DIRS, dirsCreatedOutside } from './host.js';
+import { cgroupHierarchies, CONTAINERD_RUN_DIRS, dirsCreatedOutside, removeCgroupTree } from './host.js';
 
 export interface PrivateContainerd {
   dir: string;
@@ -71,7 +71,10 @@ export async function startContainerd(): Promise<PrivateContainerd> {
   // ctr's default cgroup is /<namespace>/<id>, whose parent nobody removes
   const cgroupParent = `/${basename(dir)}`;
   const runOptions = (ns: string, id: string) => ['--runc-root', runcRoot, '--cgroup', `${cgroupParent}/${ns}-${id}`];
-  const config = await writeConfig(dir, socket);
+  const config = await writeConfig(dir, socket).catch(async (err: unknown) => {
+    await rm(dir, { recursive: true, force: true }); // nothing runs yet: the directory is all there is
+    throw err;
+  });
   const logFd = openSync(logFile, 'a');
   const child = spawn('containerd', ['--config', config], { stdio: ['ignore', logFd, logFd] });
   closeSync(logFd);
@@ -160,19 +163,10 @@ export async function startContainerd(): Promise<PrivateContainerd> {
   return { dir, socket, state, env, pid, cgroupParent, runOptions, ctr, runSleeper, stop };
 }
 
-/** Removes the cgroup `parent` and its (empty) children from every mounted hierarchy. */
+/** The daemon's cgroup tree (every container's below it) in every hierarchy. */
 async function removeCgroups(parent: string): Promise<void> {
-  const roots = new Set(readMountInfo('self').filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2').map((m) => m.mountPoint));
-  const busy: string[] = [];
-  for (const root of roots) {
-    const top = join(root, parent);
-    const children = await readdir(top, { withFileTypes: true }).catch(() => []);
-    for (const c of children) if (c.isDirectory()) await rmdir(join(top, c.name)).catch(() => busy.push(join(top, c.name)));
-    await rmdir(top).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') busy.push(top);
-    });
-  }
-  if (busy.length) throw new Error(`cgroups left: ${busy.join(', ')}`);
+  const left = (await Promise.all(cgroupHierarchies().map((h) => removeCgroupTree(join(h, parent))))).flat();
+  if (left.length) throw new Error(`cgroups left: ${left.join(', ')}`);
 }
 
 /** A scratch root (bin/sleeper and the usual empty directories) at `root`. */

@@ -10,7 +10,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { isRunning, readStat } from '../../src/core/proc.js';
 import { engineGet } from '../../src/runtimes/engine-api.js';
-import { CONTAINERD_RUN_DIRS, dirsCreatedOutside } from './host.js';
+import { cgroupsCreated, CONTAINERD_RUN_DIRS, dirsCreatedOutside } from './host.js';
 
 export interface PrivateDockerd {
   dir: string;
@@ -79,6 +79,7 @@ async function ping(socket: string): Promise<boolean> {
 /** `extraArgs` go to dockerd (e.g. --userns-remap). */
 export async function startDockerd(extraArgs: string[] = []): Promise<PrivateDockerd> {
   const runDirs = dirsCreatedOutside(CONTAINERD_RUN_DIRS);
+  const cgroups = cgroupsCreated(['docker']); // the cgroupfs driver's default parent
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-dockerd-'));
   // a remapped root (--userns-remap) must be able to pass through to its data root
   await chmod(dir, 0o711);
@@ -138,6 +139,8 @@ export async function startDockerd(extraArgs: string[] = []): Promise<PrivateDoc
     if (left.length) throw new Error(`mounts left under ${dir}: ${left.join(', ')}`);
     await rm(dir, { recursive: true, force: true });
     runDirs.remove();
+    const cgroupsLeft = await cgroups.remove();
+    if (cgroupsLeft.length) throw new Error(`dockerd left cgroups: ${cgroupsLeft.join(', ')}`);
     process.removeListener('exit', onExit);
   }
   const stop = () => (stopping ??= teardown().catch((err: unknown) => {

@@ -1,12 +1,14 @@
 // Leak checks and preconditions shared by the tests that touch the real host.
 import assert from 'node:assert/strict';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync } from 'node:fs';
-import { lstat, readdir, readFile } from 'node:fs/promises';
+import { existsSync, mkdtempSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { lstat, readdir, readFile, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { delimiter, dirname, join } from 'node:path';
+import { dirname, join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { onPath } from '../../src/core/host-path.js';
+import { readMountInfo } from '../../src/core/proc.js';
 
 export interface TargetSnapshot {
   pid: number;
@@ -156,20 +158,7 @@ export function requireRoot(t: TestContext): boolean {
   return skipOrThrow(t, 'needs root');
 }
 
-/** Is `name` (a path, or a command looked up in PATH) an executable file? */
-export function onPath(name: string): boolean {
-  if (name.includes('/')) return isExecutable(name);
-  return (process.env.PATH ?? '').split(delimiter).some((dir) => dir && isExecutable(join(dir, name)));
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    accessSync(path, constants.X_OK);
-    return statSync(path).isFile();
-  } catch {
-    return false;
-  }
-}
+export { onPath };
 
 export function requireCommand(t: TestContext, name: string): boolean {
   if (onPath(name)) return true;
@@ -232,3 +221,59 @@ export function dirsCreatedOutside(dirs: string[]): { remove(): void } {
 /** What containerd's shims and ctr create under /run/containerd, whatever the daemon's state directory. */
 export const CONTAINERD_RUN_DIRS = ['/run/containerd', '/run/containerd/s', '/run/containerd/fifo', '/run/containerd/runc',
   '/run/containerd/runc/default', '/run/containerd/runc/k8s.io', '/run/containerd/runc/moby'];
+
+/**
+ * Adds `line` to a system file (e.g. /etc/subuid) for a test, unless it is there already,
+ * and returns how to take exactly that line out again: done at the latest when the test
+ * process exits, and without touching what others wrote meanwhile.
+ */
+export function addLineFor(file: string, line: string): { undo(): void } {
+  const before = existsSync(file) ? readFileSync(file, 'utf8') : undefined;
+  if (before?.split('\n').includes(line)) return { undo() {} };
+  writeFileSync(file, `${before ?? ''}${before && !before.endsWith('\n') ? '\n' : ''}${line}\n`);
+  const undo = () => {
+    process.removeListener('exit', undo);
+    if (!existsSync(file)) return;
+    const lines = readFileSync(file, 'utf8').split('\n');
+    const i = lines.indexOf(line);
+    if (i >= 0) lines.splice(i, 1);
+    const text = lines.join('\n');
+    if (before === undefined && text.trim() === '') rmSync(file, { force: true });
+    else writeFileSync(file, text);
+  };
+  process.once('exit', undo);
+  return { undo };
+}
+
+/** Removes a cgroup directory and everything below it, deepest first; returns what stayed. */
+export async function removeCgroupTree(dir: string): Promise<string[]> {
+  if (!existsSync(dir)) return [];
+  const left: string[] = [];
+  for (const e of await readdir(dir, { withFileTypes: true })) {
+    if (e.isDirectory()) left.push(...(await removeCgroupTree(join(dir, e.name))));
+  }
+  await rmdir(dir).catch((err: NodeJS.ErrnoException) => left.push(`cgroup not removed: ${dir}: ${err.code}`));
+  return left;
+}
+
+/** The mount points of every cgroup hierarchy of this host. */
+export function cgroupHierarchies(): string[] {
+  return [...new Set(readMountInfo('self').filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2').map((m) => m.mountPoint))];
+}
+
+/**
+ * Cgroups a daemon makes at the top of every hierarchy (dockerd's /docker, podman's
+ * /libpod_parent). Call it before starting the daemon; remove() takes away those that were
+ * not there before and returns what it could not remove.
+ */
+export function cgroupsCreated(names: string[]): { remove(): Promise<string[]> } {
+  const dirs = cgroupHierarchies().flatMap((h) => names.map((n) => join(h, n)));
+  const before = new Set(dirs.filter((d) => existsSync(d)));
+  return {
+    async remove() {
+      const left: string[] = [];
+      for (const d of dirs) if (!before.has(d)) left.push(...(await removeCgroupTree(d)));
+      return left;
+    },
+  };
+}

@@ -8,10 +8,9 @@ import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { readMountInfo } from '../../src/core/proc.js';
 import { parseLxcInfo } from '../../src/runtimes/lxc.js';
 import { mountsUnder, processesMentioning } from './dockerd.js';
-import { sleeperPath } from './host.js';
+import { cgroupHierarchies, sleeperPath } from './host.js';
 import { makeRootfs, missingDirs, removeEmptyDirs } from './rootfs.js';
 
 const LOCK_ROOT = '/run/lxc/lock';
@@ -38,11 +37,6 @@ export interface PrivateLxc {
   destroy(): Promise<string[]>;
 }
 
-/** Where the host mounts each cgroup hierarchy (v1 controllers and the v2 mount). */
-function cgroupMounts(): string[] {
-  return readMountInfo('self').filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2').map((m) => m.mountPoint);
-}
-
 async function run(args: string[]): Promise<{ code: number; out: string }> {
   const r = await execa(args[0], args.slice(1), { reject: false, stdin: 'ignore', timeout: TIMEOUT_MS, all: true });
   return { code: r.exitCode ?? -1, out: (r.all ?? '').trim() };
@@ -54,7 +48,7 @@ export async function createPrivateLxc(): Promise<PrivateLxc> {
   await mkdir(path);
   const lockDir = join(LOCK_ROOT, path);
   const lockMissing = missingDirs(lockDir);
-  const pivots = cgroupMounts().map((m) => join(m, 'lxc.pivot')).filter((p) => !existsSync(p));
+  const pivots = cgroupHierarchies().map((m) => join(m, 'lxc.pivot')).filter((p) => !existsSync(p));
   const names = new Set<string>();
   const monitors = new Map<string, { child: ChildProcess; exited: Promise<void> }>();
 
@@ -137,21 +131,23 @@ export async function createPrivateLxc(): Promise<PrivateLxc> {
       const problems: string[] = [];
       for (const name of names) {
         await stop(name).catch((err: Error) => problems.push(err.message));
-        for (const m of cgroupMounts()) {
+        for (const m of cgroupHierarchies()) {
           for (const cg of [`lxc.payload.${name}`, `lxc.monitor.${name}`]) {
             if (existsSync(join(m, cg))) problems.push(`cgroup left: ${join(m, cg)}`);
           }
         }
       }
       problems.push(...(await processesMentioning(path)).map((p) => `process left: ${p.pid} ${p.cmd}`));
-      problems.push(...(await mountsUnder(dir)).map((m) => `mount left: ${m}`));
+      const mounts = await mountsUnder(dir);
+      problems.push(...mounts.map((m) => `mount left: ${m}`));
       await rm(lockDir, { recursive: true, force: true });
       problems.push(...(await removeEmptyDirs(lockMissing)).map((d) => `not removed: ${d}`));
       // exiting monitors move into lxc.pivot (a cgroup: rmdir removes it with its files)
       for (const p of pivots) await rmdir(p).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') problems.push(`cgroup not removed: ${p}: ${err.code}`);
       });
-      await rm(dir, { recursive: true, force: true });
+      // never recurse into a mount that stayed: it would delete what is mounted there
+      if (mounts.length === 0) await rm(dir, { recursive: true, force: true });
       return problems;
     },
   };

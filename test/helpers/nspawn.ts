@@ -4,14 +4,14 @@
 // are removed again; it is stopped by PID (SIGTERM: nspawn kills its container and exits).
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { readMountInfo } from '../../src/core/proc.js';
 import { mountsUnder, processesMentioning } from './dockerd.js';
-import { sleeperPath } from './host.js';
+import { cgroupHierarchies, removeCgroupTree, sleeperPath } from './host.js';
 import { makeRootfs } from './rootfs.js';
 
 const START_TIMEOUT_MS = 30_000;
@@ -74,17 +74,6 @@ function leaderOf(nspawnPid: number): number {
   return children.find((c) => comm(c) === 'sleeper' && pidNs(c) !== undefined && pidNs(c) !== own) ?? 0;
 }
 
-/** Empty cgroups below `dir` (payload/...), deepest first, then `dir` itself. */
-async function removeCgroupTree(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const left: string[] = [];
-  for (const e of readdirSync(dir, { withFileTypes: true })) {
-    if (e.isDirectory()) left.push(...(await removeCgroupTree(join(dir, e.name))));
-  }
-  await rmdir(dir).catch((err: NodeJS.ErrnoException) => left.push(`cgroup not removed: ${dir}: ${err.code}`));
-  return left;
-}
-
 export async function startNspawn(opts: NspawnOptions = {}): Promise<NspawnContainer> {
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-nspawn-'));
   const rootfs = join(dir, opts.dirName ?? 'root');
@@ -105,14 +94,16 @@ export async function startNspawn(opts: NspawnOptions = {}): Promise<NspawnConta
       if (child.signalCode === 'SIGKILL') problems.push('systemd-nspawn ignored SIGTERM; killed');
     }
     // in every hierarchy, not only those it was placed in
-    for (const m of readMountInfo('self').filter((mi) => mi.fsType === 'cgroup' || mi.fsType === 'cgroup2')) {
-      problems.push(...(await removeCgroupTree(join(m.mountPoint, cgroupName))));
+    for (const h of cgroupHierarchies()) {
+      problems.push(...(await removeCgroupTree(join(h, cgroupName))));
     }
     problems.push(...(await processesMentioning(dir)).map((p) => `process left: ${p.pid} ${p.cmd}`));
-    problems.push(...(await mountsUnder(dir)).map((m) => `mount left: ${m}`));
+    const mounts = await mountsUnder(dir);
+    problems.push(...mounts.map((m) => `mount left: ${m}`));
     // nspawn removes it itself where /run is a tmpfs, and refuses to elsewhere
     await rmdir(join('/run/systemd/nspawn/propagate', name)).catch(() => {});
-    await rm(dir, { recursive: true, force: true });
+    // never recurse into a mount that stayed: it would delete what is mounted there
+    if (mounts.length === 0) await rm(dir, { recursive: true, force: true });
     return problems;
   }
 

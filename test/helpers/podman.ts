@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
+import { cgroupsCreated } from './host.js';
 
 export interface PrivatePodman {
   dir: string;
@@ -36,6 +37,7 @@ export const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:
 
 export async function startPodman(): Promise<PrivatePodman> {
   const preexisting = new Set(OUTSIDE.filter((o) => existsSync(o.dir)).map((o) => o.dir));
+  const cgroups = cgroupsCreated(['libpod_parent']); // conmon's and the containers' parent (cgroupfs)
   const dir = await mkdtemp(join(tmpdir(), 'crashcart-podman-'));
   const env = { CONTAINERS_CONF: join(dir, 'containers.conf'), CONTAINERS_STORAGE_CONF: join(dir, 'storage.conf') };
   await writeFile(env.CONTAINERS_STORAGE_CONF, [
@@ -91,6 +93,7 @@ export async function startPodman(): Promise<PrivatePodman> {
       for (const f of o.files) await unlink(join(o.dir, f)).catch(() => {});
       await rmdir(o.dir).catch(() => {}); // only when empty: someone else's files stay
     }
+    problems.push(...(await cgroups.remove()));
     if (problems.length) throw new Error(`private podman teardown: ${problems.join('; ')}`);
   }
   const stop = () => (stopping ??= teardown().catch((err: unknown) => {

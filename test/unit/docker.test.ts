@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { CrashcartError } from '../../src/core/errors.js';
-import { containerName, DEFAULT_DOCKER_SOCKET, docker, dockerSocket, fromListEntry, mayMatch, withInspect } from '../../src/runtimes/docker.js';
+import { containerName, DEFAULT_DOCKER_SOCKET, docker, dockerSocket, fromListEntry, withInspect } from '../../src/runtimes/docker.js';
+import { mayMatch } from '../../src/runtimes/types.js';
 import { engineGet } from '../../src/runtimes/engine-api.js';
 import { resolveTarget } from '../../src/runtimes/index.js';
 
