@@ -9,7 +9,8 @@
         "native/loop.cc",
         "native/graft.cc",
         "native/spawn.cc",
-        "native/lock.cc"
+        "native/lock.cc",
+        "native/inroot.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

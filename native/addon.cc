@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include "graft.h"
+#include "inroot.h"
 #include "lock.h"
 #include "loop.h"
 #include "spawn.h"
@@ -28,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("graft", Napi::Function::New(env, crashcart::Graft, "graft"));
   exports.Set("ungraft", Napi::Function::New(env, crashcart::Ungraft, "ungraft"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
+  exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
   exports.Set("lock", Napi::Function::New(env, crashcart::Lock, "lock"));
   exports.Set("unlock", Napi::Function::New(env, crashcart::Unlock, "unlock"));
   exports.Set("constants", Constants(env));

@@ -2,6 +2,7 @@
 
 #include <pthread.h>
 #include <string.h>
+#include <sys/wait.h>
 
 namespace crashcart {
 
@@ -10,21 +11,29 @@ const char* StepName(int step) {
     case kStepSetns: return "setns";
     case kStepChroot: return "chroot";
     case kStepChdir: return "chdir";
-    case kStepMkdir: return "mkdir";
-    case kStepRemount: return "remount";
-    case kStepMknod: return "mknod";
+    case kStepOpen: return "openat";
+    case kStepMountPoint: return "openat";
+    case kStepMkdir: return "mkdirat";
+    case kStepRemount: return "remount rw";
+    case kStepRestore: return "remount ro";
+    case kStepMknod: return "mknodat";
     case kStepMount: return "mount";
     case kStepMoveMount: return "move_mount";
-    case kStepUnlink: return "unlink";
-    case kStepUmount: return "umount";
+    case kStepUnlink: return "unlinkat";
+    case kStepUmount: return "umount2";
     case kStepRmdir: return "rmdir";
     case kStepCgroup: return "write cgroup.procs";
     case kStepFork: return "fork";
     case kStepSetgroups: return "setgroups";
     case kStepSetgid: return "setresgid";
     case kStepSetuid: return "setresuid";
+    case kStepCapBound: return "prctl PR_CAPBSET_DROP";
+    case kStepCapSet: return "capset";
+    case kStepCapAmbient: return "prctl PR_CAP_AMBIENT_RAISE";
+    case kStepNoNewPrivs: return "prctl PR_SET_NO_NEW_PRIVS";
     case kStepExecve: return "execve";
     case kStepSetfsuid: return "setfsuid";
+    case kStepFault: return "fault";
     default: return "child";
   }
 }
@@ -58,6 +67,64 @@ void ResetSignalHandlers() {
     if (sig == SIGKILL || sig == SIGSTOP) continue;
     sigaction(sig, &dfl, nullptr);  // fails harmlessly for the signals glibc reserves
   }
+}
+
+Fault ParseFault(Napi::Env env, const Napi::Object& req) {
+  Fault f;
+  Napi::Value v = req.Get("fault");
+  if (!v.IsObject()) return f;
+  Napi::Object o = v.As<Napi::Object>();
+  std::string point = o.Get("point").ToString().Utf8Value();
+  std::string action = o.Get("action").ToString().Utf8Value();
+  static const std::pair<const char*, int> kPoints[] = {
+      {"after-mknod", kFaultAfterMknod},         {"after-mount", kFaultAfterMount},
+      {"restore-dev", kFaultRestoreDev},         {"during-ungraft", kFaultDuringUngraft},
+      {"before-exec", kFaultBeforeExec},         {"no-close-range", kFaultNoCloseRange},
+  };
+  for (const auto& [name, id] : kPoints) {
+    if (point == name) f.point = id;
+  }
+  if (f.point == kFaultNone) return f;  // a point of the TypeScript side
+  if (action == "kill") {
+    f.action = kFaultKill;
+    f.crashcart = static_cast<int>(syscall(SYS_pidfd_open, getpid(), 0));
+    if (f.crashcart < 0) throw ErrnoError(env, errno, "pidfd_open");
+    fcntl(f.crashcart, F_SETFD, FD_CLOEXEC);
+  }
+  else if (action == "stop") f.action = kFaultStop;
+  else if (action == "fail") f.action = kFaultFail;
+  else throw Napi::TypeError::New(env, "Expected fault action fail, kill or stop but received '" + action + "'");
+  return f;
+}
+
+ChildReport AwaitReport(Napi::Env env, const Forked& child, const char* what) {
+  ChildReport report{};
+  bool got = ReadReport(child.reportFd, &report);
+  close(child.reportFd);
+  int status = 0;
+  while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (got) return report;
+  std::string how;
+  if (WIFSIGNALED(status)) {
+    const char* abbrev = sigabbrev_np(WTERMSIG(status));
+    how = abbrev ? std::string("was killed by SIG") + abbrev : "was killed by signal " + std::to_string(WTERMSIG(status));
+  } else {
+    how = "exited with status " + std::to_string(WEXITSTATUS(status));
+  }
+  Napi::Error error = Napi::Error::New(env, std::string("the ") + what + " process " + how + " before it reported");
+  error.Value().Set("code", "ECHILDDIED");
+  error.Value().Set("errno", 0);
+  error.Value().Set("syscall", what);
+  if (WIFSIGNALED(status)) error.Value().Set("signal", WTERMSIG(status));
+  throw error;
+}
+
+CStrings::CStrings(const Napi::Array& arr) {
+  owned.reserve(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); i++) owned.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
+  for (auto& s : owned) ptrs.push_back(s.data());
+  ptrs.push_back(nullptr);
 }
 
 }  // namespace crashcart

@@ -1,18 +1,19 @@
 // Spawn a command inside a target's namespaces.
 //
 //   node ──fork──▶ middle: joins cgroups, setns() in the order given (user last)
-//                    └─fork──▶ command: chroot to the target's root, chdir, drop to the
-//                                        requested ids, reset the signal mask, execve
+//                    └─fork──▶ command: chroot to the target's root, chdir, capabilities,
+//                                        ids, reset the signal mask, execve
 //
 // setns(CLONE_NEWPID) only moves *children* into the PID namespace, hence the second fork.
-// The middle process stays outside it, forwards signals sent to it, and mirrors the
+// The middle process stays outside it, forwards the signals it is told to, and mirrors the
 // command's exit code or signal as its own. A failure before exec comes back on a
 // close-on-exec pipe as {step, errno}; a dedicated thread waits, so the event loop doesn't.
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/capability.h>
+#include <linux/close_range.h>
 #include <sched.h>
 #include <string.h>
-#include <linux/close_range.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -31,19 +32,12 @@
 namespace crashcart {
 namespace {
 
-// Strings and arrays the children use, made before fork and never touched after it.
-struct CStrings {
-  std::vector<std::string> owned;
-  std::vector<char*> ptrs;
-
-  explicit CStrings(const Napi::Array& arr) {
-    owned.reserve(arr.Length());
-    for (uint32_t i = 0; i < arr.Length(); i++) owned.push_back(arr.Get(i).As<Napi::String>().Utf8Value());
-    for (auto& s : owned) ptrs.push_back(s.data());
-    ptrs.push_back(nullptr);
-  }
-  size_t size() const { return owned.size(); }
-  char* const* data() const { return ptrs.data(); }
+// Capability sets for the command (--caps target), as /proc/PID/status shows them.
+struct Caps {
+  bool set = false;
+  uint64_t bounding = 0, permitted = 0, effective = 0, inheritable = 0, ambient = 0;
+  int lastCap = 40;
+  bool noNewPrivs = false;
 };
 
 struct SpawnPlan {
@@ -55,39 +49,69 @@ struct SpawnPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+  Caps caps;
+  sigset_t forwarded;     // passed on to the command whoever sent them
+  sigset_t fromTerminal;  // passed on only when a process sent them: the terminal's reach it directly
   std::unique_ptr<CStrings> candidates, argv, env;
+  Fault fault;
 };
 
-// Signals the middle process passes on to the command. SIGINT and SIGQUIT from the
-// terminal reach the command directly (same process group), so the middle forwards those
-// only when a process sent them.
-bool IsForwarded(int sig) {
-  return sig == SIGTERM || sig == SIGHUP || sig == SIGINT || sig == SIGQUIT || sig == SIGUSR1 || sig == SIGUSR2 ||
-         sig == SIGCONT;
+int Fail(int reportFd, int step, int err, int detail = 0) {
+  ChildSend(reportFd, step, err, detail, 0);
+  _exit(1);  // the parent reads the report; this status never becomes the user's
+}
+
+// Bounding set first (it needs CAP_SETPCAP, which the later steps drop); ids then change
+// with PR_SET_KEEPCAPS so the permitted set survives a non-root --user.
+void DropBounding(const SpawnPlan& p, int reportFd) {
+  if (!p.caps.set) return;
+  for (int cap = 0; cap <= p.caps.lastCap; cap++) {
+    if (p.caps.bounding & (1ULL << cap)) continue;
+    if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL) Fail(reportFd, kStepCapBound, errno, cap);
+  }
+  prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0);
+}
+
+void SetCaps(const SpawnPlan& p, int reportFd) {
+  if (!p.caps.set) return;
+  struct __user_cap_header_struct header = {_LINUX_CAPABILITY_VERSION_3, 0};
+  struct __user_cap_data_struct data[2];
+  for (int i = 0; i < 2; i++) {
+    data[i].effective = static_cast<uint32_t>(p.caps.effective >> (32 * i));
+    data[i].permitted = static_cast<uint32_t>(p.caps.permitted >> (32 * i));
+    data[i].inheritable = static_cast<uint32_t>(p.caps.inheritable >> (32 * i));
+  }
+  if (syscall(SYS_capset, &header, data) < 0) Fail(reportFd, kStepCapSet, errno);
+  prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0);
+  prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  for (int cap = 0; cap <= p.caps.lastCap; cap++) {
+    if (!(p.caps.ambient & (1ULL << cap))) continue;
+    if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) < 0) Fail(reportFd, kStepCapAmbient, errno, cap);
+  }
+  if (p.caps.noNewPrivs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) Fail(reportFd, kStepNoNewPrivs, errno);
+}
+
+// Nothing of crashcart's but stdio may reach the command. close_range needs Linux 5.11;
+// before that, every descriptor up to the limit is marked close-on-exec one by one.
+void CloseOnExecAbove2(const SpawnPlan& p) {
+  if (!FaultHere(p.fault, kFaultNoCloseRange) && syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) == 0) return;
+  struct rlimit rl;
+  rlim_t max = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? rl.rlim_cur : 1 << 20;
+  for (rlim_t fd = 3; fd < max; fd++) {
+    int fl = fcntl(static_cast<int>(fd), F_GETFD);
+    if (fl >= 0 && !(fl & FD_CLOEXEC)) fcntl(static_cast<int>(fd), F_SETFD, fl | FD_CLOEXEC);
+  }
 }
 
 [[noreturn]] void CommandChild(const SpawnPlan& p, int reportFd) {
-  if (fchdir(p.rootFd) < 0 || chroot(".") < 0) {
-    ChildSend(reportFd, kStepChroot, errno, 0, 0);
-    _exit(125);
-  }
+  if (fchdir(p.rootFd) < 0 || chroot(".") < 0) Fail(reportFd, kStepChroot, errno);
   int rc = p.cwdFd >= 0 ? fchdir(p.cwdFd) : chdir(p.workdir.c_str());
-  if (rc < 0) {
-    ChildSend(reportFd, kStepChdir, errno, 0, 0);
-    _exit(125);
-  }
-  if (setgroups(p.groups.size(), p.groups.data()) < 0) {
-    ChildSend(reportFd, kStepSetgroups, errno, 0, 0);
-    _exit(125);
-  }
-  if (setresgid(p.gid, p.gid, p.gid) < 0) {
-    ChildSend(reportFd, kStepSetgid, errno, 0, 0);
-    _exit(125);
-  }
-  if (setresuid(p.uid, p.uid, p.uid) < 0) {
-    ChildSend(reportFd, kStepSetuid, errno, 0, 0);
-    _exit(125);
-  }
+  if (rc < 0) Fail(reportFd, kStepChdir, errno);
+  DropBounding(p, reportFd);
+  if (setgroups(p.groups.size(), p.groups.data()) < 0) Fail(reportFd, kStepSetgroups, errno);
+  if (setresgid(p.gid, p.gid, p.gid) < 0) Fail(reportFd, kStepSetgid, errno);
+  if (setresuid(p.uid, p.uid, p.uid) < 0) Fail(reportFd, kStepSetuid, errno);
+  SetCaps(p, reportFd);
   // stdin, stdout and stderr are the caller's: make sure they survive exec (Node may have
   // marked them close-on-exec), and let nothing else of crashcart's leak into the target.
   for (int fd = 0; fd <= 2; fd++) fcntl(fd, F_SETFD, 0);
@@ -98,7 +122,9 @@ bool IsForwarded(int sig) {
     int fl = fcntl(fd, F_GETFL);
     if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
-  syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+  CloseOnExecAbove2(p);
+  // (kill is done by the middle: from inside the target's PID namespace crashcart cannot be signalled)
+  if (p.fault.action != kFaultKill && FaultHere(p.fault, kFaultBeforeExec)) Fail(reportFd, kStepFault, EIO);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -121,17 +147,17 @@ bool IsForwarded(int sig) {
     break;
   }
   if (sawAccess) err = EACCES;
-  ChildSend(reportFd, kStepExecve, err, which, 0);
-  _exit(err == ENOENT ? 127 : 126);
+  Fail(reportFd, kStepExecve, err, which);
+  _exit(1);
 }
 
 // Waits for the command, forwarding signals; then becomes its exit status.
-[[noreturn]] void MirrorCommand(pid_t command) {
-  sigset_t set;
-  sigemptyset(&set);
+[[noreturn]] void MirrorCommand(const SpawnPlan& p, pid_t command) {
+  sigset_t set = p.forwarded;
   for (int sig = 1; sig < NSIG; sig++) {
-    if (sig == SIGCHLD || IsForwarded(sig)) sigaddset(&set, sig);
+    if (sigismember(&p.fromTerminal, sig) == 1) sigaddset(&set, sig);
   }
+  sigaddset(&set, SIGCHLD);
   int status = 0;
   for (;;) {
     siginfo_t si;
@@ -142,8 +168,8 @@ bool IsForwarded(int sig) {
       if (r == command) break;
       continue;
     }
-    // Terminal-generated (SI_KERNEL) SIGINT/SIGQUIT already reached the command.
-    if ((sig == SIGINT || sig == SIGQUIT) && si.si_code == SI_KERNEL) continue;
+    // Sent by the terminal (SI_KERNEL): it already reached the command, in the same group.
+    if (sigismember(&p.fromTerminal, sig) == 1 && si.si_code == SI_KERNEL) continue;
     kill(command, sig);
   }
   if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
@@ -156,37 +182,28 @@ bool IsForwarded(int sig) {
   sigaddset(&only, sig);
   sigprocmask(SIG_UNBLOCK, &only, nullptr);
   kill(getpid(), sig);
-  _exit(128 + sig);
+  _exit(128 + sig);  // a signal that cannot end a process: the parent reads the code
 }
 
 [[noreturn]] void MiddleChild(const SpawnPlan& p, int reportFd) {
   prctl(PR_SET_NAME, "crashcart-wait");  // what `ps` on the host shows for it
   // Join the target's cgroups first, as docker exec does ("0" means the writer itself).
   for (size_t i = 0; i < p.cgroupProcsFds.size(); i++) {
-    if (write(p.cgroupProcsFds[i], "0", 1) < 0) {
-      ChildSend(reportFd, kStepCgroup, errno, static_cast<int>(i), 0);
-      _exit(125);
-    }
+    if (write(p.cgroupProcsFds[i], "0", 1) < 0) Fail(reportFd, kStepCgroup, errno, static_cast<int>(i));
   }
   for (size_t i = 0; i < p.namespaces.size(); i++) {
-    if (setns(p.namespaces[i].first, p.namespaces[i].second) < 0) {
-      ChildSend(reportFd, kStepSetns, errno, static_cast<int>(i), 0);
-      _exit(125);
-    }
+    if (setns(p.namespaces[i].first, p.namespaces[i].second) < 0) Fail(reportFd, kStepSetns, errno, static_cast<int>(i));
   }
+  if (p.fault.action == kFaultKill) FaultHere(p.fault, kFaultBeforeExec);
   pid_t command = fork();
-  if (command < 0) {
-    ChildSend(reportFd, kStepFork, errno, 0, 0);
-    _exit(125);
-  }
-  if (command == 0) CommandChild(p, reportFd);
+  if (command < 0) Fail(reportFd, kStepFork, errno);
+  if (command == 0) CommandChild(p, reportFd);  // still not dumpable: inherited across fork
   close(reportFd);  // from here on only the command holds it, until its exec closes it
-  MirrorCommand(command);
+  MirrorCommand(p, command);
 }
 
 struct Waiter {
-  pid_t pid;
-  int reportFd;
+  Forked child;
   Napi::Promise::Deferred deferred;
   Napi::ThreadSafeFunction tsfn;
   std::shared_ptr<SpawnPlan> plan;  // keeps the strings alive for error messages
@@ -224,9 +241,9 @@ void Settle(Napi::Env env, Napi::Function, Waiter* w) {
 }
 
 void Wait(Waiter* w) {
-  w->failed = ReadReport(w->reportFd, &w->report) && w->report.step != kStepNone;
-  close(w->reportFd);
-  while (waitpid(w->pid, &w->status, 0) < 0 && errno == EINTR) {
+  w->failed = ReadReport(w->child.reportFd, &w->report) && w->report.step != kStepNone;
+  close(w->child.reportFd);
+  while (waitpid(w->child.pid, &w->status, 0) < 0 && errno == EINTR) {
   }
   w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function fn, Waiter* waiter) {
     Settle(env, fn, waiter);
@@ -239,6 +256,23 @@ std::vector<int> Ints(const Napi::Array& arr) {
   std::vector<int> out;
   for (uint32_t i = 0; i < arr.Length(); i++) out.push_back(arr.Get(i).As<Napi::Number>().Int32Value());
   return out;
+}
+
+sigset_t Signals(const Napi::Value& v) {
+  sigset_t set;
+  sigemptyset(&set);
+  if (v.IsArray()) {
+    for (int sig : Ints(v.As<Napi::Array>())) sigaddset(&set, sig);
+  }
+  return set;
+}
+
+uint64_t Hex(Napi::Env env, const Napi::Object& o, const char* key) {
+  std::string s = o.Get(key).As<Napi::String>().Utf8Value();
+  char* end = nullptr;
+  unsigned long long v = strtoull(s.c_str(), &end, 16);
+  if (s.empty() || *end != '\0') throw Napi::TypeError::New(env, std::string("Expected hex digits for caps.") + key + " but received '" + s + "'");
+  return v;
 }
 
 }  // namespace
@@ -261,39 +295,47 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   plan->uid = req.Get("uid").As<Napi::Number>().Uint32Value();
   plan->gid = req.Get("gid").As<Napi::Number>().Uint32Value();
   for (int g : Ints(req.Get("groups").As<Napi::Array>())) plan->groups.push_back(static_cast<gid_t>(g));
+  plan->forwarded = Signals(req.Get("forwardSignals"));
+  plan->fromTerminal = Signals(req.Get("terminalSignals"));
+  Napi::Value caps = req.Get("caps");
+  if (caps.IsObject()) {
+    Napi::Object c = caps.As<Napi::Object>();
+    plan->caps.set = true;
+    plan->caps.bounding = Hex(env, c, "bounding");
+    plan->caps.permitted = Hex(env, c, "permitted");
+    plan->caps.effective = Hex(env, c, "effective");
+    plan->caps.inheritable = Hex(env, c, "inheritable");
+    plan->caps.ambient = Hex(env, c, "ambient");
+    plan->caps.lastCap = c.Get("lastCap").As<Napi::Number>().Int32Value();
+    plan->caps.noNewPrivs = c.Get("noNewPrivs").ToBoolean().Value();
+    if (plan->caps.lastCap < 0 || plan->caps.lastCap > 63) throw Napi::RangeError::New(env, "Expected caps.lastCap in 0..63");
+  }
   plan->candidates = std::make_unique<CStrings>(req.Get("candidates").As<Napi::Array>());
   plan->argv = std::make_unique<CStrings>(req.Get("argv").As<Napi::Array>());
   plan->env = std::make_unique<CStrings>(req.Get("env").As<Napi::Array>());
+  plan->fault = ParseFault(env, req);
   if (plan->argv->size() == 0 || plan->candidates->size() == 0) {
     throw Napi::TypeError::New(env, "Expected a non-empty argv and candidates");
   }
 
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) throw ErrnoError(env, errno, "pipe2");
-  sigset_t old = BlockAllSignals();
-  pid_t pid = fork();
-  if (pid == 0) {
-    ResetSignalHandlers();  // the mask stays full: the middle waits with sigwaitinfo
-    close(fds[0]);
-    MiddleChild(*plan, fds[1]);
+  // The middle waits with sigwaitinfo, so the mask ForkReporting leaves (all blocked) stays.
+  Forked child;
+  try {
+    child = ForkReporting(env, [&](int fd) { MiddleChild(*plan, fd); });
+  } catch (...) {
+    plan->fault.Close();
+    throw;
   }
-  int forkErr = errno;
-  RestoreSignals(old);
-  close(fds[1]);
-  if (pid < 0) {
-    close(fds[0]);
-    throw ErrnoError(env, forkErr, "fork");
-  }
-
+  plan->fault.Close();
   auto deferred = Napi::Promise::Deferred::New(env);
-  auto* waiter = new Waiter{pid, fds[0], deferred,
+  auto* waiter = new Waiter{child, deferred,
                             Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                                           "crashcart-wait", 0, 1),
                             plan};
   std::thread(Wait, waiter).detach();
 
   Napi::Object out = Napi::Object::New(env);
-  out.Set("pid", pid);
+  out.Set("pid", child.pid);
   out.Set("exited", deferred.Promise());
   return out;
 }

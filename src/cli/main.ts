@@ -43,6 +43,14 @@ export async function main(argv: string[]): Promise<number> {
       (y) => y.option('image', { alias: 'i', type: 'string', describe: 'toolkit image file' }),
       (a) => run(import('./commands/demo.js').then(({ demo }) => demo(a as never, command))),
     )
+    .command(
+      'gc',
+      'remove grafts whose sessions have all ended, and the state of targets that are gone',
+      (y) => y
+        .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'say what would be removed; change nothing' })
+        .option('audit', { type: 'boolean', default: true, describe: 'record the run in the audit log' }),
+      (a) => run(import('./commands/gc.js').then(({ gc }) => gc(a as never))),
+    )
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command('image', 'build, pull and manage toolkit images', (y) => y.command(imageCommands).demandCommand(1, 'name an image command: build, pull, ls, inspect, rm'))
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
@@ -60,16 +68,25 @@ export async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
+/** yargs' messages in one line: "Invalid values: Argument: method, Given: "x", Choices: ..." */
+export function usageLine(msg: string): string {
+  const choice = /Argument: ([\w-]+), Given: ("[^"]*"|\S+), Choices: (.*)$/s.exec(msg);
+  if (choice) return `invalid --${choice[1]} ${choice[2]}: choose one of ${choice[3].replace(/"/g, '').replace(/\s+/g, ' ').trim()}`;
+  return msg.replace(/\s*\n\s*/g, ' ').trim();
+}
+
 export async function run(): Promise<void> {
+  const argv = process.argv.slice(2);
+  const verbose = splitArgv(argv).own.some((a) => a === '-v' || a === '--verbose');
   let code: number;
   try {
-    code = await main(process.argv.slice(2));
+    code = await main(argv);
   } catch (e) {
     if (e instanceof Error && (e as { usage?: boolean }).usage) {
-      process.stderr.write(`crashcart: ${e.message}; see crashcart --help\n`);
+      process.stderr.write(`crashcart: ${usageLine(e.message)}; see crashcart --help\n`);
       code = EXIT_CRASHCART;
     } else {
-      code = report(e);
+      code = report(e, verbose);
     }
   }
   process.exitCode = code;

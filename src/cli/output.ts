@@ -1,7 +1,7 @@
 // What crashcart says on stderr. stdout belongs to the command in the target (and to
 // listings), so scripts get clean output.
 import { CrashcartError, EXIT_CRASHCART } from '../core/errors.js';
-import { isNativeError } from '../native/index.js';
+import { isNativeError, type NativeError } from '../native/index.js';
 
 export type Log = (line: string) => void;
 
@@ -23,10 +23,32 @@ export function formatTable(rows: string[][]): string {
   return rows.map((r) => `${r.map((cell, c) => (c === r.length - 1 ? cell : cell.padEnd(widths[c]!))).join('  ')}\n`).join('');
 }
 
-/** Prints one line for a failure and returns the exit code to use. */
-export function report(e: unknown): number {
+/** What -v adds to a failure: each cause, with the native side's step and detail. */
+export function causeChain(e: unknown): string[] {
+  const out: string[] = [];
+  for (let c = (e as Error | undefined)?.cause, depth = 0; c !== undefined && depth < 8; c = (c as Error).cause, depth++) {
+    const x = c as Partial<NativeError> & { step?: string; detail?: number; signal?: number };
+    const facts = [
+      x.code && `code ${x.code}`,
+      x.syscall && `syscall ${x.syscall}`,
+      x.path && `path ${x.path}`,
+      x.step && x.step !== x.syscall && `step ${x.step}`,
+      typeof x.detail === 'number' && x.detail !== 0 && `detail ${x.detail}`,
+      typeof x.signal === 'number' && `signal ${x.signal}`,
+    ].filter(Boolean);
+    out.push(`caused by: ${c instanceof Error ? c.message : String(c)}${facts.length ? ` [${facts.join(', ')}]` : ''}`);
+  }
+  return out;
+}
+
+/** Prints one line for a failure (and with -v its causes) and returns the exit code to use. */
+export function report(e: unknown, verbose = false): number {
+  const causes = () => {
+    if (verbose) for (const line of causeChain(e)) process.stderr.write(`crashcart:   ${line}\n`);
+  };
   if (e instanceof CrashcartError) {
     process.stderr.write(`crashcart: ${e.message}${e.hint ? `; ${e.hint}` : ''}\n`);
+    causes();
     return e.exitCode;
   }
   if (isNativeError(e)) {

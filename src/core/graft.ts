@@ -4,13 +4,19 @@
 //            under /dev, mount it read-only at /dev/crashcart, unlink the node.
 //   mountapi (own user namespace, where mknod cannot work): fsopen/fsmount in the host,
 //            then move_mount the finished mount to /dev/crashcart inside the target.
+//
+// Either way the addon walks the target's paths without following symlinks and works on
+// the directories it opened, so the target cannot redirect the mount (see native/graft.cc).
 import { CrashcartError, errnoCode } from './errors.js';
+import { injectedFault, nativeFault } from './fault.js';
 import type { HeldLoop } from './loop.js';
 import { readMountInfo, type MountInfo } from './proc.js';
 import type { TargetHandles } from './target.js';
-import { graft, ungraft, isNativeError, type GraftMethod } from '../native/index.js';
+import { graft, ungraft, isNativeError, type ChildFailure, type GraftMethod } from '../native/index.js';
 
 export const TOOLKIT_DIR = '/dev/crashcart';
+/** The device node the mknod method makes next to the mount point for a moment. */
+export const NODE_PREFIX = '.crashcart-loop';
 export type MethodChoice = 'auto' | GraftMethod;
 
 /** The toolkit mount inside a target, as its mountinfo shows it (the topmost one). */
@@ -28,41 +34,103 @@ export interface GraftOutcome {
   fallbackReason?: string;
 }
 
+const targetFds = (target: TargetHandles) => ({
+  mntNsFd: target.mntNsFd,
+  rootFd: target.root,
+  fsUid: target.facts.rootUid,
+  fsGid: target.facts.rootGid,
+});
+
 function graftWith(method: GraftMethod, target: TargetHandles, loop: HeldLoop) {
   return graft({
+    ...targetFds(target),
     method,
-    mntNsFd: target.mntNsFd,
-    rootFd: target.root,
     mountPoint: TOOLKIT_DIR,
     fsType: 'ext3',
-    nodePath: `/dev/.crashcart-loop${loop.index}`,
+    nodeName: `${NODE_PREFIX}${loop.index}`,
     major: loop.major,
     minor: loop.minor,
     devicePath: loop.path,
-    fsUid: target.facts.rootUid,
-    fsGid: target.facts.rootGid,
+    ...nativeFault(),
   });
 }
+
+// Failures that say something about the target, not about the method: another method
+// would meet the same symlink, file or read-only root.
+const TARGET_STEPS = new Set(['openat', 'remount rw', 'remount ro', 'fault']);
+const isTargetProblem = (e: ChildFailure) => TARGET_STEPS.has(e.step) || e.code === 'ECHILDDIED';
 
 /** Grafts the loop device's filesystem at /dev/crashcart in the target. */
 export function graftToolkit(target: TargetHandles, loop: HeldLoop, choice: MethodChoice): GraftOutcome {
   // With a user namespace of its own the mknod path cannot work (mkdir gives EOVERFLOW,
   // mknod EPERM, and its /dev is nodev): go straight to the mount API.
   const first: GraftMethod = choice === 'auto' ? (target.facts.ownUserNs ? 'mountapi' : 'mknod') : choice;
+  let outcome: GraftOutcome;
   try {
-    return { method: first, ...graftWith(first, target, loop) };
+    outcome = { method: first, ...graftWith(first, target, loop) };
   } catch (e) {
-    if (choice !== 'auto' || first === 'mountapi' || !isNativeError(e)) throw graftError(first, e);
+    if (choice !== 'auto' || first === 'mountapi' || !isNativeError(e) || isTargetProblem(e as ChildFailure)) throw graftError(first, e);
     try {
-      return { method: 'mountapi', ...graftWith('mountapi', target, loop), fallbackReason: e.message };
+      outcome = { method: 'mountapi', ...graftWith('mountapi', target, loop), fallbackReason: e.message };
     } catch (e2) {
       throw graftError('mountapi', e2, `mknod path: ${e.message}`);
     }
   }
+  checkGraftFlags(target, outcome);
+  return outcome;
+}
+
+/** The graft must be where it was meant to go, and read-only, nosuid and nodev. */
+function checkGraftFlags(target: TargetHandles, outcome: GraftOutcome): void {
+  const m = findGraft(target.facts.pid);
+  const opts = m?.options.split(',') ?? [];
+  const missing = ['ro', 'nosuid', 'nodev'].filter((o) => !opts.includes(o));
+  if (m && missing.length === 0) return;
+  try {
+    ungraftToolkit(target, { removeDir: outcome.createdDir });
+  } catch {
+    // the error below says what is wrong; the next run's cleanup retries
+  }
+  throw new CrashcartError(
+    m ? `the toolkit was mounted without ${missing.join(', ')} (${m.options}): taken out again` : `the toolkit mount did not appear at ${TOOLKIT_DIR} in the container`,
+    { hint: 'this is a bug in crashcart or the kernel; run with -v and report it' },
+  );
 }
 
 function graftError(method: GraftMethod, e: unknown, earlier?: string): unknown {
   if (!isNativeError(e)) return e;
+  const f = e as ChildFailure;
+  const why = earlier ? `${e.message}; before that, ${earlier}` : e.message;
+  const opts = { code: e.code, cause: e };
+  if (f.step === 'fault') return injectedFault(e);
+  if (f.step === 'openat') {
+    const what = f.path === TOOLKIT_DIR ? TOOLKIT_DIR : `${f.path ?? '/dev'}`;
+    const problems: Record<string, string> = {
+      ELOOP: `${what} in the container is a symlink, and crashcart never follows a symlink inside a container`,
+      ENOTDIR: `${what} in the container is not a directory`,
+      ENOENT: `the container has no ${what} directory`,
+    };
+    const problem = problems[e.code];
+    if (problem) {
+      return new CrashcartError(`cannot graft the toolkit: ${problem} (${e.message})`, {
+        ...opts,
+        hint: f.path === TOOLKIT_DIR ? `remove ${TOOLKIT_DIR} inside the container, or look at what put it there` : "the container's /dev must be a directory",
+      });
+    }
+  }
+  if (f.step === 'remount rw') {
+    const hint = e.code === 'EINVAL'
+      ? "its /dev is part of a read-only root, not a mount of its own: there is nowhere to put the toolkit; give the container a tmpfs /dev (every runtime does by default)"
+      : 'run with -v for details';
+    return new CrashcartError(`cannot graft the toolkit: the container's /dev is read-only and could not be made writable for a moment (${e.message})`, { ...opts, hint });
+  }
+  if (f.step === 'remount ro') {
+    const state = f.detail === 1 ? 'and /dev is still WRITABLE in the container' : 'and /dev is read-only again';
+    return new CrashcartError(`cannot make the container's /dev read-only again (${e.message}): the toolkit was taken out, ${state}`, {
+      ...opts,
+      hint: f.detail === 1 ? "make it read-only by hand: nsenter -t PID -m mount -o remount,bind,ro /dev" : 'run with -v for details',
+    });
+  }
   const hints: Record<string, string> = {
     EROFS: "the container's /dev is read-only and could not be made writable",
     EOVERFLOW: 'the container has its own user namespace: try --method mountapi',
@@ -71,12 +139,7 @@ function graftError(method: GraftMethod, e: unknown, earlier?: string): unknown 
     EACCES: "the container's /dev does not allow device nodes: try --method mountapi",
     EPERM: method === 'mknod' ? 'device nodes are not allowed there (a user namespace?): try --method mountapi' : 'crashcart must run as root on the host',
   };
-  const why = earlier ? `${e.message}; before that, ${earlier}` : e.message;
-  return new CrashcartError(`cannot graft the toolkit (${method}): ${why}`, {
-    hint: hints[e.code] ?? 'run with -v for details',
-    code: e.code,
-    cause: e,
-  });
+  return new CrashcartError(`cannot graft the toolkit (${method}): ${why}`, { ...opts, hint: hints[e.code] ?? 'run with -v for details' });
 }
 
 export interface UngraftOutcome {
@@ -87,14 +150,7 @@ export interface UngraftOutcome {
 /** Unmounts /dev/crashcart in the target (lazily if something still uses it) and removes
  *  the directory when crashcart created it. */
 export function ungraftToolkit(target: TargetHandles, opts: { removeDir: boolean }): UngraftOutcome {
-  const req = {
-    mntNsFd: target.mntNsFd,
-    rootFd: target.root,
-    mountPoint: TOOLKIT_DIR,
-    removeDir: opts.removeDir,
-    fsUid: target.facts.rootUid,
-    fsGid: target.facts.rootGid,
-  };
+  const req = { ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: true, removeDir: opts.removeDir, ...nativeFault() };
   try {
     ungraft({ ...req, detach: false });
     return { lazy: false };
@@ -110,9 +166,34 @@ export function ungraftToolkit(target: TargetHandles, opts: { removeDir: boolean
       }
     }
     if (errnoCode(e) === 'ENOTEMPTY') return { lazy: false }; // someone else's directory
-    throw new CrashcartError(`cannot remove the toolkit from the container: ${(e as Error).message}`, {
-      hint: 'see which processes use it with: crashcart <target> -- fuser -m /dev/crashcart',
+    throw ungraftError(e);
+  }
+}
+
+/**
+ * After a crash part-way through a graft: the device node the mknod method makes for a
+ * moment, and the mount point directory if it is empty. No unmount (there is no graft).
+ */
+export function sweepLeftovers(target: TargetHandles): void {
+  try {
+    ungraft({ ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: false, detach: false, removeDir: true, sweepNodes: NODE_PREFIX });
+  } catch (e) {
+    if (errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'ENOENT') return;
+    throw ungraftError(e);
+  }
+}
+
+function ungraftError(e: unknown): CrashcartError {
+  const f = e as Partial<ChildFailure>;
+  if (f.step === 'fault') return injectedFault(e);
+  if (f.step === 'remount ro') {
+    return new CrashcartError(`cannot make the container's /dev read-only again after removing the toolkit (${(e as Error).message}): /dev is still WRITABLE in the container`, {
       cause: e,
+      hint: 'make it read-only by hand: nsenter -t PID -m mount -o remount,bind,ro /dev',
     });
   }
+  return new CrashcartError(`cannot remove the toolkit from the container: ${(e as Error).message}`, {
+    hint: 'see which processes use it with: crashcart <target> -- fuser -m /dev/crashcart',
+    cause: e,
+  });
 }

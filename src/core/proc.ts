@@ -54,6 +54,8 @@ export interface ProcStat {
   /** state letter: R, S, D, Z, ... */
   state: string;
   ppid: number;
+  /** field 9, the kernel's PF_* flags (PF_KTHREAD: a kernel thread) */
+  flags: number;
   /** field 22, start time in clock ticks: with the pid it names a process uniquely, even
    *  after the pid is reused */
   start: number;
@@ -63,7 +65,7 @@ export function parseStat(text: string): ProcStat {
   // comm (field 2) may contain spaces and parentheses: fields resume after the last ')'.
   const close = text.lastIndexOf(')');
   const rest = text.slice(close + 2).split(' ');
-  return { comm: text.slice(text.indexOf('(') + 1, close), state: rest[0], ppid: Number(rest[1]), start: Number(rest[19]) };
+  return { comm: text.slice(text.indexOf('(') + 1, close), state: rest[0], ppid: Number(rest[1]), flags: Number(rest[6]), start: Number(rest[19]) };
 }
 
 export const parseStartTime = (stat: string): number => parseStat(stat).start;
@@ -75,6 +77,9 @@ export function readStat(pid: number | 'self'): ProcStat | undefined {
     return undefined;
   }
 }
+
+/** PF_KTHREAD in /proc/PID/stat's flags. */
+export const PF_KTHREAD = 0x00200000;
 
 export const startTime = (pid: number | 'self'): number | undefined => readStat(pid)?.start;
 

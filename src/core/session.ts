@@ -1,141 +1,23 @@
-// A crashcart session: graft the toolkit into a target (or join an existing graft), run a
-// command there, and take the toolkit away again when the last session ends.
+// A crashcart session: join (or make) the graft in a target, run a command there, and leave
+// the graft to the record's rules when the command ends (see grafts.ts).
 import { spawn as spawnChild } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
-import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
-import { findGraft, graftToolkit, ungraftToolkit, type MethodChoice } from './graft.js';
-import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
+import { writeAudit, type AuditEntry } from './audit.js';
+import { targetCaps } from './caps.js';
 import { commandEnv, defaultCommand, execEnv, parseUser, searchCandidates } from './command.js';
-import { isAlive, readEnviron, startTime } from './proc.js';
-import { trapSignals, type SignalTrap } from './signals.js';
-import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
-import { inspectTarget, TargetHandles, type TargetFacts } from './target.js';
-import type { ExecCommand, ExecRequest, Target } from '../runtimes/index.js';
-import { isNativeError, spawn, type ExitStatus } from '../native/index.js';
+import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
+import { faultPoint, injectedFault, nativeFault } from './fault.js';
+import { ensureGrafted, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
+import { existsInRoot, readInRoot } from './inroot.js';
+import { checkLimits, describeLimit } from './limits.js';
+import { mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
+import { FORWARDED_SIGNALS, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
+import { StateStore, targetKey, type Session } from './state.js';
+import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
+import { isNativeError, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
 
-export type Log = (line: string) => void;
-
-export interface GraftOptions {
-  image: string;
-  method: MethodChoice;
-  allowHost: boolean;
-  /** -v lines */
-  log: Log;
-  /** lines shown even without -v */
-  warn: Log;
-}
-
-const describe = (t: Target) => (t.runtime === 'pid' ? `process ${t.pid}` : `${t.runtime} container ${t.id}`);
-
-function self(): { pid: number; start: number } {
-  return { pid: process.pid, start: startTime('self')! };
-}
-
-function newRecord(key: string, target: Target, facts: TargetFacts): TargetRecord {
-  return {
-    key,
-    target: { pid: facts.pid, start: facts.start, runtime: target.runtime, id: target.id },
-    image: '',
-    loop: '',
-    method: '',
-    createdDir: false,
-    pinned: false,
-    sessions: [],
-  };
-}
-
-/**
- * Makes sure the image is grafted in the target and records `session` (if any) against it.
- * Runs under the state lock. Returns the record.
- */
-function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, opts: GraftOptions, session?: Session, pin = false): TargetRecord {
-  const key = targetKey(facts.mntNs);
-  const image = statSync(opts.image);
-  let rec = store.read(key);
-  if (rec && !isAlive(rec.target.pid, rec.target.start)) rec = undefined; // a namespace inode reused
-  rec = rec ?? newRecord(key, target, facts);
-  rec.sessions = rec.sessions.filter(sessionAlive);
-
-  const existing = findGraft(facts.pid);
-  if (existing) {
-    const index = loopIndexOf(existing.major, existing.minor);
-    if (index === undefined || !loopBacks(index, { dev: image.dev, ino: image.ino })) {
-      const what = index === undefined ? existing.source : `/dev/loop${index}`;
-      throw new CrashcartError(`${describe(target)} already has something else mounted at /dev/crashcart (${what})`, {
-        hint: 'unmount it with crashcart -u, or use the image that is grafted there with -i',
-      });
-    }
-    opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
-    if (!rec.loop) Object.assign(rec, { loop: `/dev/loop${index}`, method: 'unknown', createdDir: true, image: opts.image });
-  } else {
-    // Recorded before the mount exists: if crashcart is killed in between, the next run
-    // finds a dead session here and takes away whatever it left.
-    store.write({ ...rec, sessions: [...rec.sessions, session ?? { processes: [self()] }] });
-    let loop: HeldLoop | undefined;
-    let handles: TargetHandles | undefined;
-    try {
-      loop = acquireLoop(opts.image);
-      opts.log(`${loop.attached ? 'attached' : 'sharing'} ${loop.path} for ${opts.image}`);
-      handles = TargetHandles.forGraft(facts);
-      const outcome = graftToolkit(handles, loop, opts.method);
-      if (outcome.fallbackReason) opts.log(`mknod path failed (${outcome.fallbackReason}); used the mount API`);
-      if (outcome.remountedParent) opts.log("the container's /dev was read-only: made writable for a moment, then restored");
-      opts.log(`grafted at /dev/crashcart with ${outcome.method}`);
-      Object.assign(rec, { loop: loop.path, method: outcome.method, createdDir: outcome.createdDir, image: opts.image, pinned: false });
-    } catch (e) {
-      if (rec.sessions.length > 0 || rec.pinned) store.write(rec);
-      else store.remove(key);
-      throw e;
-    } finally {
-      handles?.close();
-      if (loop) releaseLoop(loop); // the mount holds the device now (or, on failure, autoclear frees it)
-    }
-  }
-  if (session) rec.sessions.push(session);
-  if (pin) rec.pinned = true;
-  store.write(rec);
-  return rec;
-}
-
-/** Takes the toolkit out of a target if nothing needs it any more. Runs under the lock. */
-function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log): void {
-  rec.sessions = rec.sessions.filter(sessionAlive);
-  if (rec.pinned || rec.sessions.length > 0) {
-    store.write(rec);
-    if (rec.sessions.length > 0) log(`${rec.sessions.length} other session(s) still use the toolkit: leaving it`);
-    return;
-  }
-  if (!isAlive(rec.target.pid, rec.target.start)) {
-    store.remove(rec.key); // the container is gone, and its mounts with it
-    return;
-  }
-  const facts = inspectTarget(rec.target.pid, { allowHost: true });
-  if (findGraft(facts.pid)) {
-    const handles = TargetHandles.forGraft(facts);
-    try {
-      const { lazy } = ungraftToolkit(handles, { removeDir: rec.createdDir });
-      log(lazy ? 'toolkit detached (still in use by a leftover process; freed when it exits)' : 'toolkit unmounted');
-    } finally {
-      handles.close();
-    }
-  }
-  store.remove(rec.key);
-}
-
-/** Forgets dead sessions everywhere, and ungrafts targets that crashed sessions left. */
-export function pruneStale(store: StateStore, log: Log): void {
-  for (const rec of store.all()) {
-    const before = rec.sessions.length;
-    const live = rec.sessions.filter(sessionAlive);
-    if (live.length === before && (live.length > 0 || rec.pinned)) continue;
-    try {
-      releaseIfUnused(store, rec, log);
-    } catch (e) {
-      log(`could not clean up after a stale session in ${rec.target.runtime} ${rec.target.id}: ${(e as Error).message}`);
-    }
-  }
-}
+export type { GraftOptions, Log } from './grafts.js';
 
 export interface RunOptions extends GraftOptions {
   command: string[];
@@ -146,29 +28,56 @@ export interface RunOptions extends GraftOptions {
   env: string[];
   targetEnv: boolean;
   joinCgroup: boolean;
+  /** --caps target: the target process's capability sets and no_new_privs */
+  targetCaps: boolean;
   /** --exec: run the command through the runtime's own exec instead of entering ourselves */
   runtimeExec?: (req: ExecRequest) => ExecCommand;
+  /** what the audit line says about the image */
+  imageSha256?: string | null;
+  /** --no-audit */
+  audit: boolean;
 }
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
-export async function runSession(target: Target, opts: RunOptions): Promise<number> {
-  const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
+export async function runSession(target: Target, facts: TargetFacts, opts: RunOptions): Promise<number> {
+  const started = performance.now();
+  const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
+  const entry: AuditEntry = {
+    event: 'attach',
+    target: { runtime: target.runtime, id: target.id, ...(target.name ? { name: target.name } : {}), pid: target.pid },
+    image: { path: opts.image, sha256: opts.imageSha256 ?? null },
+    command: argv,
+    method: opts.runtimeExec ? 'exec' : opts.method,
+  };
+  let code: number = EXIT_CRASHCART;
+  try {
+    code = await session(target, facts, opts, argv, (method) => (entry.method = opts.runtimeExec ? `exec (${method})` : method));
+    return code;
+  } catch (e) {
+    code = e instanceof CrashcartError ? e.exitCode : EXIT_CRASHCART;
+    throw e;
+  } finally {
+    const signal = code > 128 && code < 128 + 65 ? code - 128 : null;
+    const why = writeAudit(opts.audit ? { ...entry, exitCode: code, signal, durationMs: Math.round(performance.now() - started) } : { event: 'attach', noAudit: true });
+    if (why) opts.warn(why);
+  }
+}
+
+async function session(target: Target, facts: TargetFacts, opts: RunOptions, argv: string[], grafted: (method: string) => void): Promise<number> {
   const store = new StateStore();
   const session: Session = { processes: [self()] };
   const trap = trapSignals();
-  let rec: TargetRecord | undefined;
+  const key = targetKey(facts.mntNs);
   try {
-    rec = store.withLock(() => {
+    const rec = store.withLock(() => {
       pruneStale(store, opts.log);
       return ensureGrafted(store, target, facts, opts, session, opts.keep);
     });
+    grafted(rec.method);
     await new Promise(setImmediate); // let a signal that came during the graft be seen
-    if (trap.received) {
-      throw new CrashcartError(`interrupted by ${trap.received}`, { exitCode: trap.exitCode() });
-    }
-    const key = rec.key;
+    trap.throwIfReceived();
     const run = opts.runtimeExec ? runThroughRuntime : runCommand;
-    return await run(facts, opts, trap, (pid) => {
+    return await run(facts, opts, argv, trap, (pid) => {
       // Remember the waiting process too: the session lives while either of us does.
       const start = startTime(pid);
       if (start === undefined) return;
@@ -182,80 +91,60 @@ export async function runSession(target: Target, opts: RunOptions): Promise<numb
       });
     });
   } finally {
-    if (rec) {
-      const key = rec.key;
-      try {
-        store.withLock(() => {
-          const r = store.read(key);
-          if (!r) return;
-          r.sessions = r.sessions.filter((s) => s.processes[0].pid !== process.pid);
-          releaseIfUnused(store, r, opts.log);
-        });
-      } catch (e) {
-        // The command's own exit code still stands (scripts rely on it); the next run
-        // retries the cleanup, as for a crashed session.
-        opts.warn(`the toolkit could not be removed from the container: ${(e as Error).message}`);
-      }
-    }
-    trap.release();
-  }
-}
-
-/** --mount-only: graft and pin; the toolkit stays until crashcart -u. */
-export function mountOnly(target: Target, opts: GraftOptions): TargetRecord {
-  const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
-  const store = new StateStore();
-  const trap = trapSignals(); // the graft is finished and recorded before a signal is obeyed
-  try {
-    return store.withLock(() => {
-      pruneStale(store, opts.log);
-      return ensureGrafted(store, target, facts, opts, undefined, true);
-    });
-  } finally {
-    trap.release();
-  }
-}
-
-/** --unmount: unpin, and ungraft now unless live sessions still use it. */
-export function unmount(target: Target, opts: { allowHost: boolean; log: Log }): { removed: boolean; sessions: number } {
-  const facts = inspectTarget(target.pid, { allowHost: opts.allowHost, what: describe(target) });
-  const store = new StateStore();
-  return store.withLock(() => {
-    pruneStale(store, opts.log);
-    const key = targetKey(facts.mntNs);
-    // Without a record (grafted by an older crashcart, or the state was lost) the directory
-    // is taken to be crashcart's own.
-    const rec = store.read(key) ?? { ...newRecord(key, target, facts), createdDir: true };
-    rec.pinned = false;
-    const live = rec.sessions.filter(sessionAlive).length;
-    if (!findGraft(facts.pid)) {
-      store.remove(key);
-      return { removed: false, sessions: 0 };
-    }
-    releaseIfUnused(store, rec, opts.log);
-    return { removed: live === 0, sessions: live };
-  });
-}
-
-async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap, started: (pid: number) => void): Promise<number> {
-  const rootPath = `/proc/${facts.pid}/root`;
-  const readTargetFile = (p: string) => {
+    // Whatever failed, and however late: if the record holds this session, leave it.
     try {
-      return readFileSync(`${rootPath}${p}`, 'utf8');
-    } catch {
-      return '';
+      store.withLock(() => {
+        const r = store.read(key);
+        const mine = (s: Session) => s.processes[0].pid === process.pid;
+        if (!r?.sessions.some(mine)) return;
+        r.sessions = r.sessions.filter((s) => !mine(s));
+        releaseIfUnused(store, r, opts.log);
+      });
+    } catch (e) {
+      // The command's own exit code still stands (scripts rely on it); the next run
+      // retries the cleanup, as for a crashed session.
+      opts.warn(`the toolkit could not be removed from the container: ${(e as Error).message}`);
     }
-  };
-  const user = opts.user ? parseUser(opts.user, readTargetFile('/etc/passwd'), readTargetFile('/etc/group')) : { uid: 0, gid: 0 };
-  const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
+    trap.release();
+  }
+}
+
+/**
+ * Whether the command joins the target's cgroups: not when asked not to, and not when the
+ * target is at its pids or memory limit (the fork would fail, or the tools would push the
+ * container into the OOM killer): then the session runs beside it, as --no-cgroup. A
+ * runtime's exec (--exec) always joins them; then the warning says so.
+ */
+function joinCgroups(target: TargetFacts, opts: RunOptions): boolean {
+  if (!opts.joinCgroup) return false;
+  const { reached, limits } = checkLimits(target.pid);
+  for (const l of limits) opts.log(`cgroup limit: ${l.currentFile} = ${l.current}, ${l.maxFile} = ${l.max}`);
+  if (reached.length === 0) return true;
+  const what = `the container (pid ${target.pid}) is at its ${reached.map(describeLimit).join(', ')}`;
+  if (opts.runtimeExec) {
+    opts.warn(`${what}: the runtime's exec may fail there; without --exec crashcart runs outside its cgroup`);
+    return true;
+  }
+  opts.warn(`${what}: the session runs outside its cgroup (as --no-cgroup)`);
+  return false;
+}
+
+async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], trap: SignalTrap, started: (pid: number) => void): Promise<number> {
+  const joinCgroup = joinCgroups(facts, opts);
   const env = commandEnv({
     targetEnv: opts.targetEnv ? readEnviron(facts.pid) : undefined,
     term: process.env.TERM,
     extra: opts.env,
   });
-  const handles = TargetHandles.forSpawn(facts, { joinCgroup: opts.joinCgroup, useCwd: !opts.workdir });
+  const handles = TargetHandles.forSpawn(facts, { joinCgroup, useCwd: !opts.workdir });
   let handle;
   try {
+    // The container's own files, read inside its root: a symlink there cannot make crashcart
+    // read one of the host's.
+    const user = opts.user ? parseUser(opts.user, readInRoot(handles.root, '/etc/passwd') ?? '', readInRoot(handles.root, '/etc/group') ?? '') : { uid: 0, gid: 0 };
+    if (opts.user && facts.ownUserNs) checkMapped(facts.pid, user, opts.user);
+    faultPoint('before-spawn');
+    trap.throwIfReceived();
     handle = spawn({
       namespaces: handles.namespaceList(),
       cgroupProcsFds: handles.cgroupProcs,
@@ -268,17 +157,36 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap
       candidates: searchCandidates(argv[0], env),
       argv,
       env,
+      forwardSignals: FORWARDED_SIGNALS.map((s) => osConstants.signals[s]),
+      terminalSignals: TERMINAL_SIGNALS.map((s) => osConstants.signals[s]),
+      ...(opts.targetCaps ? { caps: targetCaps(facts.pid) } : {}),
+      ...nativeFault(),
     });
-  } finally {
+  } catch (e) {
     handles.close();
+    throw e;
   }
+  const nsOrder = handles.namespaceOrder();
+  const cgroupFiles = handles.cgroupFiles;
+  handles.close();
   opts.log(`started ${argv[0]} (waiting process ${handle.pid})`);
   started(handle.pid);
   trap.forwardTo(handle.pid);
+  faultPoint('after-spawn');
   try {
     return exitCodeOf(await handle.exited);
   } catch (e) {
-    throw spawnError(e, argv[0], searchDirs(argv[0], env));
+    throw spawnError(e, argv[0], searchDirs(argv[0], env), { nsOrder, cgroupFiles });
+  }
+}
+
+/** --user inside a user namespace must be one of its mapped ids. */
+function checkMapped(pid: number, user: { uid: number; gid: number }, spec: string): void {
+  const mapped = (which: 'uid' | 'gid', id: number) => mapToHost(readIdMap(pid, which), id) !== undefined;
+  if (!mapped('uid', user.uid) || !mapped('gid', user.gid)) {
+    throw new CrashcartError(`--user ${spec}: ${user.uid}:${user.gid} is not mapped in the container's user namespace`, {
+      hint: `see /proc/${pid}/uid_map and gid_map for the ids it has`,
+    });
   }
 }
 
@@ -287,22 +195,27 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, trap: SignalTrap
  * capabilities, seccomp and LSM profile. Its exit code is passed on as it is (docker, runc
  * and friends already give the command's own, 126/127, or 128+N).
  */
-async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, trap: SignalTrap, started: (pid: number) => void): Promise<number> {
+async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: string[], trap: SignalTrap, started: (pid: number) => void): Promise<number> {
+  joinCgroups(facts, opts);
   const env = execEnv({
     targetEnv: readEnviron(facts.pid),
     term: opts.interactive ? process.env.TERM : undefined,
     extra: opts.env,
   });
-  const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
   // Runtimes disagree on the exit code for a missing program (runc says 255): look first,
-  // through the target's root (the toolkit is mounted there now), and answer 127 ourselves.
+  // inside the target's root (the toolkit is mounted there now), and answer 127 ourselves.
   const envList = Object.entries(env).map(([k, v]) => `${k}=${v}`);
   const candidates = searchCandidates(argv[0], envList);
-  if (candidates.every((c) => c.startsWith('/') && !existsSync(`/proc/${facts.pid}/root${c}`))) {
-    throw notFound(argv[0], searchDirs(argv[0], envList));
+  const root = openSync(`/proc/${facts.pid}/root`, 'r');
+  try {
+    if (candidates.every((c) => c.startsWith('/') && !existsInRoot(root, c))) throw notFound(argv[0], searchDirs(argv[0], envList));
+  } finally {
+    closeSync(root);
   }
   const cmd = opts.runtimeExec!({ argv, tty: opts.interactive, env, user: opts.user, workdir: opts.workdir });
   opts.log(`running ${[cmd.file, ...cmd.args].join(' ')}`);
+  faultPoint('before-spawn');
+  trap.throwIfReceived();
   const child = spawnChild(cmd.file, cmd.args, { stdio: 'inherit', env: { ...process.env, ...cmd.env } });
   const status = new Promise<number>((resolve, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) => {
@@ -317,6 +230,7 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, trap: Sig
     started(child.pid);
     trap.forwardTo(child.pid);
   }
+  faultPoint('after-spawn');
   return status;
 }
 
@@ -341,23 +255,32 @@ function notFound(argv0: string, searched: string, cause?: unknown): CrashcartEr
   });
 }
 
-function spawnError(e: unknown, argv0: string, searched: string): unknown {
+/** A failure of the forked children, in the user's words, with the detail the addon gave. */
+function spawnError(e: unknown, argv0: string, searched: string, ctx: { nsOrder: string[]; cgroupFiles: string[] }): unknown {
   if (!isNativeError(e)) return e;
-  const step = (e as { step?: string }).step;
-  if (step === 'execve') {
+  const f = e as ChildFailure;
+  if (f.step === 'fault') return injectedFault(e);
+  if (f.step === 'execve') {
     if (e.code === 'ENOENT') return notFound(argv0, searched, e);
-    return new CrashcartError(`cannot run ${argv0}: ${e.message}`, {
+    const why = e.code === 'EISDIR' || e.code === 'EACCES' ? 'it is a directory or not executable' : e.code === 'ENOEXEC' ? 'it is not an executable for this machine' : 'it cannot be run';
+    return new CrashcartError(`cannot run ${argv0}: ${why} (${e.message})`, {
       exitCode: EXIT_CANNOT_INVOKE,
-      hint: 'is it an executable for this machine?',
+      hint: 'give the path of an executable file',
       cause: e,
     });
   }
+  const detail = f.step === 'setns' ? ` (the ${ctx.nsOrder[f.detail] ?? '?'} namespace)`
+    : f.step === 'write cgroup.procs' ? ` (${ctx.cgroupFiles[f.detail] ?? '?'})`
+      : f.step.startsWith('prctl PR_CAP') ? ` (capability ${f.detail})` : '';
   const hints: Record<string, string> = {
     chdir: 'check --workdir: the directory must exist in the container',
     setgroups: "the container's user namespace does not allow setgroups",
+    fork: e.code === 'EAGAIN' ? 'the container is at a pids limit: try --no-cgroup' : 'run with -v for details',
+    'write cgroup.procs': 'try --no-cgroup',
   };
-  return new CrashcartError(`cannot start the command in the container: ${e.message}`, {
-    hint: hints[step ?? ''] ?? 'run with -v for details',
+  return new CrashcartError(`cannot start the command in the container: ${e.message}${detail}`, {
+    hint: hints[f.step] ?? 'run with -v for details',
+    code: e.code,
     cause: e,
   });
 }

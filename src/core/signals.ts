@@ -3,13 +3,23 @@
 // caller looks at them when it is safe. While a command runs they are passed on instead.
 import { constants } from 'node:os';
 
+import { CrashcartError } from './errors.js';
+
 const TERMINATING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
+
+/** Passed on to the command by the process that waits for it, whoever sent them. */
+export const FORWARDED_SIGNALS: NodeJS.Signals[] = ['SIGTERM', 'SIGHUP', 'SIGINT', 'SIGQUIT', 'SIGUSR1', 'SIGUSR2', 'SIGCONT'];
+/** Of those, the ones a terminal sends to its foreground group: the command already got
+ *  them, so they are passed on only when a process sent them. */
+export const TERMINAL_SIGNALS: NodeJS.Signals[] = ['SIGINT', 'SIGQUIT'];
 
 export interface SignalTrap {
   /** the first termination signal received, if any */
   readonly received: NodeJS.Signals | undefined;
   /** 128 + its number, the exit code to leave with */
   exitCode(): number;
+  /** throws "interrupted by SIG…" (exit 128+N) if a termination signal came */
+  throwIfReceived(): void;
   /** from now on pass SIGTERM, SIGHUP, SIGUSR1, SIGUSR2 to `pid`; SIGINT and SIGQUIT come
    *  from the terminal to the command directly, so crashcart only outlives them */
   forwardTo(pid: number): void;
@@ -43,6 +53,9 @@ export function trapSignals(): SignalTrap {
       return received;
     },
     exitCode: () => 128 + (received ? constants.signals[received] : 0),
+    throwIfReceived() {
+      if (received) throw new CrashcartError(`interrupted by ${received} before the command started`, { exitCode: 128 + constants.signals[received] });
+    },
     forwardTo(pid: number) {
       target = pid;
     },

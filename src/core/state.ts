@@ -5,7 +5,9 @@
 import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { lock, unlock } from '../native/index.js';
+import { CrashcartError } from './errors.js';
 import { isAlive } from './proc.js';
+import { unsafeReason } from './trust.js';
 
 export const stateDir = () => process.env.CRASHCART_STATE_DIR ?? '/run/crashcart';
 
@@ -36,15 +38,35 @@ export const targetKey = (mntNs: number) => `mnt-${mntNs}`;
 export const sessionAlive = (s: Session) => s.processes.some((p) => isAlive(p.pid, p.start));
 
 export class StateStore {
+  private trusted = false;
+
   constructor(readonly dir = stateDir()) {}
 
   private get targetsDir() {
     return join(this.dir, 'targets');
   }
 
+  /**
+   * The records say what to unmount where, as root: a directory that someone else could
+   * write to is refused (the same rule as for images).
+   */
+  private checkTrust(): void {
+    if (this.trusted) return;
+    mkdirSync(this.targetsDir, { recursive: true, mode: 0o700 });
+    for (const dir of [this.dir, this.targetsDir]) {
+      const { reason } = unsafeReason(dir);
+      if (reason) {
+        throw new CrashcartError(`refusing the state directory ${dir}: ${reason}, so another user could change what crashcart unmounts`, {
+          hint: `make it root's alone (chown root: ${dir} && chmod 700 ${dir}), or set CRASHCART_STATE_DIR`,
+        });
+      }
+    }
+    this.trusted = true;
+  }
+
   /** Runs fn holding the state lock. */
   withLock<T>(fn: () => T): T {
-    mkdirSync(this.targetsDir, { recursive: true, mode: 0o700 });
+    this.checkTrust();
     const fd = openSync(join(this.dir, 'lock'), 'a', 0o600);
     try {
       lock(fd, true);

@@ -14,8 +14,57 @@ import {
   readCgroups,
   readIdMap,
   readMountInfo,
+  PF_KTHREAD,
+  readStat,
   startTime,
 } from './proc.js';
+
+/** A container as a runtime describes it. */
+export interface Container {
+  runtime: string;
+  id: string;
+  name?: string;
+  /** host pid of the container's first process; 0 when it has none */
+  pid: number;
+  /** 'running', or the runtime's word for why not ('stopped', 'created', 'exited', ...) */
+  status: string;
+  /** containerd's namespace (k8s.io, moby, default, ...), for runtimes that have them */
+  namespace?: string;
+  /** the runtime's labels; Kubernetes finds pods through io.kubernetes.* labels */
+  labels?: Record<string, string>;
+}
+
+/** What --exec asks a runtime's own exec to run. */
+export interface ExecRequest {
+  /** absolute path and arguments, e.g. ['/dev/crashcart/bin/bash', '-i'] */
+  argv: string[];
+  /** allocate a terminal (-t); stdin is always kept open (-i) */
+  tty: boolean;
+  /** extra environment for the command */
+  env: Record<string, string>;
+  user?: string;
+  workdir?: string;
+}
+
+/** A command line to run (stdio inherited) and the environment it needs. */
+export interface ExecCommand {
+  file: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+/** What the user named, found: a container of some runtime, or a plain process. */
+export interface Target {
+  pid: number;
+  /** 'runc', 'crun', ... or 'pid' for a plain process id */
+  runtime: string;
+  id: string;
+  name?: string;
+  /** containerd's namespace of the container */
+  namespace?: string;
+  /** what the runtime said about it; absent for a plain PID */
+  container?: Container;
+}
 
 const CLONE_FLAG: Record<Namespace, string> = {
   ipc: 'CLONE_NEWIPC',
@@ -56,8 +105,15 @@ export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: s
       cause: e,
     });
   }
-  if (start === undefined) {
+  const stat = readStat(pid);
+  if (start === undefined || !stat) {
     throw new CrashcartError(`${what} is gone (pid ${pid} has no /proc entry)`, { hint: 'is it still running?' });
+  }
+  if (stat.state === 'Z') {
+    throw new CrashcartError(`${what} has exited (pid ${pid} is a zombie)`, { hint: 'pick a running process' });
+  }
+  if (stat.flags & PF_KTHREAD) {
+    throw new CrashcartError(`${what} is a kernel thread (${stat.comm}): it has no user space to enter`, { hint: "give the PID of a container's process" });
   }
   const differs = Object.fromEntries(
     NAMESPACES.map((ns) => [ns, namespaceInode(pid, ns) !== namespaceInode('self', ns)]),
@@ -89,6 +145,8 @@ export class TargetHandles {
   root = -1;
   cwd = -1;
   cgroupProcs: number[] = [];
+  /** the cgroup.procs files opened, in the order of cgroupProcs */
+  cgroupFiles: string[] = [];
 
   constructor(readonly facts: TargetFacts) {}
 
@@ -118,6 +176,7 @@ export class TargetHandles {
         for (const file of files) {
           try {
             h.cgroupProcs.push(openSync(file, fsConstants.O_WRONLY));
+            h.cgroupFiles.push(file);
           } catch (e) {
             // A hierarchy the host does not let us write to is skipped, as runc exec does
             // for missing ones; the namespaces still apply.
@@ -133,11 +192,16 @@ export class TargetHandles {
     }
   }
 
-  /** setns order: user last (after it crashcart has no privileges left outside the container). */
+  /** The namespaces to enter, in setns order: user last (after it crashcart has no
+   *  privileges left outside the container). */
+  namespaceOrder(): Namespace[] {
+    const order: Namespace[] = ['ipc', 'uts', 'net', 'pid', 'cgroup', 'mnt', 'user'];
+    return order.filter((ns) => this.ns.has(ns));
+  }
+
   namespaceList(): Array<[number, number]> {
     const c = nativeConstants();
-    const order: Namespace[] = ['ipc', 'uts', 'net', 'pid', 'cgroup', 'mnt', 'user'];
-    return order.filter((ns) => this.ns.has(ns)).map((ns) => [this.ns.get(ns)!, c[CLONE_FLAG[ns]]]);
+    return this.namespaceOrder().map((ns) => [this.ns.get(ns)!, c[CLONE_FLAG[ns]]]);
   }
 
   get mntNsFd(): number {
@@ -160,6 +224,7 @@ export class TargetHandles {
     this.ns.clear();
     this.root = this.cwd = -1;
     this.cgroupProcs = [];
+    this.cgroupFiles = [];
   }
 }
 

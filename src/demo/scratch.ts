@@ -48,6 +48,8 @@ export interface ScratchOptions {
   /** mount the container's /dev tmpfs read-only too (runc remounts it after making nodes) */
   devReadOnly?: boolean;
   userns?: UsernsOptions;
+  /** linux.resources of the OCI config (pids and memory limits, ...), merged over runc's */
+  resources?: Record<string, unknown>;
   hostname?: string;
   env?: string[];
   cwd?: string;
@@ -186,6 +188,7 @@ async function writeConfig(bundleDir: string, rootfs: string, opts: ScratchOptio
     const dev = config.mounts.find((m: { destination: string }) => m.destination === '/dev');
     dev.options.push('ro');
   }
+  if (opts.resources) config.linux.resources = { ...config.linux.resources, ...opts.resources };
   if (opts.userns) {
     const { hostUid, hostGid, size } = opts.userns;
     // runc's default spec already has pid and network namespaces, which the

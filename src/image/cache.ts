@@ -138,3 +138,14 @@ export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: s
   await writeSidecar(path, DEFAULT_PROFILE, result);
   return { path, built: true };
 }
+
+/**
+ * The sha256 of an image as its cache record says (the sidecar, or a pulled image's name),
+ * or null when there is none. Never hashes the file: this runs on every attach.
+ */
+export async function recordedDigest(image: string): Promise<string | null> {
+  const named = /sha256-([0-9a-f]{64})\.img$/.exec(image);
+  if (named) return named[1]!;
+  const sha = (await readSidecar(image))?.sha256;
+  return typeof sha === 'string' && /^[0-9a-f]{64}$/.test(sha) ? sha : null;
+}

@@ -1,8 +1,9 @@
 // The image cache as a set of named images (`${cacheDir()}/images/NAME.img` plus NAME.img.json),
 // how a user's --image is resolved against it, and the trust rule for image files. Loaded by
 // every attach: only node: modules here.
-import { lstat, readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { unsafeReason as trustReason } from '../core/trust.js';
 import { cacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
 
@@ -100,32 +101,9 @@ export async function findCached(ref: string): Promise<CachedImage | undefined> 
   return matches.find((i) => DIGEST_NAME.test(i.name)) ?? matches[0];
 }
 
-/**
- * Why a non-root user could change what root mounts at `path`, or undefined when none can.
- *
- * The rule, applied to the real path (symlinks resolved, so the returned path is the one
- * checked): the file and every directory above it up to / must be owned by root; the file
- * must not be group- or other-writable; a directory must not be group- or other-writable
- * unless it has the sticky bit (like /tmp). A root-owned entry of a sticky directory cannot
- * be renamed, removed or replaced by anyone but root, and as everything below it must be
- * root-owned and not writable by others, a root-owned 0700 directory made by mkdtemp in /tmp
- * is safe while a file a user left directly in /tmp is not (it is not root's). Group write
- * counts as unsafe whatever the group. ACLs are not looked at.
- */
+/** Why a non-root user could change what root mounts at `path` (the rule: core/trust.ts). */
 export async function unsafeReason(path: string): Promise<{ real: string; reason?: string }> {
-  const real = await realpath(path);
-  const st = await lstat(real);
-  if (st.uid !== 0) return { real, reason: `it is owned by uid ${st.uid}, not root` };
-  if (st.mode & 0o022) return { real, reason: `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})` };
-  for (let dir = dirname(real); ; dir = dirname(dir)) {
-    const d = await lstat(dir);
-    if (d.uid !== 0) return { real, reason: `directory ${dir} is owned by uid ${d.uid}, not root` };
-    if (d.mode & 0o022 && !(d.mode & 0o1000)) {
-      return { real, reason: `directory ${dir} is writable by group or others (mode ${(d.mode & 0o7777).toString(8)})` };
-    }
-    if (dir === dirname(dir)) break;
-  }
-  return { real };
+  return trustReason(path);
 }
 
 /** The real path of `path`, or EUNSAFEIMAGE when a non-root user could change it. */

@@ -36,25 +36,36 @@ export interface LoopStatus {
 
 export type GraftMethod = 'mknod' | 'mountapi';
 
-export interface GraftRequest {
-  method: GraftMethod;
+/** A fault to inject in a forked child (CRASHCART_FAULT; see src/core/fault.ts). */
+export interface FaultRequest {
+  point: string;
+  action: 'fail' | 'kill' | 'stop';
+}
+
+/** What graft, ungraft and spawn need of the target: its mount namespace and root. */
+export interface TargetFds {
   /** fd of /proc/PID/ns/mnt */
   mntNsFd: number;
   /** fd of /proc/PID/root */
   rootFd: number;
-  /** mount point inside the target, e.g. '/dev/crashcart' */
+  /** host uid/gid that the target's root maps to (0/0 without a user namespace) */
+  fsUid: number;
+  fsGid: number;
+}
+
+export interface GraftRequest extends TargetFds {
+  method: GraftMethod;
+  /** mount point inside the target, e.g. '/dev/crashcart'; walked without following symlinks */
   mountPoint: string;
   fsType: string; // 'ext3'
-  /** mknod: the block node made (and unlinked again) inside the target, e.g. '/dev/.crashcart-loop3' */
-  nodePath: string;
+  /** mknod: the block node made (and unlinked again) next to the mount point, e.g. '.crashcart-loop3' */
+  nodeName: string;
   /** mknod: loop device numbers */
   major: number;
   minor: number;
   /** mountapi: the loop device path as the host sees it */
   devicePath: string;
-  /** host uid/gid that the target's root maps to (0/0 without a user namespace) */
-  fsUid: number;
-  fsGid: number;
+  fault?: FaultRequest;
 }
 
 export interface GraftResult {
@@ -64,16 +75,29 @@ export interface GraftResult {
   remountedParent: boolean;
 }
 
-export interface UngraftRequest {
-  mntNsFd: number;
-  rootFd: number;
+export interface UngraftRequest extends TargetFds {
   mountPoint: string;
+  /** unmount it (false: only sweep nodes and remove the directory, after a crash) */
+  unmount: boolean;
   /** MNT_DETACH: lazy unmount when processes still use it */
   detach: boolean;
-  /** remove the mount point directory afterwards */
+  /** remove the mount point directory afterwards, if it is an empty directory */
   removeDir: boolean;
-  fsUid: number;
-  fsGid: number;
+  /** remove block device nodes with this name prefix next to the mount point */
+  sweepNodes?: string;
+  fault?: FaultRequest;
+}
+
+/** Capability sets as /proc/PID/status shows them (hex), for --caps target. */
+export interface CapsRequest {
+  bounding: string;
+  permitted: string;
+  effective: string;
+  inheritable: string;
+  ambient: string;
+  /** /proc/sys/kernel/cap_last_cap */
+  lastCap: number;
+  noNewPrivs: boolean;
 }
 
 export interface SpawnRequest {
@@ -95,6 +119,21 @@ export interface SpawnRequest {
   candidates: string[];
   argv: string[];
   env: string[];
+  /** signals the waiting process passes on to the command */
+  forwardSignals: number[];
+  /** signals passed on only when a process sent them (the terminal's reach the command directly) */
+  terminalSignals: number[];
+  /** --caps target: these sets and no_new_privs instead of full root */
+  caps?: CapsRequest;
+  fault?: FaultRequest;
+}
+
+export interface OpenInRootRequest {
+  /** fd of the directory that is / for the path (/proc/PID/root) */
+  rootFd: number;
+  path: string;
+  /** 'read': O_RDONLY|O_NONBLOCK; 'path': O_PATH */
+  kind: 'read' | 'path';
 }
 
 export interface ExitStatus {
@@ -107,6 +146,8 @@ export interface ExitStatus {
 /** A failure in the forked child before exec: which step, and its errno. */
 export interface SpawnFailure extends NativeError {
   step: string; // 'execve', 'setns', 'chroot', ...
+  /** which namespace (setns), cgroup file (write cgroup.procs), candidate (execve) or capability */
+  detail: number;
 }
 
 export interface SpawnHandle {
@@ -123,6 +164,7 @@ interface Addon {
   graft(req: GraftRequest): GraftResult;
   ungraft(req: UngraftRequest): void;
   spawn(req: SpawnRequest): SpawnHandle;
+  openInRoot(req: OpenInRootRequest): number;
   lock(fd: number, exclusive: boolean): void;
   unlock(fd: number): void;
   constants: Record<string, number>;
@@ -161,12 +203,21 @@ export const loopDetach = (loopFd: number) => native().loopDetach(loopFd);
 export const graft = (req: GraftRequest) => native().graft(req);
 export const ungraft = (req: UngraftRequest) => native().ungraft(req);
 export const spawn = (req: SpawnRequest) => native().spawn(req);
+export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
 export const lock = (fd: number, exclusive = true) => native().lock(fd, exclusive);
 export const unlock = (fd: number) => native().unlock(fd);
 export const constants = (): Record<string, number> => native().constants;
 
 /** Where the project lives (for the demo sleeper and other built artefacts). */
 export const projectDir = projectRoot;
+
+/** A failure reported by a forked child: the step, and its detail. */
+export interface ChildFailure extends NativeError {
+  step: string;
+  detail: number;
+  /** graft: the mount point directory had been created (and was removed again) */
+  createdDir?: boolean;
+}
 
 export function isNativeError(e: unknown): e is NativeError {
   return e instanceof Error && typeof (e as NativeError).code === 'string' && typeof (e as NativeError).errno === 'number';

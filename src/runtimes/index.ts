@@ -12,24 +12,14 @@ import { podman } from './podman.js';
 import { lxc } from './lxc.js';
 import { nspawn } from './nspawn.js';
 import { runc } from './runc.js';
+import type { Target } from '../core/target.js';
 import type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
 
 export type { Container, ExecCommand, ExecRequest, Runtime, Scope } from './types.js';
+export type { Target } from '../core/target.js';
 
 /** The registry, in the order runtimes are asked. */
 export const RUNTIMES: Runtime[] = [runc, crun, docker, podman, containerd, lxc, nspawn];
-
-export interface Target {
-  pid: number;
-  /** 'runc', 'crun', ... or 'pid' for a plain process id */
-  runtime: string;
-  id: string;
-  name?: string;
-  /** containerd's namespace of the container */
-  namespace?: string;
-  /** what the runtime said about it; absent for a plain PID */
-  container?: Container;
-}
 
 const LOW_LEVEL = new Set(['runc', 'crun']);
 

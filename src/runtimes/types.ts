@@ -1,37 +1,8 @@
 // One module per container runtime, each behind this interface. A runtime lists the
 // containers it knows; resolution (names, ID prefixes, ambiguity) is shared in index.ts.
-export interface Container {
-  runtime: string;
-  id: string;
-  name?: string;
-  /** host pid of the container's first process; 0 when it has none */
-  pid: number;
-  /** 'running', or the runtime's word for why not ('stopped', 'created', 'exited', ...) */
-  status: string;
-  /** containerd's namespace (k8s.io, moby, default, ...), for runtimes that have them */
-  namespace?: string;
-  /** the runtime's labels; Kubernetes finds pods through io.kubernetes.* labels */
-  labels?: Record<string, string>;
-}
+import type { Container, ExecCommand, ExecRequest } from '../core/target.js';
 
-/** What --exec asks a runtime's own exec to run. */
-export interface ExecRequest {
-  /** absolute path and arguments, e.g. ['/dev/crashcart/bin/bash', '-i'] */
-  argv: string[];
-  /** allocate a terminal (-t); stdin is always kept open (-i) */
-  tty: boolean;
-  /** extra environment for the command */
-  env: Record<string, string>;
-  user?: string;
-  workdir?: string;
-}
-
-/** A command line to run (stdio inherited) and the environment it needs. */
-export interface ExecCommand {
-  file: string;
-  args: string[];
-  env?: Record<string, string>;
-}
+export type { Container, ExecCommand, ExecRequest } from '../core/target.js';
 
 /** What narrows a lookup: --namespace for runtimes with namespaces. */
 export interface Scope {

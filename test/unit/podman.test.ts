@@ -28,7 +28,7 @@ const T1_PID = 4975;
 const T1_CONMON = 4965;
 const stat = (alive: Record<number, Partial<ProcStat>>) => (pid: number | 'self'): ProcStat | undefined => {
   const s = typeof pid === 'number' ? alive[pid] : undefined;
-  return s ? { comm: 'sleeper', state: 'S', ppid: 1, start: 1, ...s } : undefined;
+  return s ? { comm: 'sleeper', state: 'S', ppid: 1, flags: 0, start: 1, ...s } : undefined;
 };
 
 describe('tomlString', () => {

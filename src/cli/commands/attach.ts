@@ -2,8 +2,11 @@
 import type { Argv } from 'yargs';
 import { CrashcartError } from '../../core/errors.js';
 import type { MethodChoice } from '../../core/graft.js';
-import { mountOnly, runSession, unmount } from '../../core/session.js';
-import { resolveImage } from '../../image/cache.js';
+import { writeAudit } from '../../core/audit.js';
+import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
+import { runSession } from '../../core/session.js';
+import { inspectTarget } from '../../core/target.js';
+import { recordedDigest, resolveImage } from '../../image/cache.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 
@@ -28,6 +31,8 @@ export interface AttachArgs {
   'allow-host': boolean;
   'insecure-image': boolean;
   exec: boolean;
+  caps: 'root' | 'target';
+  audit: boolean;
 }
 
 export function attachOptions<T>(y: Argv<T>) {
@@ -50,6 +55,8 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('k8s-namespace', { type: 'string', describe: 'with --pod: the Kubernetes namespace of the pod (default: default)' })
     .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
     .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
+    .option('caps', { choices: ['root', 'target'] as const, default: 'root' as const, describe: "the command's capabilities: full root (root), or the target process's own sets and no-new-privs (target)" })
+    .option('audit', { type: 'boolean', default: true, describe: 'record the session in the audit log (--no-audit: record only that a run went unrecorded)' })
     .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
 }
 
@@ -66,15 +73,23 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
       args.unmount && '--unmount',
       !args['target-env'] && '--no-target-env',
       !args.cgroup && '--no-cgroup',
+      args.caps === 'target' && '--caps target',
     ].find(Boolean);
     if (clash) throw new CrashcartError(`--exec and ${clash} exclude each other`, { hint: "with --exec the runtime's exec decides the command's environment and cgroup" });
   }
   const target = await findTarget(args);
   const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
+  const facts = inspectTarget(target.pid, { allowHost: args['allow-host'], what: describeTarget(target) });
+  const audited = (entry: Parameters<typeof writeAudit>[0]) => {
+    const why = writeAudit(args.audit ? entry : { event: entry.event, noAudit: true });
+    if (why) warn(why);
+  };
+  const auditTarget = { runtime: target.runtime, id: target.id, ...(target.name ? { name: target.name } : {}), pid: target.pid };
 
   if (args.unmount) {
-    const { removed, sessions } = unmount(target, { allowHost: args['allow-host'], log });
+    const { removed, sessions } = unmount(target, facts, { log });
+    audited({ event: 'unmount', target: auditTarget, exitCode: 0 });
     if (!removed && sessions > 0) {
       process.stderr.write(`crashcart: ${sessions} session(s) still use the toolkit; it goes when the last one ends\n`);
     }
@@ -87,13 +102,15 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     insecureImage: args['insecure-image'],
   });
   log(`image: ${image.path}`);
+  const sha256 = await recordedDigest(image.path);
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
   if (args['mount-only']) {
-    mountOnly(target, graft);
+    const rec = mountOnly(target, facts, graft);
+    audited({ event: 'mount', target: auditTarget, image: { path: image.path, sha256 }, method: rec.method, exitCode: 0 });
     log('the toolkit stays at /dev/crashcart until crashcart -u');
     return 0;
   }
-  return runSession(target, {
+  return runSession(target, facts, {
     ...graft,
     command,
     interactive: Boolean(process.stdin.isTTY),
@@ -103,7 +120,10 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     env: args.env,
     targetEnv: args['target-env'],
     joinCgroup: args.cgroup,
+    targetCaps: args.caps === 'target',
     runtimeExec: via,
+    imageSha256: sha256,
+    audit: args.audit,
   });
 }
 

@@ -5,8 +5,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { CrashcartError } from '../../core/errors.js';
 import { runSession } from '../../core/session.js';
+import { inspectTarget } from '../../core/target.js';
 import { createScratchContainer } from '../../demo/scratch.js';
-import { resolveImage } from '../../image/cache.js';
+import { recordedDigest, resolveImage } from '../../image/cache.js';
 import { projectDir } from '../../native/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 
@@ -34,22 +35,23 @@ export async function demo(args: DemoArgs, command: string[]): Promise<number> {
     process.stderr.write(
       `crashcart: demo container ${container.id} (pid ${container.pid}): a static program, a read-only root, no shell\n`,
     );
-    return await runSession(
-      { pid: container.pid, runtime: 'runc', id: container.id },
-      {
-        image: image.path,
-        method: 'auto',
-        allowHost: false,
-        log,
-        warn,
-        command,
-        interactive: Boolean(process.stdin.isTTY),
-        keep: false,
-        env: [],
-        targetEnv: true,
-        joinCgroup: true,
-      },
-    );
+    const target = { pid: container.pid, runtime: 'runc', id: container.id };
+    return await runSession(target, inspectTarget(target.pid, { what: `demo container ${container.id}` }), {
+      image: image.path,
+      method: 'auto',
+      allowHost: false,
+      log,
+      warn,
+      command,
+      interactive: Boolean(process.stdin.isTTY),
+      keep: false,
+      env: [],
+      targetEnv: true,
+      joinCgroup: true,
+      targetCaps: false,
+      imageSha256: await recordedDigest(image.path),
+      audit: true,
+    });
   } finally {
     await container.remove();
     log(`removed demo container ${container.id}`);
