@@ -46,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command(
       'doctor',
-      'check whether crashcart can attach on this host, and what to fix (exit 0: it can)',
+      'check whether crashcart can attach on this host, and what to fix',
       (y) => y.option('json', { type: 'boolean', default: false, describe: 'print a JSON array of {check, status, detail, fix} instead of a table' }),
       (a) => run(import('./commands/doctor.js').then(({ doctor }) => doctor(a as never))),
     )

@@ -272,13 +272,14 @@ export function cacheDirCheck(dirs: { path: string; facts: PathFacts }[]): Check
   const problems: Problem[] = [];
   for (const { path, facts: f } of dirs) {
     if (!f.exists) continue;
+    const name = path === top.path ? 'it' : path;
     if (f.kind !== 'dir') {
-      problems.push({ status: 'fail', what: `${path} is a ${f.kind}, not a directory`, fix: `remove ${path}, or set CRASHCART_CACHE_DIR elsewhere` });
+      problems.push({ status: 'fail', what: `${name} is a ${f.kind}, not a directory`, fix: `remove ${path}, or set CRASHCART_CACHE_DIR elsewhere` });
       continue;
     }
-    if (f.uid !== 0) problems.push({ status: 'fail', what: `${path} is owned by uid ${f.uid}, not root`, fix: `chown root: ${path}` });
+    if (f.uid !== 0) problems.push({ status: 'fail', what: `${name} is owned by uid ${f.uid}, not root`, fix: `chown root: ${path}` });
     if (f.mode & 0o022) {
-      problems.push({ status: 'fail', what: `${path} is writable by group or others (mode ${octal(f.mode)}): a non-root user could replace the images root mounts`, fix: `chmod 700 ${path}` });
+      problems.push({ status: 'fail', what: `${name} is writable by group or others (mode ${octal(f.mode)}): a non-root user could replace the images root mounts`, fix: `chmod 700 ${path}` });
     }
   }
   return verdict('image-cache', top.path, problems, `root-owned, mode ${top.facts.exists && octal(top.facts.mode)}`);
@@ -300,13 +301,26 @@ export interface ImageFacts {
   ext3Error?: string;
   /** why a non-root user could change it (store.ts's trust rule), if one could */
   unsafe?: string;
-  /** CRASHCART_IMAGE that matched nothing, or matched ambiguously */
+  /** the path the trust rule checked (symlinks resolved) */
+  real?: string;
+  /** why CRASHCART_IMAGE or CRASHCART_IMAGE_SHA256 names no usable image */
   lookupError?: string;
+}
+
+/** The command that lifts unsafeReason()'s `reason` about the image file `real`. */
+export function trustFix(real: string, reason: string): string {
+  const dir = /^directory (.+) is (owned|writable)/.exec(reason);
+  const target = dir?.[1] ?? real;
+  const owned = (dir?.[2] ?? (/^it is owned/.test(reason) ? 'owned' : 'writable')) === 'owned';
+  return owned ? `chown root: ${target}` : `chmod go-w ${target}${dir ? ' (or chmod +t, for a shared directory like /tmp)' : ''}`;
 }
 
 export function imageCheck(i: ImageFacts): CheckResult {
   const check = 'image';
-  if (i.lookupError) return failure(check, `CRASHCART_IMAGE: ${i.lookupError}`, "name a cached image (see 'crashcart image ls') or a file, or unset CRASHCART_IMAGE");
+  if (i.lookupError) {
+    return failure(check, i.lookupError, i.source === 'CRASHCART_IMAGE_URL' ? "set CRASHCART_IMAGE_SHA256 to the image's digest"
+      : "name a cached image (see 'crashcart image ls') or a file, or unset CRASHCART_IMAGE");
+  }
   if (!i.exists) {
     if (i.source === 'CRASHCART_IMAGE') {
       return failure(check, `CRASHCART_IMAGE names ${i.path}, which does not exist`, "name a cached image (see 'crashcart image ls') or a file, or unset CRASHCART_IMAGE");
@@ -318,9 +332,7 @@ export function imageCheck(i: ImageFacts): CheckResult {
       'build it now: crashcart image build');
   }
   const problems: Problem[] = [];
-  if (i.unsafe) {
-    problems.push({ status: 'fail', what: `${i.unsafe}, so a non-root user could change what root mounts`, fix: 'make the file and every directory above it root-owned and not writable by group or others' });
-  }
+  if (i.unsafe) problems.push({ status: 'fail', what: `${i.unsafe}, so a non-root user could change what root mounts`, fix: trustFix(i.real ?? i.path, i.unsafe) });
   if (i.ext3Error) {
     problems.push(i.source === 'default'
       ? { status: 'warn', what: `damaged (${i.ext3Error}): the next attach rebuilds it`, fix: 'rebuild it now: crashcart image build' }

@@ -206,15 +206,23 @@ async function imageFacts(): Promise<ImageFacts> {
   const url = process.env.CRASHCART_IMAGE_URL;
   let facts: ImageFacts;
   if (named) {
+    const source = 'CRASHCART_IMAGE';
     try {
       const cached = await findCached(named);
-      facts = { path: cached?.path ?? resolve(named), source: 'CRASHCART_IMAGE', exists: false };
+      facts = { path: cached?.path ?? resolve(named), source, exists: false };
     } catch (err) {
-      return { path: named, source: 'CRASHCART_IMAGE', exists: false, lookupError: (err as Error).message };
+      return { path: named, source, exists: false, lookupError: `CRASHCART_IMAGE=${named}: ${(err as Error).message}` };
+    }
+    if (!existsSync(facts.path)) {
+      return { ...facts, lookupError: `CRASHCART_IMAGE=${named}: no cached image of that name or digest, and no file ${facts.path}` };
     }
   } else if (url) {
     const sha = (process.env.CRASHCART_IMAGE_SHA256 ?? '').toLowerCase().replace(/^sha256:/, '');
-    facts = { path: join(imagesDir(), `sha256-${sha}.img`), source: 'CRASHCART_IMAGE_URL', exists: false, url };
+    const path = join(imagesDir(), `sha256-${sha}.img`);
+    if (!/^[0-9a-f]{64}$/.test(sha)) {
+      return { path, source: 'CRASHCART_IMAGE_URL', exists: false, url, lookupError: 'CRASHCART_IMAGE_URL is set but CRASHCART_IMAGE_SHA256 is not a sha256 digest (64 hex digits)' };
+    }
+    facts = { path, source: 'CRASHCART_IMAGE_URL', exists: false, url };
   } else {
     facts = { path: defaultImagePath(), source: 'default', exists: false };
   }
@@ -234,8 +242,8 @@ async function imageFacts(): Promise<ImageFacts> {
   await checkExt3(facts.path).catch((err: Error) => {
     facts.ext3Error = err.message.replace(/^image \S+ is /, '');
   });
-  const trust = await unsafeReason(facts.path).catch((err: Error) => ({ reason: `cannot check it: ${errnoCode(err) ?? err.message}` }));
-  if (trust.reason) facts.unsafe = trust.reason;
+  const trust = await unsafeReason(facts.path).catch((err: Error) => ({ real: facts.path, reason: `its trust cannot be checked: ${errnoCode(err) ?? err.message}` }));
+  if (trust.reason) Object.assign(facts, { unsafe: trust.reason, real: trust.real });
   return facts;
 }
 

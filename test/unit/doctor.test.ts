@@ -14,7 +14,7 @@ import { parseMountInfo } from '../../src/core/proc.js';
 import {
   auditCheck, buildToolsCheck, cacheDirCheck, capabilitiesCheck, cgroupFacts, cgroupsCheck, decodeCapabilities, doctorExitCode, ext3Check,
   imageCheck, mountApiCheck, namespacesCheck, parseCapEff, parseFilesystems, rootCheck, runtimeCheck, runtimesCheck, stateDirCheck,
-  type CheckResult,
+  trustFix, type CheckResult,
 } from '../../src/doctor/checks.js';
 import { withDeadline } from '../../src/doctor/deadline.js';
 import { fsTypeOf } from '../../src/doctor/probes.js';
@@ -206,6 +206,7 @@ describe('directories and files', () => {
     const r = cacheDirCheck([{ path: '/c', facts: dir(0, 0o700) }, { path: '/c/images', facts: dir(0, 0o777) }]);
     assert.equal(r.status, 'fail');
     assert.equal(r.fix, 'chmod 700 /c/images');
+    assert.match(r.detail, /^\/c: \/c\/images is writable by group or others \(mode 777\)/);
     assert.equal(cacheDirCheck([{ path: '/c', facts: dir(1000, 0o700) }, { path: '/c/images', facts: missing }]).fix, 'chown root: /c');
   });
 
@@ -220,6 +221,10 @@ describe('directories and files', () => {
     const unsafe = imageCheck({ ...base, unsafe: 'directory /c is writable by group or others (mode 777)' });
     assert.equal(unsafe.status, 'fail');
     assert.match(unsafe.detail, /no sidecar record .*directory \/c is writable by group or others \(mode 777\), so a non-root user could change what root mounts/);
+    assert.equal(unsafe.fix, 'chmod go-w /c (or chmod +t, for a shared directory like /tmp)');
+    assert.equal(trustFix('/c/images/x.img', 'it is owned by uid 1000, not root'), 'chown root: /c/images/x.img');
+    assert.equal(trustFix('/c/images/x.img', 'it is writable by group or others (mode 666)'), 'chmod go-w /c/images/x.img');
+    assert.equal(trustFix('/c/images/x.img', 'directory /c is owned by uid 1000, not root'), 'chown root: /c');
     assert.equal(imageCheck({ ...base, exists: false }).status, 'warn');
     assert.equal(imageCheck({ path: '/nope.img', source: 'CRASHCART_IMAGE', exists: false }).status, 'fail');
     assert.equal(imageCheck({ ...base, source: 'CRASHCART_IMAGE', ext3Error: 'not an ext2/3/4 filesystem (no superblock magic)' }).status, 'fail');
