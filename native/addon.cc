@@ -26,8 +26,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("loopAttach", Napi::Function::New(env, crashcart::LoopAttach, "loopAttach"));
   exports.Set("loopStatus", Napi::Function::New(env, crashcart::LoopStatus, "loopStatus"));
   exports.Set("loopDetach", Napi::Function::New(env, crashcart::LoopDetach, "loopDetach"));
+  exports.Set("loopFree", Napi::Function::New(env, crashcart::LoopFree, "loopFree"));
   exports.Set("graft", Napi::Function::New(env, crashcart::Graft, "graft"));
   exports.Set("ungraft", Napi::Function::New(env, crashcart::Ungraft, "ungraft"));
+  exports.Set("fsopen", Napi::Function::New(env, crashcart::FsOpen, "fsopen"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
   exports.Set("lock", Napi::Function::New(env, crashcart::Lock, "lock"));

@@ -488,4 +488,14 @@ Napi::Value Ungraft(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// fsopen({ fsType }) -> fd: a filesystem context, nothing configured or mounted; the
+// caller closes it. Tells whether the kernel has the new mount API and the filesystem.
+Napi::Value FsOpen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string fsType = Str(info[0].As<Napi::Object>(), "fsType");
+  int fd = sys_fsopen(fsType.c_str(), FSOPEN_CLOEXEC);
+  if (fd < 0) throw ErrnoError(env, errno, "fsopen", fsType);
+  return Napi::Number::New(env, fd);
+}
+
 }  // namespace crashcart

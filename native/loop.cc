@@ -1,4 +1,5 @@
-// Loop devices: attach an image read-only with autoclear, read a device's status, detach.
+// Loop devices: attach an image read-only with autoclear, read a device's status, detach,
+// find a free one.
 // Autoclear makes the kernel free the device when its last user (mount or open fd) goes
 // away, so a crashed crashcart can never leak one.
 #include <fcntl.h>
@@ -127,6 +128,19 @@ Napi::Value LoopDetach(const Napi::CallbackInfo& info) {
     throw ErrnoError(env, errno, "ioctl LOOP_CLR_FD", "/proc/self/fd/" + std::to_string(fd));
   }
   return env.Undefined();
+}
+
+// loopFree() -> index: the free loop device the kernel would hand out next (it creates one
+// when none is free); nothing is bound, so the device stays free.
+Napi::Value LoopFree(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+  if (ctl < 0) throw ErrnoError(env, errno, "open", "/dev/loop-control");
+  int index = ioctl(ctl, LOOP_CTL_GET_FREE);
+  int err = errno;
+  close(ctl);
+  if (index < 0) throw ErrnoError(env, err, "ioctl LOOP_CTL_GET_FREE", "/dev/loop-control");
+  return Napi::Number::New(env, index);
 }
 
 }  // namespace crashcart

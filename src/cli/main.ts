@@ -13,7 +13,7 @@ import { psCommand } from './commands/ps.js';
 import { report } from './output.js';
 
 // yargs' CommonJS build loads in a third of the time its ES module entry takes, and every
-// attach pays for it. The demo and image commands are loaded only when used.
+// attach pays for it. The demo, doctor and image commands are loaded only when used.
 const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
 
 function version(): string {
@@ -52,6 +52,12 @@ export async function main(argv: string[]): Promise<number> {
       (a) => run(import('./commands/gc.js').then(({ gc }) => gc(a as never))),
     )
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
+    .command(
+      'doctor',
+      'check whether crashcart can attach on this host, and what to fix',
+      (y) => y.option('json', { type: 'boolean', default: false, describe: 'print a JSON array of {check, status, detail, fix} instead of a table' }),
+      (a) => run(import('./commands/doctor.js').then(({ doctor }) => doctor(a as never))),
+    )
     .command('image', 'build, pull and manage toolkit images', (y) => y.command(imageCommands).demandCommand(1, 'name an image command: build, pull, ls, inspect, rm'))
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
     .version('version', 'show the version', version())

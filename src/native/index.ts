@@ -100,6 +100,10 @@ export interface CapsRequest {
   noNewPrivs: boolean;
 }
 
+export interface FsOpenRequest {
+  fsType: string; // 'ext3'
+}
+
 export interface SpawnRequest {
   /** namespaces to enter, in this order: [fd, CLONE_NEW* flag] */
   namespaces: Array<[number, number]>;
@@ -161,8 +165,10 @@ interface Addon {
   loopAttach(imageFd: number, readOnly: boolean): LoopDevice;
   loopStatus(loopFd: number): LoopStatus;
   loopDetach(loopFd: number): void;
+  loopFree(): number;
   graft(req: GraftRequest): GraftResult;
   ungraft(req: UngraftRequest): void;
+  fsopen(req: FsOpenRequest): number;
   spawn(req: SpawnRequest): SpawnHandle;
   openInRoot(req: OpenInRootRequest): number;
   lock(fd: number, exclusive: boolean): void;
@@ -200,8 +206,12 @@ function native(): Addon {
 export const loopAttach = (imageFd: number, readOnly = true) => native().loopAttach(imageFd, readOnly);
 export const loopStatus = (loopFd: number) => native().loopStatus(loopFd);
 export const loopDetach = (loopFd: number) => native().loopDetach(loopFd);
+/** The index of the loop device LOOP_CTL_GET_FREE hands out; nothing is bound to it. */
+export const loopFree = () => native().loopFree();
 export const graft = (req: GraftRequest) => native().graft(req);
 export const ungraft = (req: UngraftRequest) => native().ungraft(req);
+/** fsopen(2) with FSOPEN_CLOEXEC: an fs context's fd (nothing mounted); the caller closes it. */
+export const fsopen = (req: FsOpenRequest) => native().fsopen(req);
 export const spawn = (req: SpawnRequest) => native().spawn(req);
 export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
 export const lock = (fd: number, exclusive = true) => native().lock(fd, exclusive);
