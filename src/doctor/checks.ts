@@ -366,22 +366,22 @@ export function auditCheck(a: AuditFacts): CheckResult {
   const d = a.dirFacts;
   const elsewhere = 'or set CRASHCART_AUDIT_LOG to a file in a root-only directory';
   if (!d.exists) {
-    if (a.writeError) problems.push({ status: 'fail', what: `${a.dir} cannot be created: ${a.parent} is not writable (${a.writeError})`, fix: `make ${a.parent} writable by root, ${elsewhere}` });
+    if (a.writeError) problems.push({ status: 'warn', what: `${a.dir} cannot be created: ${a.parent} is not writable (${a.writeError})`, fix: `make ${a.parent} writable by root, ${elsewhere}` });
     return verdict(check, a.file, problems, `${a.dir} does not exist yet; made by the first attach`);
   }
   if (d.kind !== 'dir') {
-    return verdict(check, a.file, [{ status: 'fail', what: `${a.dir} is a ${d.kind}, not a directory`, fix: `remove ${a.dir}, ${elsewhere}` }], '');
+    return verdict(check, a.file, [{ status: 'warn', what: `${a.dir} is a ${d.kind}, not a directory`, fix: `remove ${a.dir}, ${elsewhere}` }], '');
   }
-  if (d.uid !== 0) problems.push({ status: 'fail', what: `${a.dir} is owned by uid ${d.uid}, not root`, fix: `chown root: ${a.dir}` });
-  if (d.mode & 0o022) problems.push({ status: 'fail', what: `${a.dir} is writable by group or others (mode ${octal(d.mode)})`, fix: `chmod go-w ${a.dir}` });
-  if (a.writeError) problems.push({ status: 'fail', what: `root cannot write in ${a.dir} (${a.writeError})`, fix: `make ${a.dir} writable by root, ${elsewhere}` });
+  if (d.uid !== 0) problems.push({ status: 'warn', what: `${a.dir} is owned by uid ${d.uid}, not root`, fix: `chown root: ${a.dir}` });
+  if (d.mode & 0o022) problems.push({ status: 'warn', what: `${a.dir} is writable by group or others (mode ${octal(d.mode)})`, fix: `chmod go-w ${a.dir}` });
+  if (a.writeError) problems.push({ status: 'warn', what: `root cannot write in ${a.dir} (${a.writeError})`, fix: `make ${a.dir} writable by root, ${elsewhere}` });
   const f = a.fileFacts;
   if (f.exists) {
     if (f.kind !== 'file') {
-      problems.push({ status: 'fail', what: `it is a ${f.kind}, not a regular file`, fix: `remove ${a.file}; the next attach creates it` });
+      problems.push({ status: 'warn', what: `it is a ${f.kind}, not a regular file`, fix: `remove ${a.file}; the next attach creates it` });
     } else {
-      if (f.uid !== 0) problems.push({ status: 'fail', what: `owned by uid ${f.uid}, not root`, fix: `chown root: ${a.file}` });
-      if ((f.mode & 0o777) !== 0o600) problems.push({ status: 'fail', what: `mode ${octal(f.mode)} (must be 600)`, fix: `chmod 600 ${a.file}` });
+      if (f.uid !== 0) problems.push({ status: 'warn', what: `owned by uid ${f.uid}, not root`, fix: `chown root: ${a.file}` });
+      if ((f.mode & 0o777) !== 0o600) problems.push({ status: 'warn', what: `mode ${octal(f.mode)} (must be 600)`, fix: `chmod 600 ${a.file}` });
     }
   }
   return verdict(check, a.file, problems, f.exists ? 'root-owned, mode 600, in a root-only directory' : 'not written yet (created by the first attach); its directory is fine');

@@ -10,6 +10,7 @@ import { stateDir } from '../core/state.js';
 import { cacheDir, defaultImagePath, readSidecar } from '../image/cache.js';
 import { checkExt3 } from '../image/ext3.js';
 import { DEFAULT_PROFILE, loadProfile, recipeDigest } from '../image/profile.js';
+import { auditLogPath } from '../core/audit.js';
 import { findCached, imagesDir, unsafeReason } from '../image/store.js';
 import { fsopen, loopFree } from '../native/index.js';
 import { containerdAddress } from '../runtimes/containerd.js';
@@ -25,8 +26,6 @@ import { withDeadline } from './deadline.js';
 /** How long a runtime may take to list its containers before it counts as hung. */
 export const RUNTIME_DEADLINE_MS = 1_000;
 
-export const DEFAULT_AUDIT_LOG = '/var/log/crashcart/audit.log';
-export const auditLogPath = () => process.env.CRASHCART_AUDIT_LOG || DEFAULT_AUDIT_LOG;
 
 const read = (path: string): string | undefined => {
   try {

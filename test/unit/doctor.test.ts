@@ -233,18 +233,18 @@ describe('directories and files', () => {
     assert.equal(pull.fix, `pull it now: crashcart image pull https://x/t.img --sha256 ${'cd'.repeat(32)}`);
   });
 
-  test('the audit log: a missing file is fine; its directory and mode must be root\'s alone', () => {
+  test('the audit log: a missing file is fine; its directory and mode must be root\'s alone (a warning: the log never fails an attach)', () => {
     const base = { file: '/l/cc/audit.log', dir: '/l/cc' };
     assert.equal(auditCheck({ ...base, dirFacts: missing, parent: '/l', fileFacts: missing }).status, 'ok');
     const ro = auditCheck({ ...base, dirFacts: missing, parent: '/l', writeError: 'EROFS', fileFacts: missing });
-    assert.equal(ro.status, 'fail');
+    assert.equal(ro.status, 'warn');
     assert.equal(ro.detail, '/l/cc/audit.log: /l/cc cannot be created: /l is not writable (EROFS)');
     assert.equal(auditCheck({ ...base, dirFacts: dir(0, 0o755), fileFacts: file(0, 0o600) }).status, 'ok');
     const loose = auditCheck({ ...base, dirFacts: dir(0, 0o777), fileFacts: file(1000, 0o644) });
-    assert.equal(loose.status, 'fail');
+    assert.equal(loose.status, 'warn');
     assert.equal(loose.detail, '/l/cc/audit.log: /l/cc is writable by group or others (mode 777); owned by uid 1000, not root; mode 644 (must be 600)');
     assert.equal(loose.fix, 'chmod go-w /l/cc; chown root: /l/cc/audit.log; chmod 600 /l/cc/audit.log');
-    assert.equal(auditCheck({ ...base, dirFacts: dir(0, 0o755), fileFacts: { exists: true, kind: 'symlink', uid: 0, mode: 0o120777 } }).status, 'fail');
+    assert.equal(auditCheck({ ...base, dirFacts: dir(0, 0o755), fileFacts: { exists: true, kind: 'symlink', uid: 0, mode: 0o120777 } }).status, 'warn');
   });
 
   test('build tools missing are a warning with the packages to install', () => {
