@@ -2,13 +2,14 @@
 // bounding, permitted, effective, inheritable and ambient sets and no_new_privs instead of
 // crashcart's full root.
 import { readFileSync } from 'node:fs';
+import { CrashcartError } from './errors.js';
 import type { CapsRequest } from '../native/index.js';
 
 /** CapInh, CapPrm, CapEff, CapBnd and CapAmb of /proc/PID/status text (hex, as shown). */
 export function parseCaps(status: string): Omit<CapsRequest, 'lastCap' | 'noNewPrivs'> {
   const field = (name: string) => {
     const m = new RegExp(`^${name}:\\s*([0-9a-f]+)$`, 'm').exec(status);
-    if (!m) throw new Error(`no ${name} line in /proc/PID/status`);
+    if (!m) throw new CrashcartError(`--caps target: no ${name} line in /proc/PID/status`, { hint: 'this kernel is too old for --caps target (Linux 4.3 or later): use --caps root' });
     return m[1];
   };
   return {

@@ -6,8 +6,8 @@ import { statSync } from 'node:fs';
 import { CrashcartError } from './errors.js';
 import { faultPoint } from './fault.js';
 import { findGraft, graftToolkit, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
-import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
-import { isAlive, startTime } from './proc.js';
+import { acquireLoop, loopBackingFile, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
+import { isAlive, startTime, type MountInfo } from './proc.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
 import { inspectTarget, TargetHandles, type Target, type TargetFacts } from './target.js';
 
@@ -56,11 +56,12 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
 
   const existing = findGraft(facts.pid);
   if (existing) {
-    const index = loopIndexOf(existing.major, existing.minor);
-    if (index === undefined || !loopBacks(index, { dev: image.dev, ino: image.ino })) {
-      const what = index === undefined ? existing.source : `/dev/loop${index}`;
-      throw new CrashcartError(`${describeTarget(target)} already has something else mounted at /dev/crashcart (${what})`, {
-        hint: 'unmount it with crashcart -u, or use the image that is grafted there with -i',
+    const index = toolkitLoop(existing);
+    if (index === undefined) throw notOurs(target, existing);
+    if (!loopBacks(index, { dev: image.dev, ino: image.ino })) {
+      const backing = loopBackingFile(index);
+      throw new CrashcartError(`${describeTarget(target)} already has another image grafted at /dev/crashcart (/dev/loop${index}${backing ? `: ${backing}` : ''})`, {
+        hint: `take it out with crashcart -u, or use that image with -i${backing ? ` ${backing}` : ''}`,
       });
     }
     opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
@@ -95,6 +96,19 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
   store.write(rec);
   faultPoint('after-state-write');
   return rec;
+}
+
+/** The loop device of a mount at /dev/crashcart if it can be a toolkit graft (ext3 on a loop device). */
+function toolkitLoop(m: MountInfo): number | undefined {
+  return m.fsType === 'ext3' ? loopIndexOf(m.major, m.minor) : undefined;
+}
+
+/** Something at /dev/crashcart that crashcart did not put there: it is never touched. */
+function notOurs(target: Pick<Target, 'runtime' | 'id' | 'pid'>, m: MountInfo): CrashcartError {
+  return new CrashcartError(`${describeTarget(target)} has a ${m.fsType} mount at /dev/crashcart (source ${m.source}) that is not crashcart's toolkit`, {
+    code: 'EFOREIGNMOUNT',
+    hint: 'crashcart leaves it alone: unmount it inside the container if it should go',
+  });
 }
 
 /** What releaseIfUnused did. */
@@ -202,10 +216,12 @@ export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }):
     const rec = store.read(key) ?? { ...newRecord(key, target, facts), createdDir: true };
     rec.pinned = false;
     const live = rec.sessions.filter(sessionAlive).length;
-    if (!findGraft(facts.pid)) {
+    const mounted = findGraft(facts.pid);
+    if (!mounted) {
       store.remove(key);
       return { removed: false, sessions: 0 };
     }
+    if (toolkitLoop(mounted) === undefined) throw notOurs(target, mounted);
     releaseIfUnused(store, rec, opts.log);
     return { removed: live === 0, sessions: live };
   });

@@ -575,7 +575,7 @@ describe('crashcart attach', () => {
           assertFailure(
             await runCrashcart(['-i', other, c.id, '--', 'true']),
             125,
-            new RegExp(`runc container ${c.id} already has something else mounted at /dev/crashcart`),
+            new RegExp(`^crashcart: runc container ${c.id} already has another image grafted at /dev/crashcart \\(/dev/loop\\d+: ${image}\\); take it out with crashcart -u, or use that image with -i ${image}$`),
           );
           assert.deepEqual(grafts(c.pid), before);
           assertOk(await runCrashcart(['-u', c.id]));
