@@ -18,12 +18,14 @@ export async function ensureCacheDir(dir = cacheDir()): Promise<string> {
   const hint = 'set CRASHCART_CACHE_DIR to a directory only root can write, or unset it';
   let made: string | undefined;
   try {
+    if (!(await stat(dir).then((st) => st.isDirectory(), () => true))) throw new CrashcartError(`cache directory ${dir} is not a directory`, { code: 'ECACHEDIR', hint });
     made = await mkdir(dir, { recursive: true, mode: 0o700 });
     if (made !== undefined) {
       await chmod(dir, 0o700); // mkdir's mode is filtered by the umask
       if (process.getuid?.() === 0) await chown(dir, 0, 0);
     }
   } catch (err) {
+    if (err instanceof CrashcartError) throw err;
     throw new CrashcartError(`cannot create the cache directory ${dir}: ${errnoCode(err) ?? (err as Error).message}`, { code: 'ECACHEDIR', hint, cause: err });
   }
   const st = await stat(dir);

@@ -160,7 +160,7 @@ export async function pullImage(opts: PullOptions): Promise<PullResult> {
   } catch {
     throw failed('not a valid URL', undefined, 'give an http:// or https:// URL');
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw failed(`unsupported URL scheme ${parsed.protocol}`, undefined, 'give an http:// or https:// URL');
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw failed(`unsupported URL scheme ${parsed.protocol.replace(/:$/, '')}`, undefined, 'give an http:// or https:// URL');
 
   await ensureCacheDir();
   const dir = await ensureCacheDir(imagesDir());

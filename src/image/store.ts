@@ -51,7 +51,10 @@ export async function listImages(): Promise<CachedImage[]> {
   const dir = imagesDir();
   const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
-    throw err;
+    throw imageError('ECACHEDIR', `cannot read the image cache ${dir}: ${err.code ?? err.message}`, {
+      hint: 'CRASHCART_CACHE_DIR (default /var/lib/crashcart) must name a directory',
+      cause: err,
+    });
   });
   const out: CachedImage[] = [];
   for (const file of names.sort()) {

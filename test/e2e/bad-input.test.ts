@@ -248,6 +248,11 @@ const CASES: Case[] = [
     stderr: () => [`crashcart: the state directory ${image} is not a directory; CRASHCART_STATE_DIR (default /run/crashcart) must name a directory root can write`],
   },
   {
+    name: 'CRASHCART_CACHE_DIR is a file', target: 'plain', code: 125,
+    run: () => ({ args: ['-i', 'static', ID('plain'), '--', 'true'], env: { CRASHCART_CACHE_DIR: image } }),
+    stderr: () => [`crashcart: cannot read the image cache ${image}/images: ENOTDIR; CRASHCART_CACHE_DIR (default /var/lib/crashcart) must name a directory`],
+  },
+  {
     name: 'SOURCE_DATE_EPOCH is not a number', code: 125,
     run: () => ({ args: ['image', 'build', '--profile', 'static', '-o', join(privateDirs().root, 'epoch.img')], env: { SOURCE_DATE_EPOCH: 'soon' } }),
     stderr: () => ["crashcart: SOURCE_DATE_EPOCH 'soon' is not a time in seconds since 1970; set it to a whole number of seconds (date +%s), or unset it"],
