@@ -16,7 +16,7 @@ import { assertClean, assertFailure, cgroupProcs, grafts, mountOptions, procStat
 const BASE = `ccfault-${randomBytes(3).toString('hex')}`;
 
 // Points of a plain attach, in the order it reaches them (mknod method: no user namespace).
-const ATTACH_POINTS: FaultPoint[] = ['after-loop-attach', 'after-mknod', 'after-mount', 'after-state-write', 'before-spawn', 'before-exec', 'after-spawn', 'during-ungraft'];
+const ATTACH_POINTS: FaultPoint[] = ['after-loop-attach', 'after-mknod', 'after-mount', 'after-state-write', 'before-spawn', 'in-target', 'before-exec', 'after-spawn', 'during-ungraft'];
 
 /** What `crashcart gc` says after crashcart was killed at `point` (id and pid filled in). */
 function gcLineAfterKill(point: FaultPoint, what: string): string {
