@@ -12,7 +12,7 @@ import { ensureGrafted, pruneStale, releaseIfUnused, self, type GraftOptions } f
 import { existsInRoot, readInRoot } from './inroot.js';
 import { checkLimits, describeLimit } from './limits.js';
 import { mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
-import { FORWARDED_SIGNALS, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
+import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
 import { StateStore, targetKey, type Session } from './state.js';
 import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
 import { isNativeError, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
@@ -74,7 +74,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       return ensureGrafted(store, target, facts, opts, session, opts.keep);
     });
     grafted(rec.method);
-    await new Promise(setImmediate); // let a signal that came during the graft be seen
+    await signalsSeen(); // a signal that came during the graft
     trap.throwIfReceived();
     const run = opts.runtimeExec ? runThroughRuntime : runCommand;
     return await run(facts, opts, argv, trap, (pid) => {
