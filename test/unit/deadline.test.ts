@@ -3,7 +3,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CrashcartError } from '../../src/core/errors.js';
@@ -12,42 +11,7 @@ import { listContainerd } from '../../src/runtimes/containerd.js';
 import { abortError, DeadlinePassed, runCommand, withDeadline } from '../../src/runtimes/deadline.js';
 import { engineGet } from '../../src/runtimes/engine-api.js';
 import { grpcClient } from '../../src/runtimes/grpc.js';
-
-/** A socket that accepts connections and never writes; it notes when each one closes. */
-class HungSocket {
-  readonly open = new Set<Socket>();
-  accepted = 0;
-  closed = 0;
-  private server!: Server;
-  private waiters: (() => void)[] = [];
-
-  constructor(readonly path: string) {}
-
-  async start(): Promise<void> {
-    this.server = createServer((s) => {
-      this.accepted++;
-      this.open.add(s);
-      s.resume(); // read (and drop) what comes, so the peer's close is seen
-      s.on('error', () => {});
-      s.on('close', () => {
-        this.closed++;
-        this.open.delete(s);
-        for (const w of this.waiters.splice(0)) w();
-      });
-    });
-    await new Promise<void>((resolve) => this.server.listen(this.path, resolve));
-  }
-
-  /** Resolves once every connection accepted so far has been closed by its client. */
-  async allClosed(): Promise<void> {
-    while (this.open.size > 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
-  }
-
-  async stop(): Promise<void> {
-    for (const s of this.open) s.destroy();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-}
+import { HungSocket } from '../helpers/hung-socket.js';
 
 let dir = '';
 let hung: HungSocket;
