@@ -1,9 +1,11 @@
 // Toolkit image figures (size, build time with an empty and a warm .deb cache) against
 // their targets, then attach latency, measured side by side in one run (the machine is
 // shared and noisy): each round runs every case once, in turn, and the table shows medians
-// and ratios.
+// and ratios. One case has docker's and containerd's sockets hung (they accept and never
+// answer): an exact runc ID must not be held up by them.
 //   npm run bench [-- ROUNDS]
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -16,10 +18,32 @@ const cli = join(projectDir, 'bin', 'crashcart');
 const work = mkdtempSync(join(tmpdir(), 'crashcart-bench-'));
 const env = { ...process.env, CRASHCART_STATE_DIR: join(work, 'state'), CRASHCART_CACHE_DIR: join(work, 'cache') };
 
-async function timed(cmd: string, args: string[]): Promise<number> {
+async function timed(cmd: string, args: string[], withEnv = env): Promise<number> {
   const t0 = performance.now();
-  await execa(cmd, args, { env, stdin: 'ignore' });
+  await execa(cmd, args, { env: withEnv, stdin: 'ignore' });
   return performance.now() - t0;
+}
+
+const NORMAL = 'crashcart -- true (graft + ungraft)';
+const HUNG = 'same, docker and containerd hung';
+
+/** A daemon that hangs: a unix socket that accepts every connection and never answers. */
+async function hungSocket(path: string): Promise<{ path: string; close: () => Promise<void> }> {
+  const open = new Set<Socket>();
+  const server = createServer((s) => {
+    open.add(s);
+    s.resume();
+    s.on('error', () => {});
+    s.on('close', () => open.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  return {
+    path,
+    close: async () => {
+      for (const s of open) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
 }
 
 const median = (xs: number[]) => {
@@ -63,6 +87,7 @@ async function imageFigures(): Promise<void> {
 async function main() {
   // whatever fails, the containers go and so does the work directory
   const made: ScratchContainer[] = [];
+  const closers: (() => Promise<void>)[] = [];
   const start = async () => {
     const container = await createScratchContainer({ sleeperPath: join(projectDir, 'build', 'Release', 'sleeper'), busybox: true });
     made.push(container);
@@ -78,11 +103,15 @@ async function main() {
     const c = await start();
     const pinned = await start();
     await execa(cli, ['-i', image, '-m', pinned.id], { env });
+    const hung = await hungSocket(join(work, 'hung.sock'));
+    closers.push(hung.close);
+    const hungEnv = { ...env, DOCKER_HOST: `unix://${hung.path}`, CONTAINERD_ADDRESS: hung.path };
     const cases: Record<string, () => Promise<number>> = {
       'node -e 0': () => timed('node', ['-e', '0']),
       'nsenter -a (no toolkit)': () => timed('nsenter', ['-t', String(c.pid), '-a', '/bin/busybox', 'true']),
       'runc exec (no toolkit)': () => timed('runc', ['exec', c.id, '/bin/busybox', 'true']),
-      'crashcart -- true (graft + ungraft)': () => timed(cli, ['-i', image, c.id, '--', 'true']),
+      [NORMAL]: () => timed(cli, ['-i', image, c.id, '--', 'true']),
+      [HUNG]: () => timed(cli, ['-i', image, c.id, '--', 'true'], hungEnv),
       'crashcart -- true (already grafted)': () => timed(cli, ['-i', image, pinned.id, '--', 'true']),
       'crashcart --exec -- true (runc exec)': () => timed(cli, ['-i', image, '--exec', c.id, '--', 'true']),
     };
@@ -96,10 +125,13 @@ async function main() {
     for (const [name, xs] of Object.entries(samples)) {
       console.log(`  ${name.padEnd(40)} ${median(xs).toFixed(1).padStart(7)}  x${(median(xs) / base).toFixed(2)}`);
     }
+    const ratio = median(samples[HUNG]) / median(samples[NORMAL]);
+    console.log(`  hung daemons vs none, exact runc ID: x${ratio.toFixed(2)} (target <= x1.5: ${verdict(ratio <= 1.5)})`);
     console.log(`  static image build (warm .deb cache: ${work}/cache/debs is new, so cold)  ${buildMs.toFixed(0)} ms`);
     await execa(cli, ['-u', pinned.id], { env });
   } finally {
     for (const m of made) await m.remove();
+    for (const close of closers) await close();
     rmSync(work, { recursive: true, force: true });
   }
 }

@@ -134,7 +134,7 @@ async function findTarget(args: AttachArgs): Promise<Target> {
       if (args[o] !== undefined) throw new CrashcartError(`--${o} applies to --pod only`, { hint: 'add --pod NAME, or drop it' });
     }
     if (args.target === undefined) throw new CrashcartError('no target given', { hint: 'name a container ID, name or PID, or a pod with --pod' });
-    return resolveTarget(args.target, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace });
+    return resolveTarget(args.target, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace }, { warn });
   }
   if (args.target !== undefined) {
     throw new CrashcartError(`--pod ${args.pod} and the target ${args.target} exclude each other`, {
