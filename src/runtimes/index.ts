@@ -151,11 +151,13 @@ export async function resolveAmong(query: string, runtimes: Runtime[], o: Lookup
   };
   /** Uses `m`, warning about each runtime in `unanswered` whose answer could have changed it. */
   const use = (m: Match, unanswered: Runtime[], waited: number): Target => {
+    // a match that cannot be used (not running, a zombie) fails alone, without warnings
+    const target = 'container' in m ? running(m.container, query) : m.pid();
     for (const r of unanswered.filter((u) => u.couldName?.(query) ?? true)) {
       o.warn?.(`${daemonOf(r)} did not answer within ${seconds(waited)}; going on with ${'container' in m ? describe(m.container) : `process ${query}`} ` +
         `without it (a ${r.name} container with the ID or name '${query}' would have ${'container' in m ? 'made it ambiguous' : 'come first'})`);
     }
-    return 'container' in m ? running(m.container, query) : m.pid();
+    return target;
   };
 
   const start = performance.now();
