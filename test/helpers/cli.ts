@@ -148,3 +148,10 @@ export async function attachAndCheck(o: { image: string; pid: number; args: stri
   assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
   return { ms, rest: rest.join('\n') };
 }
+
+/** The shortest prefix of `id` that none of `others` shares, and at least `min` characters (12: never taken for a PID). */
+export function uniquePrefix(id: string, others: string[], min = 12): string {
+  let n = 1;
+  while (others.some((o) => o.startsWith(id.slice(0, n)))) n++;
+  return id.slice(0, Math.max(n, min));
+}

@@ -53,9 +53,11 @@ export async function startTerminal(name: string, opts: { width?: number; height
       return Number((await tmux('display-message', '-p', '-t', name, '#{pane_pid}')).stdout.trim());
     },
     async clear(next) {
-      await tmux('send-keys', '-R', '-t', name);
-      await tmux('clear-history', '-t', name);
-      if (next) await waitFor(`the cleared screen no longer shows ${next}`, async () => !next.test(await screen()), { every: 50 });
+      // one tmux call: the screen read back is the one right after the reset
+      const cleared = (await tmux('send-keys', '-R', '-t', name, ';', 'clear-history', '-t', name, ';', 'capture-pane', '-p', '-t', name)).stdout;
+      if (next && next.test(cleared)) {
+        await waitFor(`the cleared screen no longer shows ${next}`, async () => !next.test(await screen()), { every: 50 });
+      }
     },
     async waitFor(pattern, what, ms = 10_000) {
       let last = '';
