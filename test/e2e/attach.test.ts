@@ -9,12 +9,12 @@ import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlin
 import { dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer, type ScratchOptions } from '../../src/demo/scratch.js';
-import { recordedSession, runCrashcart, startCrashcart, testImage, type CliResult } from '../helpers/cli.js';
-import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost, type HostSnapshot } from '../helpers/host.js';
+import { recordedSession, runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
+import { assertClean, assertFailure, assertOk, grafts, mountOptions, snapshot, TOOLKIT } from '../helpers/expect.js';
+import { onPath, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { descendants, exists, processes, type Proc } from '../helpers/procs.js';
-import { until, waitFor } from '../helpers/wait.js';
+import { waitFor } from '../helpers/wait.js';
 
-const TOOLKIT = '/dev/crashcart';
 const BASE = `cctest-${randomBytes(3).toString('hex')}`;
 const USERNS = { hostUid: 100000, hostGid: 100000, size: 65536 };
 
@@ -39,10 +39,6 @@ async function startFor(t: TestContext, opts: Partial<ScratchOptions> = {}): Pro
   return c;
 }
 
-const targetOf = (c: ScratchContainer) => ({ pid: c.pid, rootfs: c.rootfs });
-
-const snapshot = (c?: ScratchContainer) => snapshotHost(c && targetOf(c));
-
 /** Loop devices whose backing file is the test image. */
 function imageLoops(): string[] {
   const out: string[] = [];
@@ -57,49 +53,7 @@ function imageLoops(): string[] {
   return out;
 }
 
-/**
- * Fails on anything left behind since `before`. An autoclear loop device is released by the
- * kernel when its last user goes: give that a moment, then compare everything strictly.
- */
-async function assertClean(before: HostSnapshot, c?: ScratchContainer): Promise<void> {
-  const loops = new Set(before.loops);
-  await until(async () => (await snapshotHost()).loops.every((l) => loops.has(l)), { ms: 2_000 });
-  assertNoLeaks(before, await snapshot(c));
-}
-
-function mountinfo(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter(Boolean);
-}
-
-/** The toolkit mounts in a process's mount namespace. */
-function grafts(pid: number): string[] {
-  return mountinfo(pid).filter((l) => l.split(' ')[4] === TOOLKIT);
-}
-
 const hasGraft = (pid: number) => grafts(pid).length > 0;
-
-/** Per-mount options of a mount point ('ro,nosuid' ...), from mountinfo. */
-function mountOptions(pid: number, mountPoint: string): string[] {
-  const line = mountinfo(pid).filter((l) => l.split(' ')[4] === mountPoint).at(-1);
-  assert.ok(line, `no ${mountPoint} in /proc/${pid}/mountinfo`);
-  return line.split(' ')[5]!.split(',');
-}
-
-/** A failure of crashcart's own: exactly one line on stderr, nothing on stdout. */
-function assertFailure(r: CliResult, code: number, pattern: RegExp): void {
-  assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n');
-  assert.equal(lines.length, 1, `exactly one line on stderr, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^crashcart: /);
-  assert.match(lines[0]!, pattern);
-  assert.equal(r.stdout, '');
-}
-
-/** A success: exit 0 and nothing on stderr (no -v). */
-function assertOk(r: CliResult): void {
-  assert.equal(r.code, 0, `exit code; stderr: ${r.stderr}`);
-  assert.equal(r.stderr, '');
-}
 
 async function runcIds(): Promise<string[]> {
   const { stdout } = await execa('runc', ['list', '-q'], { stdin: 'ignore' });

@@ -1,24 +1,18 @@
 // What the hardening suites (faults, hostile contents, limits, load) check after every run:
 // crashcart's own failures are one line, nothing is left on the host or in the target, and
-// no session record stays behind. Plus conditions to wait for instead of sleeping.
+// no session record stays behind.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
-import { setTimeout as delay } from 'node:timers/promises';
 import { cgroupDirs, readCgroups, readMountInfo } from '../../src/core/proc.js';
 import type { ScratchContainer } from '../../src/demo/scratch.js';
 import { privateDirs, type CliResult } from './cli.js';
 import { assertNoLeaks, snapshotHost, type HostSnapshot } from './host.js';
+import { processes, readProc } from './procs.js';
+import { until } from './wait.js';
+
+export { waitFor } from './wait.js';
 
 export const TOOLKIT = '/dev/crashcart';
-
-/** Polls `cond` every 20 ms; fails after `ms` naming what it waited for. */
-export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 15_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting until ${what}`);
-    await delay(20);
-  }
-}
 
 export const snapshot = (c?: ScratchContainer) => snapshotHost(c && { pid: c.pid, rootfs: c.rootfs });
 
@@ -37,18 +31,26 @@ export function stateRecords(): string[] {
  */
 export async function assertClean(before: HostSnapshot, c?: ScratchContainer): Promise<void> {
   const loops = new Set(before.loops);
-  await waitFor('the loop devices are released', async () => (await snapshotHost()).loops.every((l) => loops.has(l)), 5_000).catch(() => {});
+  await until(async () => (await snapshotHost()).loops.every((l) => loops.has(l)), { ms: 5_000 });
   assertNoLeaks(before, await snapshot(c));
   assert.deepEqual(stateRecords(), [], 'session records left in the state directory');
 }
 
-/** A failure of crashcart's own: exactly `line` (or a line matching it) on stderr. */
+/** A failure of crashcart's own: exactly `line` (or one line matching it) on stderr, nothing on stdout. */
 export function assertFailure(r: CliResult, code: number, line: string | RegExp): void {
   assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
   const lines = r.stderr.split('\n');
   assert.equal(lines.length, 1, `exactly one line on stderr, got:\n${r.stderr}`);
+  assert.match(lines[0]!, /^crashcart: /);
   if (typeof line === 'string') assert.equal(lines[0], line);
   else assert.match(lines[0]!, line);
+  assert.equal(r.stdout, '');
+}
+
+/** A success: exit 0 and nothing on stderr (no -v). */
+export function assertOk(r: CliResult): void {
+  assert.equal(r.code, 0, `exit code; stderr: ${r.stderr}`);
+  assert.equal(r.stderr, '');
 }
 
 export function mountinfo(pid: number): string[] {
@@ -73,26 +75,7 @@ export function cgroupProcs(pid: number): number[] {
 }
 
 /** The state letter of a process (R, S, T, Z...), or undefined once it is gone. */
-export function procState(pid: number): string | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0];
-  } catch {
-    return undefined;
-  }
-}
+export const procState = (pid: number): string | undefined => readProc(pid)?.state;
 
 /** Every process whose parent is `pid`. */
-export function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
+export const childrenOf = (pid: number): number[] => processes().filter((p) => p.ppid === pid).map((p) => p.pid);
