@@ -16,7 +16,7 @@ import { projectDir } from '../src/native/index.js';
 const rounds = Number(process.argv[2] ?? 15);
 const cli = join(projectDir, 'bin', 'crashcart');
 const work = mkdtempSync(join(tmpdir(), 'crashcart-bench-'));
-const env = { ...process.env, CRASHCART_STATE_DIR: join(work, 'state'), CRASHCART_CACHE_DIR: join(work, 'cache') };
+const env = { ...process.env, CRASHCART_STATE_DIR: join(work, 'state'), CRASHCART_CACHE_DIR: join(work, 'cache'), CRASHCART_AUDIT_LOG: join(work, 'audit.log') };
 
 async function timed(cmd: string, args: string[], withEnv = env): Promise<number> {
   const t0 = performance.now();

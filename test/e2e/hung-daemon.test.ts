@@ -16,7 +16,7 @@ import { execa } from 'execa';
 import type { PsRow } from '../../src/cli/commands/ps.js';
 import { processState } from '../../src/core/proc.js';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
-import { privateDirs, runCrashcart, testImage, type CliResult } from '../helpers/cli.js';
+import { cliEnv, runCrashcart, testImage, type CliResult } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, projectRoot, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 import { HungSocket } from '../helpers/hung-socket.js';
 
@@ -83,12 +83,11 @@ describe('hung daemons', { skip: !(process.getuid?.() === 0 && onPath('runc')) &
     const c = web!;
     const before = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
     const accepted = hung.accepted;
-    const { state, cache } = privateDirs();
     // `cat` in the container waits on crashcart's stdin: the session is still going when the
     // hung server must have seen both connections closed
     const t0 = performance.now();
     const child = execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), '-i', image, c.id, '--', 'cat'], {
-      cwd: projectRoot(), env: { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, ...env }, reject: false, timeout: 60_000,
+      cwd: projectRoot(), env: cliEnv(env), reject: false, timeout: 60_000,
     });
     try {
       await hung.until('docker and containerd were both asked', () => hung.accepted >= accepted + 2, ATTACH_BOUND_MS);

@@ -4,7 +4,7 @@
 import { after, describe, test } from 'node:test';
 import { join } from 'node:path';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
-import { privateDirs, testImage } from '../helpers/cli.js';
+import { cliEnvWords, testImage } from '../helpers/cli.js';
 import { assertNoLeaks, projectRoot, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 import { cmdline, descendants } from '../helpers/procs.js';
 import { startTerminal, stopTerminals, type Terminal } from '../helpers/terminal.js';
@@ -25,10 +25,7 @@ describe('interactive', () => {
   });
 
   /** crashcart's command line in the terminal's shell, with this process's private directories. */
-  const crashcart = (args: string) => {
-    const { state, cache } = privateDirs();
-    return `CRASHCART_STATE_DIR=${state} CRASHCART_CACHE_DIR=${cache} ${join(projectRoot(), 'bin', 'crashcart')} ${args}`;
-  };
+  const crashcart = (args: string) => `${cliEnvWords()} ${join(projectRoot(), 'bin', 'crashcart')} ${args}`;
 
   test('bash on a terminal: prompt, job control, Ctrl-C, exit code', async (t) => {
     if (!requireRoot(t) || !requireCommand(t, 'tmux') || !requireCommand(t, 'runc')) return;

@@ -9,7 +9,7 @@ import { after, test } from 'node:test';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
-import { privateDirs, testImage } from '../helpers/cli.js';
+import { cliEnv, testImage } from '../helpers/cli.js';
 import { assertNoLeaks, projectRoot, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 import { descendants } from '../helpers/procs.js';
 import { until } from '../helpers/wait.js';
@@ -35,7 +35,6 @@ for (const via of [[], ['--exec']]) test(`a slow reader gets all of the command'
   const image = await testImage();
   c ??= await createScratchContainer({ sleeperPath: await sleeperPath() });
   const snap = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
-  const { state, cache } = privateDirs();
   const cli = join(projectRoot(), 'bin', 'crashcart');
   // the reader starts once the command is blocked on the full pipe (it waits on a fifo for
   // the go, for 30 s at most)
@@ -45,7 +44,7 @@ for (const via of [[], ['--exec']]) test(`a slow reader gets all of the command'
   try {
     const run = execa('bash', ['-c', `"$@" | { read -r -t 30 _ <> "$GO" || echo "no go for the reader" >&2; wc -c; }`, 'slow-reader',
       process.execPath, cli, '-i', image, ...via, c.id, '--', 'head', '-c', String(BYTES), '/dev/zero'], {
-      env: { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, GO: go },
+      env: cliEnv({ GO: go }),
       stdin: 'ignore',
       reject: false,
       timeout: 60_000,

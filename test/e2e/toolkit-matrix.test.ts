@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fullTestImage, privateDirs, runCrashcart } from '../helpers/cli.js';
+import { cliEnvWords, fullTestImage, runCrashcart } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, projectRoot, requireCommand, requireRoot, snapshotHost, type HostSnapshot } from '../helpers/host.js';
 import {
   GARBAGE_LIBRARY_PATH, HTTP_BODY, HTTP_PORT, NONROOT_ID, startTarget, TARGET_KINDS, type Target, type TargetKind,
@@ -371,14 +371,13 @@ const SCREENS: { tool: string; start: string; screen: RegExp[]; quit: string[] }
 /** tool -> undefined (drew its screen and quit) or the error; 'session' for the shell itself. */
 async function runScreens(image: string, t: Target): Promise<Map<string, Error | undefined>> {
   const results = new Map<string, Error | undefined>();
-  const { state, cache } = privateDirs();
   const cli = join(projectRoot(), 'bin', 'crashcart');
   // the toolkit's prompt names crashcart and the container's hostname
   const prompt = new RegExp(`crashcart[^\\n]*${t.hostname}[^\\n]*[#$] ?$`, 'm');
   let term: Terminal;
   try {
     term = await startTerminal(`m-${t.kind}`, { width: 120, height: 40 });
-    await term.send(`CRASHCART_STATE_DIR=${state} CRASHCART_CACHE_DIR=${cache} ${cli} -i ${image} ${t.container.id}; echo "crashcart exited $?"`, 'Enter');
+    await term.send(`${cliEnvWords()} ${cli} -i ${image} ${t.container.id}; echo "crashcart exited $?"`, 'Enter');
     await term.waitFor(prompt, `${t.kind}: crashcart's prompt`);
   } catch (err) {
     results.set('session', err as Error);

@@ -26,23 +26,27 @@ export interface CliOptions {
   timeout?: number;
 }
 
-let dirs: { root: string; state: string; cache: string } | undefined;
+let dirs: { root: string; state: string; cache: string; audit: string } | undefined;
 
-/** This process's private directories; removed when it exits. */
-export function privateDirs(): { root: string; state: string; cache: string } {
+/** This process's private directories (and audit log); removed when it exits. */
+export function privateDirs(): { root: string; state: string; cache: string; audit: string } {
   if (!dirs) {
     const root = mkdtempSync(join(tmpdir(), 'crashcart-cli-test-'));
     process.once('exit', () => rmSync(root, { recursive: true, force: true }));
     // The cache must not exist yet: crashcart creates it root-only (mode 0700) itself.
-    dirs = { root, state: join(root, 'state'), cache: join(root, 'cache') };
+    dirs = { root, state: join(root, 'state'), cache: join(root, 'cache'), audit: join(root, 'log', 'audit.log') };
   }
   return dirs;
 }
 
-function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const { state, cache } = privateDirs();
-  return { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, ...extra };
+/** The environment that points crashcart at this process's private directories. */
+export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const { state, cache, audit } = privateDirs();
+  return { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, CRASHCART_AUDIT_LOG: audit, ...extra };
 }
+
+/** The same as assignments for a shell command line ("K=V K=V"). */
+export const cliEnvWords = () => Object.entries(cliEnv()).map(([k, v]) => `${k}=${v}`).join(' ');
 
 function cliCommand(args: string[]): [string, string[]] {
   return [process.execPath, [join(projectRoot(), 'bin', 'crashcart'), ...args]];

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { gcLine } from '../../src/cli/commands/gc.js';
 import { usageLine } from '../../src/cli/main.js';
 import { causeChain } from '../../src/cli/output.js';
-import { auditLine } from '../../src/core/audit.js';
+import { auditLine, recordedCommand } from '../../src/core/audit.js';
 import { parseCaps } from '../../src/core/caps.js';
 import { CrashcartError } from '../../src/core/errors.js';
 import { configuredFault } from '../../src/core/fault.js';
@@ -103,6 +103,14 @@ describe('audit lines', () => {
     assert.deepEqual(o.command, ['ps', '-ef']);
     assert.equal(o.exitCode, 0);
     assert.ok(!line.includes('\n'));
+  });
+
+  test('a huge command is recorded up to 4 KiB, with how much was left out', () => {
+    assert.deepEqual(recordedCommand(['sh', '-c', 'x'.repeat(10)], 8), { command: ['sh', '-c', 'xxxx'], commandOmittedBytes: 6 });
+    assert.deepEqual(recordedCommand(['a', 'b'], 8), { command: ['a', 'b'] });
+    const o = JSON.parse(auditLine({ event: 'attach', command: ['sh', '-c', 'y'.repeat(100_000)] }, now, {}));
+    assert.equal(o.command.join('').length, 4096);
+    assert.equal(o.commandOmittedBytes, 100_000 + 4 - 4096);
   });
 
   test('--no-audit records only that a run went unrecorded', () => {
