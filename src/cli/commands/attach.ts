@@ -3,6 +3,7 @@ import type { Argv } from 'yargs';
 import { CrashcartError } from '../../core/errors.js';
 import type { MethodChoice } from '../../core/graft.js';
 import { writeAudit } from '../../core/audit.js';
+import { configuredFault } from '../../core/fault.js';
 import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
 import { runSession } from '../../core/session.js';
 import { inspectTarget } from '../../core/target.js';
@@ -62,6 +63,7 @@ export function attachOptions<T>(y: Argv<T>) {
 
 export async function attach(args: AttachArgs, command: string[]): Promise<number> {
   requireRoot('crashcart');
+  configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
   const log = logger(args.verbose);
   if (args['mount-only'] && args.unmount) throw new CrashcartError('--mount-only and --unmount exclude each other');
   if ((args['mount-only'] || args.unmount) && command.length > 0) {
