@@ -79,7 +79,7 @@ Fault ParseFault(Napi::Env env, const Napi::Object& req) {
   static const std::pair<const char*, int> kPoints[] = {
       {"after-mknod", kFaultAfterMknod},         {"after-mount", kFaultAfterMount},
       {"restore-dev", kFaultRestoreDev},         {"during-ungraft", kFaultDuringUngraft},
-      {"before-exec", kFaultBeforeExec},         {"no-close-range", kFaultNoCloseRange},
+      {"in-target", kFaultInTarget},             {"before-exec", kFaultBeforeExec},         {"no-close-range", kFaultNoCloseRange},
   };
   for (const auto& [name, id] : kPoints) {
     if (point == name) f.point = id;

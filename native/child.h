@@ -86,6 +86,7 @@ enum FaultPoint : int {
   kFaultAfterMount,
   kFaultRestoreDev,
   kFaultDuringUngraft,
+  kFaultInTarget,
   kFaultBeforeExec,
   kFaultNoCloseRange,
 };

@@ -37,8 +37,9 @@
 namespace crashcart {
 namespace {
 
-constexpr int kCreatedDir = 1;
+constexpr int kCreatedDir = 1;  // graft: made the directory; ungraft: removed it
 constexpr int kRemountedParent = 2;
+constexpr int kRemovedNodes = 4;
 
 // The new mount API has no glibc wrappers that coexist with <linux/mount.h>.
 int sys_fsopen(const char* fs, unsigned flags) { return static_cast<int>(syscall(SYS_fsopen, fs, flags)); }
@@ -312,7 +313,7 @@ struct UngraftPlan {
 
 // Removes block device nodes named prefix* from the directory fd (a crash between mknod and
 // unlink leaves one). getdents64 directly: no allocation in the child.
-int SweepNodes(ParentRemount* parent, const std::string& prefix, int* step) {
+int SweepNodes(ParentRemount* parent, const std::string& prefix, int* step, bool* removed) {
   int dir = openat(parent->dirFd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dir < 0) return 0;  // nothing to read: nothing to sweep
   char buf[4096];
@@ -334,6 +335,7 @@ int SweepNodes(ParentRemount* parent, const std::string& prefix, int* step) {
       struct stat st;
       if (fstatat(parent->dirFd, e->name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISBLK(st.st_mode)) continue;
       int err = WithWritableParent(parent, kStepUnlink, step, [&] { return unlinkat(parent->dirFd, e->name, 0); });
+      if (err == 0) *removed = true;
       if (err != 0 && err != ENOENT && result == 0) result = err;
     }
   }
@@ -344,11 +346,12 @@ int SweepNodes(ParentRemount* parent, const std::string& prefix, int* step) {
 [[noreturn]] void UngraftChild(const UngraftPlan& p, int reportFd) {
   ParentRemount parent;
   parent.fault = &p.fault;
+  int flags = 0;
   int step = EnterMountNamespace(p.target.mntNsFd, p.target.rootFd, p.target.fsUid, p.target.fsGid);
   auto report = [&](int failedStep, int failedErr) {
     int restoreErr = parent.dirFd >= 0 ? parent.Restore() : 0;
-    if (restoreErr != 0) ChildSend(reportFd, kStepRestore, restoreErr, 1, 0);
-    else ChildSend(reportFd, failedStep, failedErr, 0, 0);
+    if (restoreErr != 0) ChildSend(reportFd, kStepRestore, restoreErr, 1, flags);
+    else ChildSend(reportFd, failedStep, failedErr, 0, flags);
     _exit(failedStep == kStepNone && restoreErr == 0 ? 0 : 1);
   };
   if (step != kStepNone) report(step, errno);
@@ -361,7 +364,9 @@ int SweepNodes(ParentRemount* parent, const std::string& prefix, int* step) {
   }
   if (FaultHere(p.fault, kFaultDuringUngraft)) report(kStepFault, EIO);
   if (!p.nodePrefix.empty()) {
-    int err = SweepNodes(&parent, p.nodePrefix, &step);
+    bool removed = false;
+    int err = SweepNodes(&parent, p.nodePrefix, &step, &removed);
+    if (removed) flags |= kRemovedNodes;
     if (err != 0) report(step, err);
   }
   if (p.removeDir) {
@@ -369,6 +374,7 @@ int SweepNodes(ParentRemount* parent, const std::string& prefix, int* step) {
     // Only an empty directory of that name is taken away; a symlink or file is not ours.
     if (fstatat(parent.dirFd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
       int err = WithWritableParent(&parent, kStepRmdir, &step, [&] { return unlinkat(parent.dirFd, name, AT_REMOVEDIR); });
+      if (err == 0) flags |= kCreatedDir;  // as for a graft: the directory's bit
       if (err != 0 && err != ENOENT) report(step, err);
     }
   }
@@ -463,7 +469,7 @@ Napi::Value Graft(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// ungraft(req)
+// ungraft(req) -> { removedDir, removedNodes }
 Napi::Value Ungraft(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object req = info[0].As<Napi::Object>();
@@ -485,7 +491,10 @@ Napi::Value Ungraft(const Napi::CallbackInfo& info) {
   plan.fault.Close();
   ChildReport report = AwaitReport(env, child, "ungraft");
   if (report.step != kStepNone) throw ReportError(env, report, plan.mountPoint, "");
-  return env.Undefined();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("removedDir", (report.flags & kCreatedDir) != 0);
+  out.Set("removedNodes", (report.flags & kRemovedNodes) != 0);
+  return out;
 }
 
 // fsopen({ fsType }) -> fd: a filesystem context, nothing configured or mounted; the

@@ -103,7 +103,14 @@ void CloseOnExecAbove2(const SpawnPlan& p) {
   }
 }
 
+// A kill at a point of the command's is done by the middle, before it forks: from inside the
+// target's PID namespace crashcart cannot be signalled.
+bool CommandFault(const SpawnPlan& p, int point) { return p.fault.action != kFaultKill && FaultHere(p.fault, point); }
+
 [[noreturn]] void CommandChild(const SpawnPlan& p, int reportFd) {
+  // In the target's namespaces, still host root with host fds: the window in which not
+  // being dumpable matters most.
+  if (CommandFault(p, kFaultInTarget)) Fail(reportFd, kStepFault, EIO);
   if (fchdir(p.rootFd) < 0 || chroot(".") < 0) Fail(reportFd, kStepChroot, errno);
   int rc = p.cwdFd >= 0 ? fchdir(p.cwdFd) : chdir(p.workdir.c_str());
   if (rc < 0) Fail(reportFd, kStepChdir, errno);
@@ -123,8 +130,7 @@ void CloseOnExecAbove2(const SpawnPlan& p) {
     if (fl >= 0 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   }
   CloseOnExecAbove2(p);
-  // (kill is done by the middle: from inside the target's PID namespace crashcart cannot be signalled)
-  if (p.fault.action != kFaultKill && FaultHere(p.fault, kFaultBeforeExec)) Fail(reportFd, kStepFault, EIO);
+  if (CommandFault(p, kFaultBeforeExec)) Fail(reportFd, kStepFault, EIO);
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -194,7 +200,8 @@ void CloseOnExecAbove2(const SpawnPlan& p) {
   for (size_t i = 0; i < p.namespaces.size(); i++) {
     if (setns(p.namespaces[i].first, p.namespaces[i].second) < 0) Fail(reportFd, kStepSetns, errno, static_cast<int>(i));
   }
-  if (p.fault.action == kFaultKill) FaultHere(p.fault, kFaultBeforeExec);
+  bool commandPoint = p.fault.point == kFaultInTarget || p.fault.point == kFaultBeforeExec;
+  if (commandPoint && p.fault.action == kFaultKill) FaultHere(p.fault, p.fault.point);
   pid_t command = fork();
   if (command < 0) Fail(reportFd, kStepFork, errno);
   if (command == 0) CommandChild(p, reportFd);  // still not dumpable: inherited across fork

@@ -40,11 +40,32 @@ function invoker(env: NodeJS.ProcessEnv) {
   };
 }
 
+/** At most this much of a command is recorded: a script passed as an argument can be huge. */
+export const MAX_COMMAND_BYTES = 4096;
+
+/** The command as recorded: whole arguments while they fit, then how much was left out. */
+export function recordedCommand(argv: string[], max = MAX_COMMAND_BYTES): { command: string[]; commandOmittedBytes?: number } {
+  const command: string[] = [];
+  let used = 0;
+  for (const [i, arg] of argv.entries()) {
+    const room = max - used;
+    if (Buffer.byteLength(arg) > room) {
+      const omitted = argv.slice(i).reduce((n, a) => n + Buffer.byteLength(a), 0) - Math.max(room, 0);
+      if (room > 0) command.push(Buffer.from(arg).subarray(0, room).toString('utf8').replace(/\uFFFD$/, ''));
+      return { command, commandOmittedBytes: omitted };
+    }
+    command.push(arg);
+    used += Buffer.byteLength(arg);
+  }
+  return { command };
+}
+
 /** The line written for `entry` (without the newline). */
 export function auditLine(entry: AuditEntry, now = new Date(), env: NodeJS.ProcessEnv = process.env): string {
   const base = { time: now.toISOString(), event: entry.event, ...invoker(env) };
   if (entry.noAudit) return JSON.stringify({ ...base, noAudit: true });
-  return JSON.stringify({ ...base, ...entry });
+  const { command, ...rest } = entry;
+  return JSON.stringify({ ...base, ...rest, ...(command ? recordedCommand(command) : {}) });
 }
 
 /**

@@ -17,6 +17,7 @@ export const FAULT_POINTS = {
   'restore-dev': "making the target's read-only /dev read-only again fails",
   'after-state-write': 'the graft is recorded, no command runs yet',
   'before-spawn': 'the target is opened for the command, nothing forked',
+  'in-target': "the command's process is in the target's namespaces, still host root, before chroot",
   'before-exec': 'the command is forked inside the target, not yet executed',
   'no-close-range': 'close_range is taken to be missing (the fallback marks fds one by one)',
   'after-spawn': 'the command runs',
@@ -26,7 +27,7 @@ export const FAULT_POINTS = {
 export type FaultPoint = keyof typeof FAULT_POINTS;
 type Action = FaultRequest['action'];
 
-const NATIVE: ReadonlySet<FaultPoint> = new Set(['after-mknod', 'after-mount', 'restore-dev', 'before-exec', 'no-close-range', 'during-ungraft']);
+const NATIVE: ReadonlySet<FaultPoint> = new Set(['after-mknod', 'after-mount', 'restore-dev', 'in-target', 'before-exec', 'no-close-range', 'during-ungraft']);
 
 let parsed: { point: FaultPoint; action: Action } | null | undefined;
 

@@ -69,11 +69,11 @@ export function graftToolkit(target: TargetHandles, loop: HeldLoop, choice: Meth
   try {
     outcome = { method: first, ...graftWith(first, target, loop) };
   } catch (e) {
-    if (choice !== 'auto' || first === 'mountapi' || !isNativeError(e) || isTargetProblem(e as ChildFailure)) throw graftError(first, e);
+    if (choice !== 'auto' || first === 'mountapi' || !isNativeError(e) || isTargetProblem(e as ChildFailure)) throw graftError(first, e, target.facts.pid);
     try {
       outcome = { method: 'mountapi', ...graftWith('mountapi', target, loop), fallbackReason: e.message };
     } catch (e2) {
-      throw graftError('mountapi', e2, `mknod path: ${e.message}`);
+      throw graftError('mountapi', e2, target.facts.pid, `mknod path: ${e.message}`);
     }
   }
   checkGraftFlags(target, outcome);
@@ -97,7 +97,11 @@ function checkGraftFlags(target: TargetHandles, outcome: GraftOutcome): void {
   );
 }
 
-function graftError(method: GraftMethod, e: unknown, earlier?: string): unknown {
+/** How to put a writable /dev back to read-only: with crashcart itself (a scratch container
+ *  has no mount of its own, and the host's would act on the host's /dev). */
+const restoreHint = (pid: number) => `make it read-only again with: crashcart ${pid} -- mount -o remount,bind,ro /dev`;
+
+function graftError(method: GraftMethod, e: unknown, pid: number, earlier?: string): unknown {
   if (!isNativeError(e)) return e;
   const f = e as ChildFailure;
   const why = earlier ? `${e.message}; before that, ${earlier}` : e.message;
@@ -132,7 +136,7 @@ function graftError(method: GraftMethod, e: unknown, earlier?: string): unknown 
     const state = f.detail === 1 ? 'and /dev is still WRITABLE in the container' : 'and /dev is read-only again';
     return new CrashcartError(`cannot make the container's /dev read-only again (${e.message}): the toolkit was taken out, ${state}`, {
       ...opts,
-      hint: f.detail === 1 ? "make it read-only by hand: nsenter -t PID -m mount -o remount,bind,ro /dev" : 'run with -v for details',
+      hint: f.detail === 1 ? restoreHint(pid) : 'run with -v for details',
     });
   }
   const hints: Record<string, string> = {
@@ -170,30 +174,32 @@ export function ungraftToolkit(target: TargetHandles, opts: { removeDir: boolean
       }
     }
     if (errnoCode(e) === 'ENOTEMPTY') return { lazy: false }; // someone else's directory
-    throw ungraftError(e);
+    throw ungraftError(e, target.facts.pid);
   }
 }
 
 /**
  * After a crash part-way through a graft: the device node the mknod method makes for a
  * moment, and the mount point directory if it is empty. No unmount (there is no graft).
+ * Returns whether anything was there to remove.
  */
-export function sweepLeftovers(target: TargetHandles): void {
+export function sweepLeftovers(target: TargetHandles): boolean {
   try {
-    ungraft({ ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: false, detach: false, removeDir: true, sweepNodes: NODE_PREFIX });
+    const r = ungraft({ ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: false, detach: false, removeDir: true, sweepNodes: NODE_PREFIX });
+    return r.removedDir || r.removedNodes;
   } catch (e) {
-    if (errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'ENOENT') return;
-    throw ungraftError(e);
+    if (errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'ENOENT') return false;
+    throw ungraftError(e, target.facts.pid);
   }
 }
 
-function ungraftError(e: unknown): CrashcartError {
+function ungraftError(e: unknown, pid: number): CrashcartError {
   const f = e as Partial<ChildFailure>;
   if (f.step === 'fault') return injectedFault(e);
   if (f.step === 'remount ro') {
     return new CrashcartError(`cannot make the container's /dev read-only again after removing the toolkit (${(e as Error).message}): /dev is still WRITABLE in the container`, {
       cause: e,
-      hint: 'make it read-only by hand: nsenter -t PID -m mount -o remount,bind,ro /dev',
+      hint: restoreHint(pid),
     });
   }
   return new CrashcartError(`cannot remove the toolkit from the container: ${(e as Error).message}`, {

@@ -111,8 +111,10 @@ function notOurs(target: Pick<Target, 'runtime' | 'id' | 'pid'>, m: MountInfo): 
   });
 }
 
-/** What releaseIfUnused did. */
-export type Release = 'kept' | 'unmounted' | 'detached' | 'swept' | 'forgotten';
+/** What releaseIfUnused did: kept it (in use), unmounted or detached the graft, swept
+ *  what an interrupted graft left, cleared a record with nothing left of it in the target,
+ *  or forgot a target that is gone. */
+export type Release = 'kept' | 'unmounted' | 'detached' | 'swept' | 'cleared' | 'forgotten';
 
 /** Takes the toolkit out of a target if nothing needs it any more. Runs under the lock. */
 export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log): Release {
@@ -131,7 +133,7 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
   // (the mount, the directory, the device node) is crashcart's.
   const unfinished = rec.method === '';
   const handles = TargetHandles.forGraft(facts);
-  let done: Release = 'forgotten';
+  let done: Release = 'cleared';
   try {
     if (findGraft(facts.pid)) {
       const { lazy } = ungraftToolkit(handles, { removeDir: rec.createdDir || unfinished });
@@ -139,8 +141,7 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
       done = lazy ? 'detached' : 'unmounted';
     } else if (unfinished || rec.createdDir) {
       // unmounted already (an ungraft that was interrupted, or by hand): the rest goes
-      sweepLeftovers(handles);
-      done = 'swept';
+      if (sweepLeftovers(handles)) done = 'swept';
     }
   } finally {
     handles.close();
@@ -183,7 +184,7 @@ export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: 
       const gone = !isAlive(rec.target.pid, rec.target.start);
       if (opts.dryRun) {
         const live = rec.sessions.filter(sessionAlive).length;
-        out.push({ target: rec.target, action: gone ? 'forgotten' : live > 0 || rec.pinned ? 'kept' : findGraft(rec.target.pid) ? 'unmounted' : 'swept' });
+        out.push({ target: rec.target, action: gone ? 'forgotten' : live > 0 || rec.pinned ? 'kept' : findGraft(rec.target.pid) ? 'unmounted' : 'cleared' });
         continue;
       }
       try {

@@ -12,7 +12,7 @@ import { describeTarget, ensureGrafted, pruneStale, releaseIfUnused, self, type 
 import { existsInRoot, readBytesInRoot, readInRoot, statInRoot } from './inroot.js';
 import { checkLimits, describeLimit } from './limits.js';
 import { isFrozen, mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
-import { FORWARDED_SIGNALS, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
+import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
 import { StateStore, targetKey, type Session } from './state.js';
 import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
 import { readElf } from '../image/elf.js';
@@ -50,21 +50,22 @@ export async function runSession(target: Target, facts: TargetFacts, opts: RunOp
     command: argv,
     method: opts.runtimeExec ? 'exec' : opts.method,
   };
-  let code: number = EXIT_CRASHCART;
+  // the command's own status, or crashcart's failure
+  let status: ExitStatus = { code: EXIT_CRASHCART, signal: null };
   try {
-    code = await session(target, facts, opts, argv, (method) => (entry.method = opts.runtimeExec ? `exec (${method})` : method));
-    return code;
+    status = await session(target, facts, opts, argv, (method) => (entry.method = opts.runtimeExec ? `exec (${method})` : method));
+    return exitCodeOf(status);
   } catch (e) {
-    code = e instanceof CrashcartError ? e.exitCode : EXIT_CRASHCART;
+    status = { code: e instanceof CrashcartError ? e.exitCode : EXIT_CRASHCART, signal: null };
     throw e;
   } finally {
-    const signal = code > 128 && code < 128 + 65 ? code - 128 : null;
-    const why = writeAudit(opts.audit ? { ...entry, exitCode: code, signal, durationMs: Math.round(performance.now() - started) } : { event: 'attach', noAudit: true });
+    const result = { exitCode: exitCodeOf(status), signal: status.signal, durationMs: Math.round(performance.now() - started) };
+    const why = writeAudit(opts.audit ? { ...entry, ...result } : { event: 'attach', noAudit: true });
     if (why) opts.warn(why);
   }
 }
 
-async function session(target: Target, facts: TargetFacts, opts: RunOptions, argv: string[], grafted: (method: string) => void): Promise<number> {
+async function session(target: Target, facts: TargetFacts, opts: RunOptions, argv: string[], grafted: (method: string) => void): Promise<ExitStatus> {
   const store = new StateStore();
   store.checkTrust(); // a refused state directory: nothing to join, nothing to leave
   if (opts.joinCgroup && !opts.runtimeExec && isFrozen(facts.pid)) {
@@ -81,7 +82,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       return ensureGrafted(store, target, facts, opts, session, opts.keep);
     });
     grafted(rec.method);
-    await new Promise(setImmediate); // let a signal that came during the graft be seen
+    await signalsSeen(); // a signal that came during the graft
     trap.throwIfReceived();
     const run = opts.runtimeExec ? runThroughRuntime : runCommand;
     return await run(facts, opts, argv, trap, (pid) => {
@@ -136,7 +137,7 @@ function joinCgroups(target: TargetFacts, opts: RunOptions): boolean {
   return false;
 }
 
-async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], trap: SignalTrap, started: (pid: number) => void): Promise<number> {
+async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], trap: SignalTrap, started: (pid: number) => void): Promise<ExitStatus> {
   const joinCgroup = joinCgroups(facts, opts);
   const env = commandEnv({
     targetEnv: opts.targetEnv ? readEnviron(facts.pid) : undefined,
@@ -186,7 +187,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
   trap.forwardTo(handle.pid);
   faultPoint('after-spawn');
   try {
-    return exitCodeOf(await handle.exited);
+    return await handle.exited;
   } catch (e) {
     throw spawnError(e, argv, env, { pid: facts.pid, nsOrder, cgroupFiles });
   }
@@ -207,7 +208,7 @@ function checkMapped(pid: number, user: { uid: number; gid: number }, spec: stri
  * capabilities, seccomp and LSM profile. Its exit code is passed on as it is (docker, runc
  * and friends already give the command's own, 126/127, or 128+N).
  */
-async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: string[], trap: SignalTrap, started: (pid: number) => void): Promise<number> {
+async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: string[], trap: SignalTrap, started: (pid: number) => void): Promise<ExitStatus> {
   joinCgroups(facts, opts);
   const env = execEnv({
     targetEnv: readEnviron(facts.pid),
@@ -229,14 +230,14 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
   faultPoint('before-spawn');
   trap.throwIfReceived();
   const child = spawnChild(cmd.file, cmd.args, { stdio: 'inherit', env: { ...process.env, ...cmd.env } });
-  const status = new Promise<number>((resolve, reject) => {
+  const status = new Promise<ExitStatus>((resolve, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) => {
       reject(new CrashcartError(`cannot run ${cmd.file} for --exec: ${e.code ?? e.message}`, {
         hint: e.code === 'ENOENT' ? `install ${cmd.file}'s command-line tool, or attach without --exec` : 'run with -v for details',
         cause: e,
       }));
     });
-    child.once('exit', (code, signal) => resolve(signal ? 128 + (osConstants.signals[signal] ?? 0) : (code ?? EXIT_CRASHCART)));
+    child.once('exit', (code, signal) => resolve(signal ? { code: null, signal: osConstants.signals[signal] ?? 0 } : { code: code ?? EXIT_CRASHCART, signal: null }));
   });
   if (child.pid !== undefined) {
     started(child.pid);

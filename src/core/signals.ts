@@ -26,6 +26,16 @@ export interface SignalTrap {
   release(): void;
 }
 
+/**
+ * Resolves once the event loop has run the handlers of every signal that has already
+ * arrived. libuv hands a signal to JavaScript in the poll phase; a signal that came during a
+ * long synchronous step (the graft) is polled in the *next* loop iteration, after the
+ * current iteration's setImmediate callbacks: so wait for an immediate scheduled from one.
+ */
+export function signalsSeen(): Promise<void> {
+  return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
+}
+
 export function trapSignals(): SignalTrap {
   let received: NodeJS.Signals | undefined;
   let target: number | undefined;

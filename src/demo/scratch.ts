@@ -1,6 +1,6 @@
 // Disposable runc (or crun) containers whose whole root is a static sleeper (plus an
 // optional busybox), or a caller's program and the few files it needs: real targets for the
-// demo command and the test-suite.
+// demo command and the test-suite, which also builds such roots alone for other runtimes.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
@@ -33,17 +33,27 @@ export interface RootfsFile {
   mode?: number;
 }
 
-export interface ScratchOptions {
-  id?: string;
-  /** the container's program (a static sleeper unless the caller brings its own root files) */
+/** What a scratch root holds: the program, the usual empty directories, and what is asked for. */
+export interface ScratchRootOptions {
+  /** the root's program (a static sleeper unless the caller brings its own root files) */
   sleeperPath: string;
-  /** where sleeperPath goes in the rootfs; default /bin/sleeper */
+  /** where sleeperPath goes in the root; default /bin/sleeper */
   programPath?: string;
-  /** more files for the rootfs (libraries, /etc files...) */
+  /** more files (libraries, /etc files...) */
   files?: RootfsFile[];
+  /** bin/busybox from the host's busybox-static, and bin/sh linked to it */
+  busybox?: boolean;
+  /** a working directory to make (absolute) */
+  cwd?: string;
+  /** host uid and gid that own every entry (a user-namespaced container's root) */
+  owner?: { uid: number; gid: number };
+}
+
+/** The container's root is a scratch root (owned by the mapped root with `userns`). */
+export interface ScratchOptions extends Omit<ScratchRootOptions, 'owner'> {
+  id?: string;
   /** process.user: uid and gid the program runs as (default 0:0) */
   user?: { uid: number; gid: number };
-  busybox?: boolean;
   readOnly?: boolean;
   /** mount the container's /dev tmpfs read-only too (runc remounts it after making nodes) */
   devReadOnly?: boolean;
@@ -55,7 +65,6 @@ export interface ScratchOptions {
   resources?: Record<string, unknown>;
   hostname?: string;
   env?: string[];
-  cwd?: string;
   args?: string[];
   runcRoot?: string;
   /** the OCI runtime that runs it (same CLI and bundle format); default runc */
@@ -151,7 +160,8 @@ async function addFile(rootfs: string, f: RootfsFile): Promise<void> {
   }
 }
 
-async function buildRootfs(rootfs: string, opts: ScratchOptions, cwd: string): Promise<void> {
+/** Builds a scratch root at `rootfs` (created if missing). */
+export async function buildScratchRoot(rootfs: string, opts: ScratchRootOptions): Promise<void> {
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) await mkdir(join(rootfs, d), { recursive: true });
   await chmod(join(rootfs, 'tmp'), 0o1777);
   const program = inRootfs(rootfs, opts.programPath ?? DEFAULT_PROGRAM);
@@ -165,13 +175,13 @@ async function buildRootfs(rootfs: string, opts: ScratchOptions, cwd: string): P
     await chmod(join(rootfs, 'bin/busybox'), 0o755);
     await symlink('busybox', join(rootfs, 'bin/sh'));
   }
-  await mkdir(join(rootfs, cwd), { recursive: true });
-  if (opts.userns) {
+  if (opts.cwd) await mkdir(inRootfs(rootfs, opts.cwd), { recursive: true });
+  if (opts.owner) {
     // the container's root must own its files (else they show as nobody)
-    const { hostUid, hostGid } = opts.userns;
-    await lchown(rootfs, hostUid, hostGid);
+    const { uid, gid } = opts.owner;
+    await lchown(rootfs, uid, gid);
     for (const rel of await readdir(rootfs, { recursive: true })) {
-      await lchown(join(rootfs, rel), hostUid, hostGid);
+      await lchown(join(rootfs, rel), uid, gid);
     }
   }
 }
@@ -270,7 +280,7 @@ export async function createScratchContainer(opts: ScratchOptions): Promise<Scra
       await chmod(bundleDir, 0o711);
       await checkTraversable(bundleDir, opts.userns.hostUid, opts.userns.hostGid);
     }
-    await buildRootfs(rootfs, opts, cwd);
+    await buildScratchRoot(rootfs, { ...opts, cwd, ...(opts.userns ? { owner: { uid: opts.userns.hostUid, gid: opts.userns.hostGid } } : {}) });
     await writeConfig(bundleDir, rootfs, opts, cwd);
 
     ranRunc = true;

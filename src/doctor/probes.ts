@@ -15,13 +15,13 @@ import { findCached, imagesDir, unsafeReason } from '../image/store.js';
 import { fsopen, loopFree } from '../native/index.js';
 import { containerdAddress } from '../runtimes/containerd.js';
 import { dockerSocket } from '../runtimes/docker.js';
+import { withDeadline } from '../runtimes/deadline.js';
 import { RUNTIMES, type Runtime } from '../runtimes/index.js';
 import {
   BUILD_TOOLS, auditCheck, buildToolsCheck, cacheDirCheck, capabilitiesCheck, cgroupFacts, cgroupsCheck, ext3Check, failure, imageCheck,
   mountApiCheck, namespacesCheck, ok, parseCapEff, parseFilesystems, rootCheck, runtimeCheck, runtimesCheck, stateDirCheck,
   type CheckResult, type ImageFacts, type PathFacts, type RuntimeProbe,
 } from './checks.js';
-import { withDeadline } from './deadline.js';
 
 /** How long a runtime may take to list its containers before it counts as hung. */
 export const RUNTIME_DEADLINE_MS = 1_000;
@@ -174,14 +174,18 @@ const DAEMONS: Record<string, { endpoint: () => string; fix: (endpoint: string) 
 async function probeRuntime(r: Runtime, deadlineMs: number): Promise<RuntimeProbe> {
   const daemon = DAEMONS[r.name];
   const endpoint = daemon?.endpoint();
-  const out = await withDeadline(() => r.list(), deadlineMs);
-  const base = { name: r.name, ms: out.ms, deadlineMs, ...(endpoint ? { endpoint, hungFix: daemon!.fix(endpoint) } : {}) };
-  if (out.state === 'done') {
-    return { ...base, answer: { state: 'answered', containers: out.value.length, running: out.value.filter((c) => c.status === 'running').length } };
+  const t0 = performance.now();
+  let answer: RuntimeProbe['answer'];
+  try {
+    // the signal ends whatever the lookup opened when the deadline passes
+    const cs = await withDeadline(deadlineMs, undefined, (signal) => r.list(undefined, signal));
+    answer = { state: 'answered', containers: cs.length, running: cs.filter((c) => c.status === 'running').length };
+  } catch (err) {
+    const e = err as Error & { hint?: string; code?: string };
+    answer = e.code === 'ETIMEDOUT' ? { state: 'timeout' } : { state: 'failed', message: e?.message ?? String(err), ...(e?.hint ? { hint: e.hint } : {}) };
   }
-  if (out.state === 'timeout') return { ...base, answer: { state: 'timeout' } };
-  const e = out.error as Error & { hint?: string };
-  return { ...base, answer: { state: 'failed', message: e?.message ?? String(out.error), ...(e?.hint ? { hint: e.hint } : {}) } };
+  const base = { name: r.name, ms: performance.now() - t0, deadlineMs, ...(endpoint ? { endpoint, hungFix: daemon!.fix(endpoint) } : {}) };
+  return { ...base, answer };
 }
 
 /** Every runtime present, asked at once, each under its own deadline. */

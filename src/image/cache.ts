@@ -91,7 +91,7 @@ async function urlImage(url: string, opts: ResolveOptions): Promise<{ path: stri
   }
   const path = join(imagesDir(), `sha256-${sha}.img`);
   const ok = await checkExt3(path).then(() => true, () => false);
-  if (ok) return { path, built: false, pulled: false };
+  if (ok) return { path: opts.insecureImage ? path : await trustedImage(path), built: false, pulled: false };
   opts.progress?.(`no cached image ${sha.slice(0, 12)}; pulling ${url}`);
   const { pullImage } = await import('./pull.js');
   const r = await pullImage({ url, sha256: sha });
@@ -127,7 +127,8 @@ export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: s
 
   const path = defaultImagePath();
   const why = await staleReason(path);
-  if (why === undefined) return { path, built: false };
+  // the cached default is mounted as root like any other image: the same trust rule
+  if (why === undefined) return { path: opts.insecureImage ? path : await trustedImage(path), built: false };
 
   opts.progress?.(`${why}; building ${path}`);
   await ensureCacheDir();

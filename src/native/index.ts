@@ -89,6 +89,13 @@ export interface UngraftRequest extends TargetFds {
   fault?: FaultRequest;
 }
 
+export interface UngraftResult {
+  /** the mount point directory was removed */
+  removedDir: boolean;
+  /** stale device nodes were removed (sweepNodes) */
+  removedNodes: boolean;
+}
+
 /** Capability sets as /proc/PID/status shows them (hex), for --caps target. */
 export interface CapsRequest {
   bounding: string;
@@ -168,7 +175,7 @@ interface Addon {
   loopDetach(loopFd: number): void;
   loopFree(): number;
   graft(req: GraftRequest): GraftResult;
-  ungraft(req: UngraftRequest): void;
+  ungraft(req: UngraftRequest): UngraftResult;
   fsopen(req: FsOpenRequest): number;
   spawn(req: SpawnRequest): SpawnHandle;
   openInRoot(req: OpenInRootRequest): number;

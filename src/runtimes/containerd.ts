@@ -9,7 +9,8 @@ import { basename, join } from 'node:path';
 import { isFrozen, readStat } from '../core/proc.js';
 import { TOOLKIT_BIN } from '../core/command.js';
 import { CrashcartError } from '../core/errors.js';
-import { bytesOf, decode, encodeStrings, grpcClient, num, str, stringMap, type GrpcClient } from './grpc.js';
+import { LOOKUP_DEADLINE_MS, withDeadline } from './deadline.js';
+import { bytesOf, decode, encodeStrings, GRPC_TIMEOUT_MS, grpcClient, num, str, stringMap, type GrpcClient } from './grpc.js';
 import { mayMatch, type Container, type ExecCommand, type ExecRequest, type Runtime, type Scope } from './types.js';
 
 export const DEFAULT_CONTAINERD_ADDRESS = '/run/containerd/containerd.sock';
@@ -80,15 +81,20 @@ async function listNamespace(client: GrpcClient, ns: string): Promise<Container[
   return parseContainers(cs).map((c) => toContainer(ns, c, tasks.get(c.id)));
 }
 
-/** Every container in `namespace`, or in every namespace. */
-export async function listContainerd(namespace?: string, address = containerdAddress()): Promise<Container[]> {
-  const client = await grpcClient(address, 'containerd');
-  try {
-    const namespaces = namespace ? [namespace] : parseNamespaces(await client.call(NAMESPACES_LIST, encodeStrings([])));
-    return (await Promise.all(namespaces.map((ns) => listNamespace(client, ns)))).flat();
-  } finally {
-    client.close();
-  }
+/**
+ * Every container in `namespace`, or in every namespace. The whole listing has one
+ * deadline; when it passes, or `signal` aborts, the session is destroyed.
+ */
+export async function listContainerd(namespace?: string, address = containerdAddress(), signal?: AbortSignal): Promise<Container[]> {
+  return withDeadline(LOOKUP_DEADLINE_MS, signal, async (sig) => {
+    const client = await grpcClient(address, 'containerd', GRPC_TIMEOUT_MS, sig);
+    try {
+      const namespaces = namespace ? [namespace] : parseNamespaces(await client.call(NAMESPACES_LIST, encodeStrings([])));
+      return (await Promise.all(namespaces.map((ns) => listNamespace(client, ns)))).flat();
+    } finally {
+      client.close();
+    }
+  });
 }
 
 /** Is `pid` a live process whose parent is a containerd shim of namespace `ns`? */
@@ -160,21 +166,27 @@ export function tasksOnDisk(root = taskRoot(), namespace?: string, id?: string, 
 /**
  * A running task whose ID is exactly `query` is read from disk: no gRPC (whose client
  * alone costs more to load than the lookup) and an answer even from a hung containerd.
- * Anything else asks the API, and falls back to the tasks on disk when it cannot be
- * reached; the API's error stands when those have no match either.
+ * Anything else asks the API, and falls back to the tasks on disk when containerd cannot
+ * be reached; the API's error stands when those have no match either. A lookup that was
+ * ended (its deadline passed, or its answer is not needed) ends there: the tasks on disk
+ * are not all of containerd's containers.
  */
-async function findContainerd(query: string, scope?: Scope): Promise<Container[]> {
+async function findContainerd(query: string, scope?: Scope, signal?: AbortSignal): Promise<Container[]> {
   const plain = (s: string | undefined) => s === undefined || (s !== '' && s !== '.' && s !== '..' && !s.includes('/'));
   const exact = plain(query) && plain(scope?.namespace) ? tasksOnDisk(taskRoot(), scope?.namespace, query) : [];
   if (exact.length > 0) return exact;
   try {
-    return (await listContainerd(scope?.namespace)).filter((c) => mayMatch(c, query));
+    return (await listContainerd(scope?.namespace, containerdAddress(), signal)).filter((c) => mayMatch(c, query));
   } catch (err) {
+    if (signal?.aborted) throw err;
     const found = tasksOnDisk(taskRoot(), scope?.namespace).filter((c) => mayMatch(c, query));
     if (found.length === 0) throw err;
     return found;
   }
 }
+
+/** containerd's identifiers (its identifiers package): alphanumeric words joined by . _ -, at most 76 characters. */
+export const CONTAINERD_ID = /^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$/;
 
 /** `ctr task exec` into the container's task; ctr has no --env, so `env` from the toolkit sets it. */
 export function ctrExecCommand(c: Container, req: ExecRequest, address = containerdAddress()): ExecCommand {
@@ -200,7 +212,9 @@ export const containerd: Runtime = {
   namespaced: true,
   // the socket, or task directories left by shims (containerd itself may be down)
   present: () => existsSync(containerdAddress()) || existsSync(taskRoot()),
-  list: (scope?: Scope) => listContainerd(scope?.namespace),
+  list: (scope?: Scope, signal?: AbortSignal) => listContainerd(scope?.namespace, containerdAddress(), signal),
   find: findContainerd,
+  daemon: () => `containerd at ${containerdAddress()}`,
+  couldName: (query) => query.length <= 76 && CONTAINERD_ID.test(query),
   execCommand: (c, req) => ctrExecCommand(c, req),
 };

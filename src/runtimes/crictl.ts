@@ -2,6 +2,7 @@
 // runtime without containerd's API), pods are found and exec'd through it.
 import { TOOLKIT_BIN } from '../core/command.js';
 import { CrashcartError } from '../core/errors.js';
+import { LOOKUP_DEADLINE_MS, runCommand, withDeadline } from './deadline.js';
 import type { Container, ExecCommand, ExecRequest } from './types.js';
 
 const CRI_STATES: Record<string, string> = {
@@ -30,14 +31,17 @@ export function parseCrictlInspectPid(json: string): number {
 
 const lastLine = (text: string) => text.trim().split('\n').pop() ?? '';
 
-export async function crictl(args: string[]): Promise<string> {
-  const { execa } = await import('execa');
-  const r = await execa('crictl', args, { reject: false, stdin: 'ignore', timeout: 10_000 });
-  if (r.exitCode !== 0) {
-    throw new CrashcartError(`crictl ${args.join(' ')} failed: ${lastLine(String(r.stderr || r.message))}`, {
-      hint: 'check that crictl reaches the CRI runtime (crictl info)',
+const CRICTL_HINT = 'check that crictl reaches the CRI runtime (crictl info)';
+
+/** crictl's output; it is killed when its deadline passes or `signal` aborts. */
+export async function crictl(args: string[], signal?: AbortSignal): Promise<string> {
+  const what = `crictl ${args.join(' ')}`;
+  const r = await withDeadline(LOOKUP_DEADLINE_MS, signal, (sig) => runCommand('crictl', args, { signal: sig, what, hint: CRICTL_HINT }))
+    .catch((err: NodeJS.ErrnoException) => {
+      if (err instanceof CrashcartError || signal?.aborted) throw err;
+      throw new CrashcartError(`${what} failed: ${err.code ?? err.message}`, { hint: CRICTL_HINT });
     });
-  }
+  if (r.code !== 0) throw new CrashcartError(`${what} failed: ${lastLine(r.stderr) || `exit ${r.code}`}`, { hint: CRICTL_HINT });
   return r.stdout;
 }
 

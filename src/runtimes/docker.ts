@@ -2,7 +2,8 @@
 // The list endpoint has no pids, so only running containers that may match are inspected.
 import { existsSync } from 'node:fs';
 import { CrashcartError } from '../core/errors.js';
-import { engineGet, engineMessage } from './engine-api.js';
+import { LOOKUP_DEADLINE_MS, withDeadline } from './deadline.js';
+import { ENGINE_TIMEOUT_MS, engineGet, engineMessage } from './engine-api.js';
 import { mayMatch, type Container, type ExecCommand, type ExecRequest, type Runtime } from './types.js';
 
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
@@ -62,8 +63,8 @@ export function withInspect(c: Container, i: InspectEntry): Container {
   return { ...c, pid: status === 'running' || status === 'paused' ? pid : 0, status };
 }
 
-async function listAll(socket: string): Promise<Container[]> {
-  const res = await engineGet(socket, '/containers/json?all=1');
+async function listAll(socket: string, signal: AbortSignal): Promise<Container[]> {
+  const res = await engineGet(socket, '/containers/json?all=1', ENGINE_TIMEOUT_MS, signal);
   if (res.status !== 200 || !Array.isArray(res.body)) {
     throw new CrashcartError(`listing containers from the docker daemon at ${socket} failed: ${engineMessage(res)}`, {
       hint: 'check that dockerd is healthy',
@@ -73,10 +74,10 @@ async function listAll(socket: string): Promise<Container[]> {
 }
 
 /** Adds pids to the running (and paused) ones; a container removed meanwhile is dropped. */
-async function addPids(socket: string, cs: Container[]): Promise<Container[]> {
+async function addPids(socket: string, cs: Container[], signal: AbortSignal): Promise<Container[]> {
   const out = await Promise.all(cs.map(async (c): Promise<Container | undefined> => {
     if (c.status !== 'running' && c.status !== 'paused') return c;
-    const res = await engineGet(socket, `/containers/${encodeURIComponent(c.id)}/json`);
+    const res = await engineGet(socket, `/containers/${encodeURIComponent(c.id)}/json`, ENGINE_TIMEOUT_MS, signal);
     if (res.status === 404) return undefined;
     if (res.status !== 200) {
       throw new CrashcartError(`inspecting docker container ${c.id} at ${socket} failed: ${engineMessage(res)}`, {
@@ -98,16 +99,21 @@ export function dockerExec(id: string, req: ExecRequest): ExecCommand {
   return { file: 'docker', args: [...args, id, ...req.argv] };
 }
 
+/** The containers that pass `keep`, with pids: one deadline for the list and the inspects. */
+function lookup(keep: (c: Container) => boolean, signal?: AbortSignal): Promise<Container[]> {
+  const socket = dockerSocket();
+  return withDeadline(LOOKUP_DEADLINE_MS, signal, async (sig) => addPids(socket, (await listAll(socket, sig)).filter(keep), sig));
+}
+
+/** Docker's container names (and its 64-hex IDs): a letter or digit, then at least one of [a-zA-Z0-9_.-]. */
+export const DOCKER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
+
 export const docker: Runtime = {
   name: 'docker',
   execCommand: (c, req) => dockerExec(c.id, req),
   present: () => existsSync(dockerSocket()),
-  async list(): Promise<Container[]> {
-    const socket = dockerSocket();
-    return addPids(socket, await listAll(socket));
-  },
-  async find(query: string): Promise<Container[]> {
-    const socket = dockerSocket();
-    return addPids(socket, (await listAll(socket)).filter((c) => mayMatch(c, query)));
-  },
+  list: (_scope, signal) => lookup(() => true, signal),
+  find: (query, _scope, signal) => lookup((c) => mayMatch(c, query), signal),
+  daemon: () => `the docker daemon at ${dockerSocket()}`,
+  couldName: (query) => DOCKER_NAME.test(query),
 };

@@ -1,7 +1,9 @@
 // Just enough gRPC for containerd's list calls: unary requests over HTTP/2 on a unix
 // socket, and a protobuf reader/writer for the few messages involved. No dependency, no
 // generated code: every field crashcart reads is named where it is decoded.
+import type { ClientHttp2Session } from 'node:http2';
 import { CrashcartError } from '../core/errors.js';
+import { abortError, onAbort, seconds } from './deadline.js';
 
 export const GRPC_TIMEOUT_MS = 2_000;
 
@@ -101,37 +103,57 @@ const STATUS: Record<number, string> = { 5: 'not found', 7: 'permission denied',
 export interface GrpcClient {
   /** One unary call; resolves with the response message's bytes. */
   call(path: string, request: Buffer, headers?: Record<string, string>): Promise<Buffer>;
+  /** Ends the session and its socket (calls still in flight reject). */
   close(): void;
 }
 
-/** A client on the unix socket `socket`; `what` names the daemon in errors. */
-export async function grpcClient(socket: string, what: string, timeoutMs = GRPC_TIMEOUT_MS): Promise<GrpcClient> {
+/**
+ * A client on the unix socket `socket`; `what` names the daemon in errors. Connecting and
+ * each call have `timeoutMs`; when one passes, or `signal` aborts, the whole session and
+ * its socket are destroyed and every call in flight rejects: a daemon that accepted the
+ * connection and hangs must not keep the event loop alive.
+ */
+export async function grpcClient(socket: string, what: string, timeoutMs = GRPC_TIMEOUT_MS, signal?: AbortSignal): Promise<GrpcClient> {
   // loaded on first use: startup stays cheap on hosts without containerd
   const [{ connect }, { createConnection }] = await Promise.all([import('node:http2'), import('node:net')]);
   const hint = `start ${what}, or point CONTAINERD_ADDRESS at its socket`;
+  const where = `${what} at ${socket}`;
+  const hungHint = `check that ${what} is running and healthy`;
+  if (signal?.aborted) throw abortError(signal, where, hungHint);
+
   const sock = createConnection(socket);
+  let session: ClientHttp2Session | undefined;
+  let failure: Error | undefined;
+  // what is waiting on the connection: the connect, then the calls in flight
+  const waiting = new Set<(err: Error) => void>();
+  const destroy = (err: Error) => {
+    failure ??= err;
+    stopAbort();
+    session?.destroy();
+    sock.destroy();
+    for (const fail of [...waiting]) fail(failure);
+  };
+  const stopAbort = onAbort(signal, () => destroy(abortError(signal!, where, hungHint)));
+
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      sock.destroy();
-      reject(new CrashcartError(`${what} at ${socket} did not accept a connection within ${timeoutMs / 1000} s`, { hint }));
-    }, timeoutMs);
-    sock.once('connect', () => {
+    const done = (err?: Error) => {
       clearTimeout(timer);
-      resolve();
-    });
+      waiting.delete(done);
+      if (err) reject(err);
+      else resolve();
+    };
+    waiting.add(done);
+    const timer = setTimeout(() => destroy(new CrashcartError(`${where} did not accept a connection within ${seconds(timeoutMs)}`, { hint, code: 'ETIMEDOUT' })), timeoutMs);
+    sock.once('connect', () => done());
     sock.once('error', (err: NodeJS.ErrnoException) => {
-      clearTimeout(timer);
       const why = err.code === 'ENOENT' ? 'no such socket'
         : err.code === 'ECONNREFUSED' ? 'connection refused (no daemon listening)'
           : err.code === 'EACCES' ? 'permission denied' : err.message;
-      reject(new CrashcartError(`cannot reach ${what} at ${socket}: ${why}`, { hint, cause: err }));
+      destroy(new CrashcartError(`cannot reach ${where}: ${why}`, { hint, cause: err }));
     });
   });
-  let failure: CrashcartError | undefined;
-  const session = connect('http://localhost', { createConnection: () => sock });
-  session.on('error', (err: Error) => {
-    failure = new CrashcartError(`the connection to ${what} at ${socket} failed: ${err.message}`, { hint, cause: err });
-  });
+  session = connect('http://localhost', { createConnection: () => sock });
+  session.on('error', (err: Error) => destroy(new CrashcartError(`the connection to ${where} failed: ${err.message}`, { hint, cause: err })));
 
   const call = (path: string, request: Buffer, headers: Record<string, string> = {}) => new Promise<Buffer>((resolve, reject) => {
     if (failure) return reject(failure);
@@ -141,17 +163,20 @@ export async function grpcClient(socket: string, what: string, timeoutMs = GRPC_
       if (settled) return;
       settled = true;
       clearTimeout(timer);
+      waiting.delete(fail);
       if (err) {
         req.close();
         reject(err);
       } else resolve(value!);
     };
-    const timer = setTimeout(() => done(new CrashcartError(`${what} at ${socket} did not answer ${method} within ${timeoutMs / 1000} s`, {
-      hint: `check that ${what} is running and healthy`,
+    const fail = (err: Error) => done(err);
+    waiting.add(fail);
+    const timer = setTimeout(() => destroy(new CrashcartError(`${where} did not answer ${method} within ${seconds(timeoutMs)}`, {
+      hint: hungHint, code: 'ETIMEDOUT',
     })), timeoutMs);
     const frame = Buffer.alloc(5);
     frame.writeUInt32BE(request.length, 1);
-    const req = session.request({
+    const req = session!.request({
       ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers,
     });
     const chunks: Buffer[] = [];
@@ -169,24 +194,24 @@ export async function grpcClient(socket: string, what: string, timeoutMs = GRPC_
     req.on('response', (h) => noteStatus(h));
     req.on('trailers', (h) => noteStatus(h));
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('error', (err: Error) => done(failure ?? new CrashcartError(`${method} on ${what} at ${socket} failed: ${err.message}`, { hint, cause: err })));
+    req.on('error', (err: Error) => done(failure ?? new CrashcartError(`${method} on ${where} failed: ${err.message}`, { hint, cause: err })));
     // after 'end' this is a no-op; without it, a stream reset by the daemon
-    req.on('close', () => done(failure ?? new CrashcartError(`${what} at ${socket} closed the call ${method} without an answer`, { hint })));
+    req.on('close', () => done(failure ?? new CrashcartError(`${where} closed the call ${method} without an answer`, { hint })));
     req.on('end', () => {
       if (status !== undefined && status !== '0') {
         const code = Number(status);
-        return done(new CrashcartError(`${what} at ${socket} refused ${method}: ${message || STATUS[code] || `gRPC status ${code}`}`, {
+        return done(new CrashcartError(`${where} refused ${method}: ${message || STATUS[code] || `gRPC status ${code}`}`, {
           hint: `check that ${what} is healthy`,
         }));
       }
       const body = Buffer.concat(chunks);
       if (body.length < 5 || body[0] !== 0 || body.length < 5 + body.readUInt32BE(1)) {
-        return done(new CrashcartError(`${what} at ${socket} sent a malformed answer to ${method}`, { hint: `is ${socket} containerd's gRPC socket?` }));
+        return done(new CrashcartError(`${where} sent a malformed answer to ${method}`, { hint: `is ${socket} containerd's gRPC socket?` }));
       }
       done(undefined, body.subarray(5, 5 + body.readUInt32BE(1)));
     });
     req.end(Buffer.concat([frame, request]));
   });
 
-  return { call, close: () => session.close() };
+  return { call, close: () => destroy(new CrashcartError(`the connection to ${where} was closed`)) };
 }

@@ -5,6 +5,7 @@ import { onPath } from '../core/host-path.js';
 import { CrashcartError } from '../core/errors.js';
 import { containerd, listContainerd, taskRoot, tasksOnDisk } from './containerd.js';
 import { crictl, parseCrictlInspectPid, parseCrictlPs } from './crictl.js';
+import { LOOKUP_DEADLINE_MS, withDeadline } from './deadline.js';
 import { running, type Target } from './index.js';
 import type { Container } from './types.js';
 
@@ -60,16 +61,18 @@ export function pickPodContainer(inPod: Container[], q: PodQuery): Target {
 
 // --- crictl ------------------------------------------------------------------------------
 
-/** The pod's containers through crictl, with pids for the running ones. */
-async function crictlPodContainers(q: PodQuery): Promise<Container[]> {
-  const out = await crictl(['ps', '-a', '-o', 'json', '--label', `${POD_NAME}=${q.pod}`, '--label', `${POD_NAMESPACE}=${q.namespace}`]);
-  let cs: Container[];
-  try {
-    cs = podContainers(parseCrictlPs(out), q);
-  } catch (err) {
-    throw new CrashcartError(`crictl ps -o json printed something unexpected: ${(err as Error).message}`, { hint: 'is crictl recent enough?' });
-  }
-  return Promise.all(cs.map(async (c) => (c.status === 'running' ? { ...c, pid: parseCrictlInspectPid(await crictl(['inspect', '-o', 'json', c.id])) } : c)));
+/** The pod's containers through crictl, with pids for the running ones: one deadline for all of it. */
+function crictlPodContainers(q: PodQuery): Promise<Container[]> {
+  return withDeadline(LOOKUP_DEADLINE_MS, undefined, async (signal) => {
+    const out = await crictl(['ps', '-a', '-o', 'json', '--label', `${POD_NAME}=${q.pod}`, '--label', `${POD_NAMESPACE}=${q.namespace}`], signal);
+    let cs: Container[];
+    try {
+      cs = podContainers(parseCrictlPs(out), q);
+    } catch (err) {
+      throw new CrashcartError(`crictl ps -o json printed something unexpected: ${(err as Error).message}`, { hint: 'is crictl recent enough?' });
+    }
+    return Promise.all(cs.map(async (c) => (c.status === 'running' ? { ...c, pid: parseCrictlInspectPid(await crictl(['inspect', '-o', 'json', c.id], signal)) } : c)));
+  });
 }
 
 /**

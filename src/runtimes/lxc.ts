@@ -2,16 +2,15 @@
 // container's config; that is how lxc-ls finds them too. A running container keeps nothing
 // on disk (its monitor answers on an abstract socket), so its state and init pid come from
 // `lxc-info -s -p`, asked only about the containers that may match (~4 ms each).
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CrashcartError } from '../core/errors.js';
+import { LOOKUP_DEADLINE_MS, runCommand, withDeadline } from './deadline.js';
 import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export const DEFAULT_LXC_PATH = '/var/lib/lxc';
 /** LXC's system config, where lxc.lxcpath may move the default. */
 export const LXC_SYSTEM_CONFIG = '/etc/lxc/lxc.conf';
-const INFO_TIMEOUT_MS = 10_000;
 
 /**
  * LXC's config syntax: `key = value` lines, `#` comments, blank lines. Keys may repeat
@@ -71,32 +70,38 @@ export function parseLxcInfo(text: string): { status: string; pid: number } | un
   return { status, pid: status === 'running' || status === 'frozen' ? pid : 0 };
 }
 
-function lxcInfo(path: string, name: string): Promise<string | undefined> {
-  return new Promise((resolve, reject) => {
-    execFile('lxc-info', ['-P', path, '-n', name, '-s', '-p'], { timeout: INFO_TIMEOUT_MS }, (err, stdout, stderr) => {
-      if (!err) return resolve(stdout);
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOENT') {
-        return reject(new CrashcartError(`lxc-info not found: cannot read the state of LXC container ${name} in ${path}`, {
-          hint: 'install lxc (it provides lxc-info)',
-        }));
-      }
-      // removed since the directory was read: not a container any more
-      if (/doesn't exist/.test(stderr)) return resolve(undefined);
-      reject(new CrashcartError(`lxc-info -P ${path} -n ${name} failed: ${stderr.trim() || err.message}`, {
-        hint: 'check the container with lxc-info',
-      }));
-    });
+async function lxcInfo(path: string, name: string, signal: AbortSignal): Promise<string | undefined> {
+  const args = ['-P', path, '-n', name, '-s', '-p'];
+  let r;
+  try {
+    r = await runCommand('lxc-info', args, { signal, what: `lxc-info -P ${path} -n ${name}`, hint: 'check the container with lxc-info' });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new CrashcartError(`lxc-info not found: cannot read the state of LXC container ${name} in ${path}`, {
+        hint: 'install lxc (it provides lxc-info)',
+      });
+    }
+    throw err;
+  }
+  if (r.code === 0) return r.stdout;
+  // removed since the directory was read: not a container any more
+  if (/doesn't exist/.test(r.stderr)) return undefined;
+  throw new CrashcartError(`lxc-info -P ${path} -n ${name} failed: ${r.stderr.trim() || `exit ${r.code}`}`, {
+    hint: 'check the container with lxc-info',
   });
 }
 
-async function inspect(path: string, names: string[]): Promise<Container[]> {
-  const out = await Promise.all(names.map(async (name): Promise<Container | undefined> => {
-    const text = await lxcInfo(path, name);
-    const info = text === undefined ? undefined : parseLxcInfo(text);
-    return info && { runtime: 'lxc', id: name, pid: info.pid, status: info.status };
-  }));
-  return out.filter((c): c is Container => c !== undefined);
+/** The state of each container named; lxc-info runs for all of them at once, under one deadline. */
+function inspect(path: string, names: string[], signal?: AbortSignal): Promise<Container[]> {
+  if (names.length === 0) return Promise.resolve([]);
+  return withDeadline(LOOKUP_DEADLINE_MS, signal, async (sig) => {
+    const out = await Promise.all(names.map(async (name): Promise<Container | undefined> => {
+      const text = await lxcInfo(path, name, sig);
+      const info = text === undefined ? undefined : parseLxcInfo(text);
+      return info && { runtime: 'lxc', id: name, pid: info.pid, status: info.status };
+    }));
+    return out.filter((c): c is Container => c !== undefined);
+  });
 }
 
 /**
@@ -128,13 +133,16 @@ export function lxcAttachCommand(path: string, name: string, req: ExecRequest): 
 export const lxc: Runtime = {
   name: 'lxc',
   present: () => existsSync(lxcPath()),
-  async list(): Promise<Container[]> {
+  async list(_scope, signal): Promise<Container[]> {
     const path = lxcPath();
-    return inspect(path, definedContainers(path));
+    return inspect(path, definedContainers(path), signal);
   },
-  async find(query: string): Promise<Container[]> {
+  async find(query: string, _scope, signal): Promise<Container[]> {
     const path = lxcPath();
-    return inspect(path, definedContainers(path).filter((n) => n.startsWith(query)));
+    return inspect(path, definedContainers(path).filter((n) => n.startsWith(query)), signal);
   },
+  daemon: () => `lxc-info (lxcpath ${lxcPath()})`,
+  // a container of that name has a directory with a config, as definedContainers() decides
+  couldName: (query) => query !== '' && query !== '.' && query !== '..' && !query.includes('/') && existsSync(join(lxcPath(), query, 'config')),
   execCommand: (c: Container, req: ExecRequest) => lxcAttachCommand(lxcPath(), c.id, req),
 };

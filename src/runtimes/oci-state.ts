@@ -52,7 +52,9 @@ export function ociStateRuntime(name: string, root: () => string, read: StateRea
         const state = read(join(dir, id));
         if (!state) continue;
         const created = existsSync(join(dir, id, createdFile));
-        out.push({ runtime: name, id, pid: state.pid, status: statusOf(state.pid, state.start, created, hostMounts) });
+        const status = statusOf(state.pid, state.start, created, hostMounts);
+        // a stopped container's recorded pid is gone, or someone else's now (runc says 0 too)
+        out.push({ runtime: name, id, pid: status === 'stopped' ? 0 : state.pid, status });
       }
       return out;
     },

@@ -16,12 +16,12 @@
 // is what podman itself will say once it syncs. Podman 4.8+ can keep the state in SQLite
 // (db.sql) instead: there, and if the bolt file cannot be read consistently, the podman CLI
 // answers.
-import { execFile } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CrashcartError, errnoCode } from '../core/errors.js';
 import { readStat } from '../core/proc.js';
 import { BoltError, BoltFile } from './bolt.js';
+import { LOOKUP_DEADLINE_MS, runCommand, withDeadline } from './deadline.js';
 import { mayMatch, type Container, type ExecCommand, type ExecRequest, type Runtime } from './types.js';
 
 export const DEFAULT_GRAPHROOT = '/var/lib/containers/storage';
@@ -162,20 +162,21 @@ export function fromPsEntry(e: PsEntry): Container | undefined {
   return { runtime: 'podman', id: e.Id, ...(name ? { name } : {}), pid, status };
 }
 
-/** The podman CLI's answer, for databases this module does not read. */
-export async function listWithCli(): Promise<Container[]> {
-  const cmd = 'podman ps -a --format json';
-  // node's own execFile: execa would cost ~80 ms to load on every attach of such a host
-  const r = await new Promise<{ stdout: string; why?: string }>((resolve) => {
-    execFile('podman', ['ps', '-a', '--format', 'json'], { timeout: 30_000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = (err as NodeJS.ErrnoException | null)?.code;
-      resolve({ stdout, ...(err ? { why: stderr.trim().split('\n').pop() || (typeof code === 'string' ? code : `exit ${code}`) } : {}) });
+const PS = ['ps', '-a', '--format', 'json'];
+const PS_HINT = 'check that podman works (podman ps -a)';
+
+/** The podman CLI's answer, for databases this module does not read; killed after the deadline. */
+export async function listWithCli(signal?: AbortSignal): Promise<Container[]> {
+  const cmd = `podman ${PS.join(' ')}`;
+  // node's own spawn: execa would cost ~80 ms to load on every attach of such a host
+  const r = await withDeadline(LOOKUP_DEADLINE_MS, signal, (sig) => runCommand('podman', PS, { signal: sig, what: `'${cmd}'`, hint: PS_HINT }))
+    .catch((err: NodeJS.ErrnoException) => {
+      if (err instanceof CrashcartError || signal?.aborted) throw err;
+      throw new CrashcartError(`listing podman containers with '${cmd}' failed: ${err.code ?? err.message}`, { hint: PS_HINT });
     });
-  });
-  if (r.why !== undefined) {
-    throw new CrashcartError(`listing podman containers with '${cmd}' failed: ${r.why}`, {
-      hint: 'check that podman works (podman ps -a)',
-    });
+  if (r.code !== 0) {
+    const why = r.stderr.trim().split('\n').pop() || (r.code === null ? 'killed by a signal' : `exit ${r.code}`);
+    throw new CrashcartError(`listing podman containers with '${cmd}' failed: ${why}`, { hint: PS_HINT });
   }
   let entries: unknown;
   try {
@@ -184,9 +185,7 @@ export async function listWithCli(): Promise<Container[]> {
     entries = undefined;
   }
   if (!Array.isArray(entries)) {
-    throw new CrashcartError(`listing podman containers with '${cmd}' failed: its output is not a JSON array`, {
-      hint: 'check that podman works (podman ps -a)',
-    });
+    throw new CrashcartError(`listing podman containers with '${cmd}' failed: its output is not a JSON array`, { hint: PS_HINT });
   }
   return entries.map((e) => fromPsEntry(e as PsEntry)).filter((c): c is Container => c !== undefined);
 }
@@ -201,10 +200,10 @@ export function database(env: NodeJS.ProcessEnv = process.env): { kind: 'bolt' |
   return undefined;
 }
 
-async function listAll(): Promise<Container[]> {
+async function listAll(signal?: AbortSignal): Promise<Container[]> {
   const db = database();
   if (!db) return [];
-  if (db.kind === 'sqlite') return listWithCli();
+  if (db.kind === 'sqlite') return listWithCli(signal);
   // a torn read (two commits during it) is retried once, then podman is asked
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
@@ -218,7 +217,7 @@ async function listAll(): Promise<Container[]> {
       }
     }
   }
-  return listWithCli();
+  return listWithCli(signal);
 }
 
 /** The podman settings of this process that a podman command needs to see the same storage. */
@@ -240,12 +239,19 @@ export function podmanExec(c: Container, req: ExecRequest, env: NodeJS.ProcessEn
   return { file: 'podman', args, ...(Object.keys(extra).length ? { env: extra } : {}) };
 }
 
+/** Podman's container names (and its 64-hex IDs): a letter or digit, then [a-zA-Z0-9_.-]. */
+export const PODMAN_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+
 export const podman: Runtime = {
   name: 'podman',
   present: () => database() !== undefined,
-  list: listAll,
-  async find(query: string): Promise<Container[]> {
-    return (await listAll()).filter((c) => mayMatch(c, query));
+  list: (_scope, signal) => listAll(signal),
+  async find(query: string, _scope, signal): Promise<Container[]> {
+    return (await listAll(signal)).filter((c) => mayMatch(c, query));
   },
   execCommand: (c, req) => podmanExec(c, req),
+  // only its CLI (SQLite databases) takes time: ~50 ms, more on a loaded host
+  daemon: () => `'podman ${PS.join(' ')}'`,
+  couldName: (query) => PODMAN_NAME.test(query),
+  graceMs: 300,
 };

@@ -20,13 +20,32 @@ export interface Runtime {
   readonly namespaced?: boolean;
   /** Cheap check that this runtime is in use on this host (a state directory, a socket). */
   present(): boolean;
-  /** Every container the runtime knows about, running or not. */
-  list(scope?: Scope): Promise<Container[]>;
+  /**
+   * Every container the runtime knows about, running or not. When `signal` aborts, whatever
+   * the lookup opened is destroyed and the promise rejects.
+   */
+  list(scope?: Scope, signal?: AbortSignal): Promise<Container[]>;
   /**
    * Optional cheaper lookup: the containers that may match `query` (its exact ID or name,
    * or an ID it prefixes); a superset is fine. Without it, list() is used.
    */
-  find?(query: string, scope?: Scope): Promise<Container[]>;
+  find?(query: string, scope?: Scope, signal?: AbortSignal): Promise<Container[]>;
   /** The runtime's own exec (docker exec, runc exec, ...) running `req` inside `c`. */
   execCommand?(c: Container, req: ExecRequest): ExecCommand;
+  /**
+   * For runtimes that may wait on something (a daemon, a CLI): what that is, as errors and
+   * warnings name it ('the docker daemon at /var/run/docker.sock').
+   */
+  daemon?(): string;
+  /**
+   * Whether one of its containers could have exactly `query` as its ID or name (the
+   * runtime's naming rules); without it, any string could be. A runtime that cannot
+   * answer is only waited for when it could.
+   */
+  couldName?(query: string): boolean;
+  /**
+   * How long a healthy answer may take after the disk has answered (default: a daemon's,
+   * DAEMON_GRACE_MS in index.ts).
+   */
+  readonly graceMs?: number;
 }

@@ -7,13 +7,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, lstatSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer, type ScratchOptions } from '../../src/demo/scratch.js';
-import { runCrashcart, startCrashcart, testImage, type CliResult } from '../helpers/cli.js';
-import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost, type HostSnapshot } from '../helpers/host.js';
+import { recordedSession, runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
+import { assertClean, assertFailure, assertOk, grafts, mountOptions, snapshot, TOOLKIT } from '../helpers/expect.js';
+import { onPath, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
+import { descendants, exists, processes, type Proc } from '../helpers/procs.js';
+import { waitFor } from '../helpers/wait.js';
 
-const TOOLKIT = '/dev/crashcart';
 const BASE = `cctest-${randomBytes(3).toString('hex')}`;
 const USERNS = { hostUid: 100000, hostGid: 100000, size: 65536 };
 
@@ -38,10 +39,6 @@ async function startFor(t: TestContext, opts: Partial<ScratchOptions> = {}): Pro
   return c;
 }
 
-const targetOf = (c: ScratchContainer) => ({ pid: c.pid, rootfs: c.rootfs });
-
-const snapshot = (c?: ScratchContainer) => snapshotHost(c && targetOf(c));
-
 /** Loop devices whose backing file is the test image. */
 function imageLoops(): string[] {
   const out: string[] = [];
@@ -56,114 +53,7 @@ function imageLoops(): string[] {
   return out;
 }
 
-async function waitFor(what: string, cond: () => boolean, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await delay(20);
-  }
-}
-
-/**
- * Fails on anything left behind since `before`. An autoclear loop device is released by the
- * kernel when its last user goes: give that a moment, then compare everything strictly.
- */
-async function assertClean(before: HostSnapshot, c?: ScratchContainer): Promise<void> {
-  const loops = new Set(before.loops);
-  for (let i = 0; i < 100; i++) {
-    if ((await snapshotHost()).loops.every((l) => loops.has(l))) break;
-    await delay(20);
-  }
-  assertNoLeaks(before, await snapshot(c));
-}
-
-function mountinfo(pid: number): string[] {
-  return readFileSync(`/proc/${pid}/mountinfo`, 'utf8').split('\n').filter(Boolean);
-}
-
-/** The toolkit mounts in a process's mount namespace. */
-function grafts(pid: number): string[] {
-  return mountinfo(pid).filter((l) => l.split(' ')[4] === TOOLKIT);
-}
-
 const hasGraft = (pid: number) => grafts(pid).length > 0;
-
-/** Per-mount options of a mount point ('ro,nosuid' ...), from mountinfo. */
-function mountOptions(pid: number, mountPoint: string): string[] {
-  const line = mountinfo(pid).filter((l) => l.split(' ')[4] === mountPoint).at(-1);
-  assert.ok(line, `no ${mountPoint} in /proc/${pid}/mountinfo`);
-  return line.split(' ')[5]!.split(',');
-}
-
-/** A failure of crashcart's own: exactly one line on stderr, nothing on stdout. */
-function assertFailure(r: CliResult, code: number, pattern: RegExp): void {
-  assert.equal(r.code, code, `exit code; stderr: ${r.stderr}`);
-  const lines = r.stderr.split('\n');
-  assert.equal(lines.length, 1, `exactly one line on stderr, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^crashcart: /);
-  assert.match(lines[0]!, pattern);
-  assert.equal(r.stdout, '');
-}
-
-/** A success: exit 0 and nothing on stderr (no -v). */
-function assertOk(r: CliResult): void {
-  assert.equal(r.code, 0, `exit code; stderr: ${r.stderr}`);
-  assert.equal(r.stderr, '');
-}
-
-interface Proc {
-  pid: number;
-  ppid: number;
-  pgrp: number;
-  start: string;
-  comm: string;
-}
-
-function processes(): Proc[] {
-  const out: Proc[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.push({
-        pid: Number(name),
-        ppid: Number(f[1]),
-        pgrp: Number(f[2]),
-        start: f[19]!,
-        comm: stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')')),
-      });
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return out;
-}
-
-/** Every process below pid (children, their children...). */
-function descendants(pid: number): Proc[] {
-  const all = processes();
-  const out: Proc[] = [];
-  const queue = [pid];
-  while (queue.length) {
-    const p = queue.shift()!;
-    for (const c of all.filter((x) => x.ppid === p)) {
-      out.push(c);
-      queue.push(c.pid);
-    }
-  }
-  return out;
-}
-
-/** Still there, zombie or not. */
-function exists(p: Proc): boolean {
-  try {
-    const stat = readFileSync(`/proc/${p.pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] === p.start;
-  } catch {
-    return false;
-  }
-}
 
 async function runcIds(): Promise<string[]> {
   const { stdout } = await execa('runc', ['list', '-q'], { stdin: 'ignore' });
@@ -424,7 +314,7 @@ describe('crashcart attach', () => {
         assertOk(await runCrashcart(['-u', c.id]));
         assert.deepEqual(grafts(c.pid), []);
         assert.ok(!existsSync(`/proc/${c.pid}/root/dev/crashcart`), '/dev/crashcart removed');
-        await waitFor('the loop device is released', () => imageLoops().length === 0, 3000);
+        await waitFor('the loop device is released', () => imageLoops().length === 0, { ms: 3000 });
         // once more: nothing to do
         assertOk(await runCrashcart(['-u', c.id]));
       }),
@@ -513,7 +403,8 @@ describe('crashcart attach', () => {
     test(
       'two sessions in one container: the second leaves the toolkit to the first',
       on(() => busybox, async (c) => {
-        const a = startCrashcart(['-i', image, c.id, '--', 'sleep', '3']);
+        // session A's cat runs until its stdin ends: as long as the test needs it
+        const a = startCrashcart(['-i', image, c.id, '--', 'cat'], { stdin: 'pipe' });
         try {
           await waitFor('session A grafted the toolkit', () => hasGraft(c.pid));
           const b = await runCrashcart(['-v', '-i', image, c.id, '--', 'ls', '/dev/crashcart/bin']);
@@ -522,6 +413,7 @@ describe('crashcart attach', () => {
           assert.match(b.stderr, /other session/);
           assert.equal(a.exitCode, null, 'session A still runs');
           assert.ok(hasGraft(c.pid), 'the toolkit is still there for session A');
+          a.stdin!.end();
           const ra = await a;
           assert.equal(ra.exitCode, 0, String(ra.stderr));
           assert.equal(ra.stderr, '');
@@ -536,13 +428,14 @@ describe('crashcart attach', () => {
     test(
       '-u while a session runs: the toolkit goes when that session ends',
       on(() => busybox, async (c) => {
-        const a = startCrashcart(['-i', image, c.id, '--', 'sleep', '2']);
+        const a = startCrashcart(['-i', image, c.id, '--', 'cat'], { stdin: 'pipe' });
         try {
           await waitFor('session A grafted the toolkit', () => hasGraft(c.pid));
           const u = await runCrashcart(['-u', c.id]);
           assert.equal(u.code, 0, u.stderr);
           assert.deepEqual(lines(u.stderr), ['crashcart: 1 session(s) still use the toolkit; it goes when the last one ends']);
           assert.ok(hasGraft(c.pid), 'the running session keeps its toolkit');
+          a.stdin!.end();
           assert.equal((await a).exitCode, 0);
           assert.ok(!hasGraft(c.pid));
         } finally {
@@ -603,7 +496,7 @@ describe('crashcart attach', () => {
       assert.deepEqual(imageLoops(), loops, 'still held by the other container');
       assertOk(await runCrashcart(['-u', userns.id]));
       assert.ok(!hasGraft(userns.pid));
-      await waitFor('the loop device is released', () => imageLoops().length === 0, 3000);
+      await waitFor('the loop device is released', () => imageLoops().length === 0, { ms: 3000 });
       await assertClean(snaps[0]!, plain);
       await assertClean(snaps[1]!, userns);
     });
@@ -614,7 +507,9 @@ describe('crashcart attach', () => {
         const sub = startCrashcart(['-i', image, c.id, '--', 'sleep', '30']);
         try {
           await waitFor('the command runs', () => descendants(sub.pid!).some((p) => p.comm === 'sleep'));
-          await delay(300); // crashcart installs its signal forwarding right after the start
+          // crashcart records the waiting process, then forwards signals to it, with no turn
+          // of its event loop in between: once the record is there, so is the forwarding
+          await waitFor('crashcart recorded the waiting process', () => recordedSession(sub.pid!)?.processes.length === 2);
           sub.kill('SIGTERM');
           const r = await sub;
           assert.equal(r.exitCode, 143, String(r.stderr));

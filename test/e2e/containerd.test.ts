@@ -6,16 +6,16 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { execa } from 'execa';
-import { processState } from '../../src/core/proc.js';
 import { ctrExecCommand, listContainerd } from '../../src/runtimes/containerd.js';
 import type { Container } from '../../src/runtimes/types.js';
 import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
 import { importScratchImage, makeScratchRoot, startContainerd, type PrivateContainerd } from '../helpers/containerd.js';
-import { importScratchImage as importDockerImage, mountsUnder, processesMentioning, startDockerd } from '../helpers/dockerd.js';
+import { stopAndCheck } from '../helpers/daemon.js';
+import { importScratchImage as importDockerImage, startDockerd } from '../helpers/dockerd.js';
 import { assertNoLeaks, CONTAINERD_RUN_DIRS, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
+import { waitFor } from '../helpers/wait.js';
 
 const hex = (n: number) => randomBytes(n).toString('hex');
 
@@ -78,12 +78,7 @@ describe('containerd', () => {
 
   after(async () => {
     if (!d) return;
-    const ours = await processesMentioning(d.dir);
-    await d.stop();
-    const left = ours.filter((p) => isLive(p.pid));
-    assert.deepEqual(left, [], 'containerd, a shim or a container still running');
-    assert.deepEqual(await processesMentioning(d.dir), []);
-    assert.deepEqual(await mountsUnder(d.dir), []);
+    await stopAndCheck(d, 'containerd, a shim or a container');
     assert.ok(!existsSync(`/sys/fs/cgroup/memory${d.cgroupParent}`) && !existsSync(`/sys/fs/cgroup${d.cgroupParent}`), 'cgroups left');
     assert.deepEqual(CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir)), runDirsBefore, 'directories left under /run/containerd');
   });
@@ -129,10 +124,7 @@ describe('containerd', () => {
     const stopped = `stopped-${hex(4)}`;
     await d!.runSleeper('default', stopped, rootfs);
     await ctr(['-n', 'default', 'tasks', 'kill', '-s', 'SIGKILL', stopped]);
-    for (let i = 0; (await taskStatus('default', stopped)) !== 'STOPPED'; i++) {
-      assert.ok(i < 200, `task ${stopped} did not stop`);
-      await delay(25);
-    }
+    await waitFor(`task ${stopped} stopped`, async () => (await taskStatus('default', stopped)) === 'STOPPED', { every: 25 });
     await refused([stopped], `crashcart: container ${stopped} is not running (status: stopped); start it first; ` +
       `crashcart attaches to running containers only (containerd ${stopped} in namespace default)`);
 
@@ -344,15 +336,7 @@ describe('containerd under docker', () => {
       }
       await dk.docker(['rm', '-f', id]);
     } finally {
-      const dir = dk.dir;
-      await dk.stop();
-      assert.deepEqual(await processesMentioning(dir), []);
-      assert.deepEqual(await mountsUnder(dir), []);
+      await stopAndCheck(dk, 'dockerd or containerd');
     }
   });
 });
-
-function isLive(pid: number): boolean {
-  const state = processState(pid);
-  return state !== undefined && state !== 'Z' && state !== 'X';
-}

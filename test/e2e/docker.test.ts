@@ -5,10 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { after, before, describe, test, type TestContext } from 'node:test';
-import { isRunning } from '../../src/core/proc.js';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
-import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
-import { importScratchImage, mountsUnder, processesMentioning, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
+import { attachAndCheck, runCrashcart, testImage, uniquePrefix } from '../helpers/cli.js';
+import { stopAndCheck } from '../helpers/daemon.js';
+import { importScratchImage, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
 import { addLineFor, assertNoLeaks, CONTAINERD_RUN_DIRS, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 
 const IMAGE_TAG = 'mini:latest';
@@ -77,12 +77,7 @@ describe('docker', () => {
     if (!d) return;
     const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
     if (ids.length) await d.docker(['rm', '-f', ...ids]);
-    const ours = await processesMentioning(d.dir);
-    await d.stop();
-    const left = ours.filter((p) => isRunning(p.pid));
-    assert.deepEqual(left, [], 'dockerd or containerd still running');
-    assert.deepEqual(await processesMentioning(d.dir), []);
-    assert.deepEqual(await mountsUnder(d.dir), []);
+    await stopAndCheck(d, 'dockerd or containerd');
     assert.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), ipForward, 'net.ipv4.ip_forward changed');
     assert.deepEqual(CONTAINERD_RUN_DIRS.filter((dir) => existsSync(dir)), runDirsBefore, 'directories left under /run/containerd');
   }
@@ -97,10 +92,7 @@ describe('docker', () => {
 
     // the shortest prefix no other container shares
     const others = (await docker(['ps', '-aq', '--no-trunc'])).split('\n').filter((id) => id && id !== web.id);
-    let n = 1;
-    while (others.some((o) => o.startsWith(web.id.slice(0, n)))) n++;
-    // 12 characters: never mistaken for a PID
-    await attach(web.pid, [web.id.slice(0, Math.max(n, 12))]);
+    await attach(web.pid, [uniquePrefix(web.id, others)]);
 
     const verbose = await runCrashcart(['-i', image, '-v', 'web', '--', 'true'], { env: d!.env });
     assert.equal(verbose.code, 0, verbose.stderr);
@@ -222,8 +214,7 @@ describe('docker with --userns-remap', () => {
       if (d) {
         const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
         if (ids.length) await d.docker(['rm', '-f', ...ids]);
-        await d.stop();
-        assert.deepEqual(await processesMentioning(d.dir), []);
+        await stopAndCheck(d, 'dockerd or containerd');
       }
     } finally {
       for (const a of added) a.undo();

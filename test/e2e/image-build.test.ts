@@ -12,6 +12,7 @@ import { buildImage } from '../../src/image/build.js';
 import { defaultImagePath, readSidecar, resolveImage } from '../../src/image/cache.js';
 import { checkExt3 } from '../../src/image/ext3.js';
 import { projectRoot, requireCommand, requireRoot } from '../helpers/host.js';
+import { until } from '../helpers/wait.js';
 
 const TOOLS = ['apt-get', 'apt-cache', 'dpkg', 'mke2fs', 'debugfs', 'e2fsck', 'chroot'];
 
@@ -280,8 +281,8 @@ test('an interrupted build keeps nothing, and temporaries of a dead build are sw
   });
   // Interrupt once its own staging directory exists (the dead one is swept first).
   const mine = new RegExp(`^\\.crashcart-staging-${child.pid}-`);
-  for (let i = 0; i < 400 && !(await readdir(out)).some((n) => mine.test(n)); i++) await new Promise((r) => setTimeout(r, 5));
-  assert.ok((await readdir(out)).some((n) => mine.test(n)), 'the build started staging');
+  const staging = await until(async () => (await readdir(out)).some((n) => mine.test(n)), { ms: 30_000, every: 5 });
+  assert.ok(staging, 'the build started staging');
   assert.ok(!(await readdir(out)).some((n) => n.includes(`-${dead}-`) || n.includes(`.${dead}.`)), 'dead temporaries swept');
   child.kill('SIGINT');
   const r = await child;

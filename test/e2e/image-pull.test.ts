@@ -14,6 +14,7 @@ import { resolveImage } from '../../src/image/cache.js';
 import { createScratchContainer } from '../../src/demo/scratch.js';
 import { runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
 import { assertNoLeaks, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
+import { until } from '../helpers/wait.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -245,7 +246,7 @@ test('an interrupted pull keeps nothing', async (t) => {
   const images = join(cache, 'images');
   const child = startCrashcart(['image', 'pull', `${base}/stall.img`, '--sha256', digest], { env: { CRASHCART_CACHE_DIR: cache } });
   // wait for the temporary file: the download is under way
-  for (let i = 0; i < 200 && !(await readdir(images).catch(() => [])).length; i++) await new Promise((ok) => setTimeout(ok, 25));
+  await until(async () => (await readdir(images).catch(() => [])).length > 0, { ms: 30_000, every: 25 });
   assert.equal((await readdir(images)).length, 1);
   child.kill('SIGINT');
   const r = await child;

@@ -1,7 +1,6 @@
 // podman containers (rootful, runc, no network) in a private storage are found through
 // libpod's database and grafted like any other target; `podman exec` runs what the runtime's
 // execCommand builds.
-import { isRunning } from '../../src/core/proc.js';
 import assert from 'node:assert/strict';
 import { existsSync, readlinkSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -9,8 +8,8 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { execa } from 'execa';
 import { podman as podmanRuntime, listWithCli } from '../../src/runtimes/podman.js';
 import type { Container } from '../../src/runtimes/types.js';
-import { attachAndCheck, runCrashcart, testImage } from '../helpers/cli.js';
-import { mountsUnder, processesMentioning } from '../helpers/dockerd.js';
+import { attachAndCheck, runCrashcart, testImage, uniquePrefix } from '../helpers/cli.js';
+import { stopAndCheck } from '../helpers/daemon.js';
 import { assertNoLeaks, onPath, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 import { importScratchImage, outsidePaths, startPodman, ULIMITS, type PrivatePodman } from '../helpers/podman.js';
 
@@ -95,11 +94,7 @@ describe('podman', () => {
 
   after(async () => {
     if (!p) return;
-    const ours = await processesMentioning(p.dir);
-    await p.stop();
-    assert.deepEqual(ours.filter((q) => isRunning(q.pid)), [], 'conmon still running');
-    assert.deepEqual(await processesMentioning(p.dir), []);
-    assert.deepEqual(await mountsUnder(p.dir), []);
+    await stopAndCheck(p, 'conmon');
     assert.ok(!existsSync(p.dir), `${p.dir} is still there`);
     assert.deepEqual(outsidePaths(), outsideBefore, 'podman left directories outside its own');
     assert.equal(await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8'), ipForward, 'net.ipv4.ip_forward changed');
@@ -121,10 +116,7 @@ describe('podman', () => {
     await attach(web.pid, ['--runtime', 'podman', 'web']);
 
     const others = (await podman(['ps', '-aq', '--no-trunc'])).split('\n').filter((id) => id && id !== web.id);
-    let n = 1;
-    while (others.some((o) => o.startsWith(web.id.slice(0, n)))) n++;
-    // 12 characters: never mistaken for a PID
-    await attach(web.pid, [web.id.slice(0, Math.max(n, 12))]);
+    await attach(web.pid, [uniquePrefix(web.id, others)]);
 
     const verbose = await runCrashcart(['-i', image, '-v', 'web', '--', 'true'], { env: p!.env });
     assert.equal(verbose.code, 0, verbose.stderr);

@@ -15,13 +15,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
-import { execa } from 'execa';
-import { fullTestImage, privateDirs, runCrashcart } from '../helpers/cli.js';
+import { cliEnvWords, fullTestImage, runCrashcart } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, projectRoot, requireCommand, requireRoot, snapshotHost, type HostSnapshot } from '../helpers/host.js';
 import {
   GARBAGE_LIBRARY_PATH, HTTP_BODY, HTTP_PORT, NONROOT_ID, startTarget, TARGET_KINDS, type Target, type TargetKind,
 } from '../helpers/targets.js';
+import { startTerminal, stopTerminals, type Terminal } from '../helpers/terminal.js';
+import { until } from '../helpers/wait.js';
 
 const TOOLKIT = '/dev/crashcart';
 const PLANTED: TargetKind = 'musl';
@@ -29,8 +29,19 @@ const PORT = HTTP_PORT;
 const URL = `http://127.0.0.1:${PORT}/`;
 const BODY = HTTP_BODY.trimEnd();
 const HTTP_GET = String.raw`printf 'GET / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n'`;
-/** Within a check: start a background curl after a moment, for the tracers and tcpdump to see. */
-const LATER_CURL = `(sleep 1; curl -s ${URL} >/dev/null) &`;
+/**
+ * Within a check: `tracer -p 1` in the background, with its output in a file; once a line of
+ * it matches `ready` (grep's basic regex: a call the tracer shows only once it traces the
+ * server), one request to the server, then SIGINT detaches the tracer. The server stops at
+ * each traced call until the tracer has seen it, so the request's calls are in the output
+ * when curl has its answer.
+ */
+const traced = (tracer: string, ready: string) => `o=/dev/shm/crashcart-trace.$$
+${tracer} -p 1 2>$o & p=$!
+for i in $(seq 200); do grep -q ${shellQuote(ready)} $o && break; kill -0 $p 2>/dev/null || break; sleep 0.05; done
+curl -s ${URL} >/dev/null
+kill -INT $p 2>/dev/null; wait $p; echo "rc=$?"
+cat $o; rm -f $o`;
 const HOST_COMMANDS = ['runc', 'gcc', 'musl-gcc', 'ldd', 'dpkg', 'tmux'];
 
 const canRun = () => process.getuid?.() === 0 && HOST_COMMANDS.every(onPath);
@@ -87,14 +98,16 @@ const CHECKS: Check[] = [
   {
     // attach, see the poll loop and the curl's accept and answer, detach on SIGINT
     tool: 'strace',
-    run: `${LATER_CURL} timeout -s INT 3 strace -p 1; echo "rc=$?"; wait`,
+    // ready: a whole turn of the server's poll loop
+    run: traced('strace', '^poll(\\[{fd=3, events=POLLIN}], 1, 500)'),
     expect: () => ok(/Process 1 attached/, /^poll\(\[\{fd=3, events=POLLIN\}\], 1, 500\)/m, /^accept\(3, NULL, NULL\)\s+= 4$/m, /^write\(4, "HTTP\/1\.0 200 OK/m, /Process 1 detached/),
   },
   {
     // -S: system calls too. ltrace cannot attach to a static program at all (it finds no
     // dynamic symbols), so in scratch it must say exactly that.
     tool: 'ltrace',
-    run: `${LATER_CURL} timeout -s INT 3 ltrace -S -p 1; echo "rc=$?"; wait`,
+    // ready: a library call, so its breakpoints are in
+    run: traced('ltrace -S', '^poll('),
     expect: (t) => (isStatic(t)
       ? ok(/^Couldn't find \.dynsym or \.dynstr in "\/proc\/1\/exe"$/m, /^rc=1$/m)
       : ok(/SYS_poll\(/, /SYS_accept\(/, /^poll\(0x[0-9a-f]+, 1, 500\b/m, /^accept\(3, 0, 0\b/m)),
@@ -348,19 +361,6 @@ function judgeBinaries(b: BinaryReport): { problems: string[]; summary: string }
 
 // ---- terminal programs under tmux ----
 
-const socket = `crashcart-matrix-${process.pid}`;
-const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { stdin: 'ignore' });
-
-async function waitForScreen(session: string, pattern: RegExp, what: string, ms = 10_000): Promise<string> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const s = (await tmux('capture-pane', '-p', '-t', session)).stdout;
-    if (pattern.test(s)) return s;
-    if (Date.now() > deadline) throw new Error(`${what}: the screen never matched ${pattern}:\n${s}`);
-    await delay(100);
-  }
-}
-
 /** What each full-screen program must draw (and how it is left). */
 const SCREENS: { tool: string; start: string; screen: RegExp[]; quit: string[] }[] = [
   { tool: 'htop', start: 'htop', screen: [/\bPID USER\b/, new RegExp(`/bin/httpd ${PORT}`), /F10Quit/], quit: ['q'] },
@@ -371,43 +371,42 @@ const SCREENS: { tool: string; start: string; screen: RegExp[]; quit: string[] }
 /** tool -> undefined (drew its screen and quit) or the error; 'session' for the shell itself. */
 async function runScreens(image: string, t: Target): Promise<Map<string, Error | undefined>> {
   const results = new Map<string, Error | undefined>();
-  const session = `m-${t.kind}`;
-  const { state, cache } = privateDirs();
   const cli = join(projectRoot(), 'bin', 'crashcart');
   // the toolkit's prompt names crashcart and the container's hostname
   const prompt = new RegExp(`crashcart[^\\n]*${t.hostname}[^\\n]*[#$] ?$`, 'm');
+  let term: Terminal;
   try {
-    await tmux('new-session', '-d', '-s', session, '-x', '120', '-y', '40', '/bin/sh');
-    await tmux('set', '-t', session, 'remain-on-exit', 'on');
-    await tmux('send-keys', '-t', session, `CRASHCART_STATE_DIR=${state} CRASHCART_CACHE_DIR=${cache} ${cli} -i ${image} ${t.container.id}; echo "crashcart exited $?"`, 'Enter');
-    await waitForScreen(session, prompt, `${t.kind}: crashcart's prompt`);
+    term = await startTerminal(`m-${t.kind}`, { width: 120, height: 40 });
+    await term.send(`${cliEnvWords()} ${cli} -i ${image} ${t.container.id}; echo "crashcart exited $?"`, 'Enter');
+    await term.waitFor(prompt, `${t.kind}: crashcart's prompt`);
   } catch (err) {
     results.set('session', err as Error);
     return results;
   }
   for (const s of SCREENS) {
     try {
-      await tmux('send-keys', '-t', session, 'clear', 'Enter');
-      await tmux('send-keys', '-t', session, s.start, 'Enter');
-      for (const re of s.screen) await waitForScreen(session, re, `${s.tool} in ${t.kind}`);
-      for (const k of s.quit) await tmux('send-keys', '-t', session, k);
-      await tmux('send-keys', '-t', session, `echo "${s.tool} exited $?"`, 'Enter');
-      await waitForScreen(session, new RegExp(`^${s.tool} exited 0$`, 'm'), `${s.tool} in ${t.kind}: leaving it`);
+      // what the previous program drew cannot answer for this one
+      await term.clear(s.screen[0]);
+      await term.send(s.start, 'Enter');
+      for (const re of s.screen) await term.waitFor(re, `${s.tool} in ${t.kind}`);
+      for (const k of s.quit) await term.send(k);
+      await term.send(`echo "${s.tool} exited $?"`, 'Enter');
+      await term.waitFor(new RegExp(`^${s.tool} exited 0$`, 'm'), `${s.tool} in ${t.kind}: leaving it`);
       results.set(s.tool, undefined);
     } catch (err) {
       results.set(s.tool, err as Error);
-      await tmux('send-keys', '-t', session, 'C-c').catch(() => {});
+      await term.send('C-c').catch(() => {});
     }
   }
   try {
-    await tmux('send-keys', '-t', session, 'exit 0', 'Enter');
-    await waitForScreen(session, /^crashcart exited 0$/m, `${t.kind}: leaving crashcart`);
+    await term.send('exit 0', 'Enter');
+    await term.waitFor(/^crashcart exited 0$/m, `${t.kind}: leaving crashcart`);
     results.set('session', undefined);
   } catch (err) {
     results.set('session', err as Error);
     // a program that did not quit keeps crashcart waiting: hang up on it (SIGHUP ends the
     // session, and crashcart cleans up after it)
-    await tmux('kill-session', '-t', session).catch(() => {});
+    await term.kill();
   }
   return results;
 }
@@ -449,10 +448,7 @@ async function allSettled(promises: (Promise<unknown> | undefined)[]): Promise<v
 async function settle(): Promise<void> {
   const first = results.values().next().value;
   const loops = new Set(first?.before.loops ?? []);
-  for (let i = 0; i < 100; i++) {
-    if ((await snapshotHost()).loops.every((l) => loops.has(l))) break;
-    await delay(50);
-  }
+  await until(async () => (await snapshotHost()).loops.every((l) => loops.has(l)), { ms: 5_000, every: 50 });
   for (const r of results.values()) r.after = await snapshotHost({ pid: r.target.container.pid, rootfs: r.target.container.rootfs });
 }
 
@@ -497,7 +493,7 @@ describe('toolkit matrix', () => {
   });
 
   after(async () => {
-    await tmux('kill-server').catch(() => {});
+    await stopTerminals();
     for (const t of targets) await t.container.remove();
   });
 

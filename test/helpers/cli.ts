@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import assert from 'node:assert/strict';
 import { execa } from 'execa';
+import { StateStore, type Session } from '../../src/core/state.js';
 import { assertNoLeaks, projectRoot, snapshotHost } from './host.js';
 
 export interface CliResult {
@@ -25,23 +26,27 @@ export interface CliOptions {
   timeout?: number;
 }
 
-let dirs: { root: string; state: string; cache: string } | undefined;
+let dirs: { root: string; state: string; cache: string; audit: string } | undefined;
 
-/** This process's private directories; removed when it exits. */
-export function privateDirs(): { root: string; state: string; cache: string } {
+/** This process's private directories (and audit log); removed when it exits. */
+export function privateDirs(): { root: string; state: string; cache: string; audit: string } {
   if (!dirs) {
     const root = mkdtempSync(join(tmpdir(), 'crashcart-cli-test-'));
     process.once('exit', () => rmSync(root, { recursive: true, force: true }));
     // The cache must not exist yet: crashcart creates it root-only (mode 0700) itself.
-    dirs = { root, state: join(root, 'state'), cache: join(root, 'cache') };
+    dirs = { root, state: join(root, 'state'), cache: join(root, 'cache'), audit: join(root, 'log', 'audit.log') };
   }
   return dirs;
 }
 
-function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
-  const { state, cache } = privateDirs();
-  return { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, ...extra };
+/** The environment that points crashcart at this process's private directories. */
+export function cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const { state, cache, audit } = privateDirs();
+  return { CRASHCART_STATE_DIR: state, CRASHCART_CACHE_DIR: cache, CRASHCART_AUDIT_LOG: audit, ...extra };
 }
+
+/** The same as assignments for a shell command line ("K=V K=V"). */
+export const cliEnvWords = () => Object.entries(cliEnv()).map(([k, v]) => `${k}=${v}`).join(' ');
 
 function cliCommand(args: string[]): [string, string[]] {
   return [process.execPath, [join(projectRoot(), 'bin', 'crashcart'), ...args]];
@@ -71,8 +76,10 @@ export async function runCrashcart(args: string[], opts: CliOptions = {}): Promi
 /**
  * Starts crashcart without waiting for it. With `detached`, it leads a process group of its
  * own, so the group (crashcart, its waiting process and the command) can be signalled at once.
+ * With `stdin: 'pipe'` its stdin stays open until the test ends it (`.stdin.end()`): a
+ * command such as `cat` then runs exactly as long as the test wants.
  */
-export function startCrashcart(args: string[], opts: CliOptions & { detached?: boolean } = {}) {
+export function startCrashcart(args: string[], opts: CliOptions & { detached?: boolean; stdin?: 'pipe' } = {}) {
   const [file, argv] = cliCommand(args);
   return execa(file, argv, {
     cwd: projectRoot(),
@@ -80,8 +87,13 @@ export function startCrashcart(args: string[], opts: CliOptions & { detached?: b
     reject: false,
     detached: opts.detached ?? false,
     timeout: opts.timeout ?? DEFAULT_TIMEOUT,
-    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: opts.stdin ?? ('ignore' as const) }),
   });
+}
+
+/** The session of the crashcart process `pid`, as recorded in this process's state directory. */
+export function recordedSession(pid: number): Session | undefined {
+  return new StateStore(privateDirs().state).all().flatMap((r) => r.sessions).find((s) => s.processes[0]?.pid === pid);
 }
 
 let image: Promise<string> | undefined;
@@ -139,4 +151,11 @@ export async function attachAndCheck(o: { image: string; pid: number; args: stri
   const mountinfo = readFileSync(`/proc/${o.pid}/mountinfo`, 'utf8');
   assert.ok(!mountinfo.includes('/dev/crashcart'), mountinfo);
   return { ms, rest: rest.join('\n') };
+}
+
+/** The shortest prefix of `id` that none of `others` shares, and at least `min` characters (12: never taken for a PID). */
+export function uniquePrefix(id: string, others: string[], min = 12): string {
+  let n = 1;
+  while (others.some((o) => o.startsWith(id.slice(0, n)))) n++;
+  return id.slice(0, Math.max(n, min));
 }

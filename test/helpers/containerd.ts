@@ -1,17 +1,17 @@
 // A private containerd for the tests: root, state, gRPC socket and runc root in a temporary
 // directory, the CRI plugin off. Stopped by PID after every task is killed (shims outlive
 // their daemon); nothing outside its directory is touched.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, openSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
+import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { isRunning } from '../../src/core/proc.js';
-import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
+import { cliRunner, removeDaemonDir, runOnce, startDaemon, type Daemon } from './daemon.js';
 import { cgroupHierarchies, CONTAINERD_RUN_DIRS, dirsCreatedOutside, removeCgroupTree } from './host.js';
+import { withScratchTar } from './rootfs.js';
+
+export { makeScratchRoot } from './rootfs.js';
 
 export interface PrivateContainerd {
   dir: string;
@@ -66,34 +66,12 @@ export async function startContainerd(): Promise<PrivateContainerd> {
   const socket = join(dir, 'containerd.sock');
   const state = join(dir, 'state');
   const runcRoot = join(dir, 'runc');
-  const logFile = join(dir, 'containerd.log');
   const env = { CONTAINERD_ADDRESS: socket, CRASHCART_CONTAINERD_STATE: state };
   // ctr's default cgroup is /<namespace>/<id>, whose parent nobody removes
   const cgroupParent = `/${basename(dir)}`;
   const runOptions = (ns: string, id: string) => ['--runc-root', runcRoot, '--cgroup', `${cgroupParent}/${ns}-${id}`];
-  const config = await writeConfig(dir, socket).catch(async (err: unknown) => {
-    await rm(dir, { recursive: true, force: true }); // nothing runs yet: the directory is all there is
-    throw err;
-  });
-  const logFd = openSync(logFile, 'a');
-  const child = spawn('containerd', ['--config', config], { stdio: ['ignore', logFd, logFd] });
-  closeSync(logFd);
-  child.unref();
-  let exited = false;
-  child.once('exit', () => { exited = true; });
-  child.once('error', () => { exited = true; });
-  const pid = child.pid ?? 0;
-  const onExit = () => {
-    try {
-      if (pid > 0) process.kill(pid, 'SIGTERM');
-    } catch { /* gone */ }
-  };
-  process.once('exit', onExit);
-
-  const ctr = async (args: string[]) => {
-    const r = await execa('ctr', ['--address', socket, ...args], { reject: false, stdin: 'ignore', timeout: 60_000 });
-    return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
-  };
+  const ctr = cliRunner('ctr', ['--address', socket]);
+  let daemon: Daemon | undefined;
 
   async function removeEverything(): Promise<void> {
     const nss = (await ctr(['namespaces', 'ls', '-q'])).stdout.split('\n').filter(Boolean);
@@ -108,33 +86,15 @@ export async function startContainerd(): Promise<PrivateContainerd> {
     }
   }
 
-  let stopping: Promise<void> | undefined;
-  async function teardown(): Promise<void> {
-    if (isRunning(pid)) await removeEverything().catch(() => {});
-    if (pid > 0 && isRunning(pid)) {
-      process.kill(pid, 'SIGTERM');
-      if (!(await waitGone(pid, STOP_TIMEOUT_MS))) {
-        process.kill(pid, 'SIGKILL');
-        if (!(await waitGone(pid, 5_000))) throw new Error(`containerd ${pid} survived SIGKILL`);
-      }
-    }
+  const stop = runOnce(async () => {
+    if (daemon && !daemon.exited) await removeEverything().catch(() => {});
+    await daemon?.stop();
     // shims (and their containers) outlive containerd: anything still running from here
-    for (const p of await processesMentioning(dir)) {
-      try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
-      await waitGone(p.pid, 5_000);
-    }
-    for (const m of await mountsUnder(dir)) await execa('umount', ['-l', m], { reject: false, stdin: 'ignore' });
-    const left = await mountsUnder(dir);
-    if (left.length) throw new Error(`mounts left under ${dir}: ${left.join(', ')}`);
-    await removeCgroups(cgroupParent);
-    await rm(dir, { recursive: true, force: true });
+    const problems = await removeDaemonDir(dir, { processesExpected: true, mountsExpected: true });
+    problems.push(...(await removeCgroups(cgroupParent)));
     runDirs.remove();
-    process.removeListener('exit', onExit);
-  }
-  const stop = () => (stopping ??= teardown().catch((err: unknown) => {
-    stopping = undefined;
-    throw err;
-  }));
+    if (problems.length) throw new Error(`private containerd teardown: ${problems.join('; ')}`);
+  });
 
   async function runSleeper(ns: string, id: string, rootfs: string, labels: Record<string, string> = {},
     annotations: Record<string, string> = {}): Promise<number> {
@@ -150,31 +110,28 @@ export async function startContainerd(): Promise<PrivateContainerd> {
     return taskPid;
   }
 
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  for (;;) {
-    if ((await ctr(['version'])).code === 0) break;
-    if (exited || Date.now() > deadline) {
-      const log = (await readFile(logFile, 'utf8').catch(() => '')).trim().split('\n').slice(-30).join('\n');
-      await stop().catch(() => {});
-      throw new Error(`containerd ${exited ? 'exited' : 'did not answer on its socket'} (log ${logFile}):\n${log}`);
-    }
-    await delay(50);
+  try {
+    const config = await writeConfig(dir, socket);
+    ({ daemon } = await startDaemon({
+      name: 'containerd',
+      command: 'containerd',
+      args: ['--config', config],
+      log: join(dir, 'containerd.log'),
+      readyWhen: 'its socket answers',
+      ready: async () => (await ctr(['version'])).code === 0,
+      startMs: START_TIMEOUT_MS,
+      stopMs: STOP_TIMEOUT_MS,
+    }));
+  } catch (err) {
+    await stop().catch(() => {});
+    throw err;
   }
-  return { dir, socket, state, env, pid, cgroupParent, runOptions, ctr, runSleeper, stop };
+  return { dir, socket, state, env, pid: daemon.pid, cgroupParent, runOptions, ctr, runSleeper, stop };
 }
 
-/** The daemon's cgroup tree (every container's below it) in every hierarchy. */
-async function removeCgroups(parent: string): Promise<void> {
-  const left = (await Promise.all(cgroupHierarchies().map((h) => removeCgroupTree(join(h, parent))))).flat();
-  if (left.length) throw new Error(`cgroups left: ${left.join(', ')}`);
-}
-
-/** A scratch root (bin/sleeper and the usual empty directories) at `root`. */
-export async function makeScratchRoot(root: string, sleeper: string): Promise<void> {
-  for (const sub of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) await mkdir(join(root, sub), { recursive: true });
-  await chmod(join(root, 'tmp'), 0o1777);
-  await copyFile(sleeper, join(root, 'bin/sleeper'));
-  await chmod(join(root, 'bin/sleeper'), 0o755);
+/** The daemon's cgroup tree (every container's below it) in every hierarchy; returns what stayed. */
+async function removeCgroups(parent: string): Promise<string[]> {
+  return (await Promise.all(cgroupHierarchies().map((h) => removeCgroupTree(join(h, parent))))).flat();
 }
 
 /**
@@ -182,14 +139,9 @@ export async function makeScratchRoot(root: string, sleeper: string): Promise<vo
  * only, so one is written by hand: manifest.json, the image config and one layer tar.
  */
 export async function importScratchImage(d: PrivateContainerd, ns: string, ref: string, sleeper: string): Promise<void> {
-  const work = await mkdtemp(join(d.dir, 'image-'));
-  try {
-    const root = join(work, 'root');
-    await makeScratchRoot(root, sleeper);
-    const archive = join(work, 'archive');
-    await mkdir(archive);
-    await execa('tar', ['--numeric-owner', '-C', root, '-cf', join(archive, 'layer.tar'), '.'], { stdin: 'ignore' });
-    const diffId = createHash('sha256').update(await readFile(join(archive, 'layer.tar'))).digest('hex');
+  await withScratchTar(d.dir, sleeper, {}, async (layer) => {
+    const work = dirname(layer);
+    const diffId = createHash('sha256').update(await readFile(layer)).digest('hex');
     const config = JSON.stringify({
       architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
       os: 'linux',
@@ -197,13 +149,11 @@ export async function importScratchImage(d: PrivateContainerd, ns: string, ref: 
       rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
     });
     const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
-    await writeFile(join(archive, configName), config);
-    await writeFile(join(archive, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: ['layer.tar'] }]));
+    await writeFile(join(work, configName), config);
+    await writeFile(join(work, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: [basename(layer)] }]));
     const tar = join(work, 'image.tar');
-    await execa('tar', ['-C', archive, '-cf', tar, 'manifest.json', configName, 'layer.tar'], { stdin: 'ignore' });
+    await execa('tar', ['-C', work, '-cf', tar, 'manifest.json', configName, basename(layer)], { stdin: 'ignore' });
     const r = await d.ctr(['-n', ns, 'images', 'import', tar]);
     if (r.code !== 0) throw new Error(`ctr -n ${ns} images import ${tar} failed: ${r.stderr}`);
-  } finally {
-    await rm(work, { recursive: true, force: true });
-  }
+  });
 }

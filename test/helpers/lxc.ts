@@ -2,14 +2,13 @@
 // hand (no templates), a scratch root, no network. Nothing touches /var/lib/lxc. LXC's own
 // leftovers on the host (lock files under /run/lxc/lock/<lxcpath>, the lxc.pivot cgroups
 // its monitors move into on exit) are removed again when this suite made them.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { parseLxcInfo } from '../../src/runtimes/lxc.js';
-import { mountsUnder, processesMentioning } from './dockerd.js';
+import { endProcesses, removeDir, startDaemon, type Daemon } from './daemon.js';
 import { cgroupHierarchies, sleeperPath } from './host.js';
 import { makeRootfs, missingDirs, removeEmptyDirs } from './rootfs.js';
 
@@ -50,7 +49,7 @@ export async function createPrivateLxc(): Promise<PrivateLxc> {
   const lockMissing = missingDirs(lockDir);
   const pivots = cgroupHierarchies().map((m) => join(m, 'lxc.pivot')).filter((p) => !existsSync(p));
   const names = new Set<string>();
-  const monitors = new Map<string, { child: ChildProcess; exited: Promise<void> }>();
+  const monitors = new Map<string, Daemon>();
 
   const lxc = (cmd: string, name: string, extra: string[] = []) => run([cmd, '-P', path, '-n', name, ...extra]);
 
@@ -68,11 +67,10 @@ export async function createPrivateLxc(): Promise<PrivateLxc> {
       if (r.code !== 0) throw new Error(`lxc-stop -k ${name}: exit ${r.code}: ${r.out}`);
     }
     if (!monitor) return;
-    const timer = setTimeout(() => monitor.child.kill('SIGKILL'), TIMEOUT_MS);
-    await monitor.exited;
-    clearTimeout(timer);
     monitors.delete(name);
-    if (monitor.child.signalCode === 'SIGKILL') throw new Error(`lxc-start of ${name} did not exit after lxc-stop; killed`);
+    // lxc-stop made it exit
+    const { killed } = await monitor.stop({ signal: null });
+    if (killed) throw new Error(`lxc-start of ${name} did not exit after lxc-stop; killed`);
   }
 
   return {
@@ -103,29 +101,29 @@ export async function createPrivateLxc(): Promise<PrivateLxc> {
       return { rootfs };
     },
     async start(name) {
-      const log = join(path, name, 'lxc.log');
       // -F: lxc-start stays in the foreground as the container's monitor, a child of this
       // process, which reaps it; a daemonized monitor would be left to init to reap, and
       // until then keeps LXC's lxc.pivot cgroups busy
-      const out = openSync(join(path, name, 'lxc-start.out'), 'a');
-      let child: ChildProcess;
-      try {
-        child = spawn('lxc-start', ['-P', path, '-n', name, '-F', '-o', log, '-l', 'INFO'], { stdio: ['ignore', out, out], detached: true });
-      } finally {
-        closeSync(out);
-      }
-      const exited = new Promise<void>((resolve) => {
-        child.once('exit', () => resolve());
-        child.once('error', () => resolve());
-      });
-      monitors.set(name, { child, exited });
-      const wait = await lxc('lxc-wait', name, ['-s', 'RUNNING|STOPPED', '-t', String(TIMEOUT_MS / 1000)]);
-      const { status, pid } = await info(name);
-      if (wait.code !== 0 || status !== 'running' || pid <= 0) {
+      const log = join(path, name, 'lxc.log');
+      const { daemon, ready } = await startDaemon({
+        name: `lxc-start of ${name}`,
+        command: 'lxc-start',
+        args: ['-P', path, '-n', name, '-F', '-o', log, '-l', 'INFO'],
+        log: join(path, name, 'lxc-start.out'),
+        readyWhen: 'the container runs',
+        ready: async () => {
+          const { status, pid } = await info(name);
+          return status === 'running' && pid > 0 && pid;
+        },
+        startMs: TIMEOUT_MS,
+        stopMs: TIMEOUT_MS,
+        detached: true,
+      }).catch(async (err: Error) => {
         const why = (await readFile(log, 'utf8').catch(() => '')).split('\n').filter((l) => /ERROR/.test(l)).join('\n');
-        throw new Error(`LXC container ${name} is ${status} after lxc-start: ${wait.out}\n${why}`);
-      }
-      return pid;
+        throw new Error(`${err.message}\n${why}`);
+      });
+      monitors.set(name, daemon);
+      return ready;
     },
     async destroy() {
       const problems: string[] = [];
@@ -137,17 +135,15 @@ export async function createPrivateLxc(): Promise<PrivateLxc> {
           }
         }
       }
-      problems.push(...(await processesMentioning(path)).map((p) => `process left: ${p.pid} ${p.cmd}`));
-      const mounts = await mountsUnder(dir);
-      problems.push(...mounts.map((m) => `mount left: ${m}`));
+      problems.push(...(await endProcesses(path)));
+      const mounts = await removeDir(dir);
+      problems.push(...mounts);
       await rm(lockDir, { recursive: true, force: true });
       problems.push(...(await removeEmptyDirs(lockMissing)).map((d) => `not removed: ${d}`));
       // exiting monitors move into lxc.pivot (a cgroup: rmdir removes it with its files)
       for (const p of pivots) await rmdir(p).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') problems.push(`cgroup not removed: ${p}: ${err.code}`);
       });
-      // never recurse into a mount that stayed: it would delete what is mounted there
-      if (mounts.length === 0) await rm(dir, { recursive: true, force: true });
       return problems;
     },
   };

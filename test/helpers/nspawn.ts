@@ -2,15 +2,13 @@
 // --register=no (no machined) and --keep-unit (no transient scope, so no D-Bus). nspawn
 // then makes its payload cgroup inside its own, so it is started in private cgroups that
 // are removed again; it is stopped by PID (SIGTERM: nspawn kills its container and exits).
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, openSync, readFileSync, statSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, rmdir } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, mkdtemp, rmdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
-import { readMountInfo } from '../../src/core/proc.js';
-import { mountsUnder, processesMentioning } from './dockerd.js';
+import { namespaceInode, readComm, readMountInfo } from '../../src/core/proc.js';
+import { removeDaemonDir, startDaemon, type Daemon } from './daemon.js';
 import { cgroupHierarchies, removeCgroupTree, sleeperPath } from './host.js';
 import { makeRootfs } from './rootfs.js';
 
@@ -46,22 +44,6 @@ function nspawnHierarchies(): string[] {
     .map((m) => m.mountPoint);
 }
 
-const pidNs = (pid: number): number | undefined => {
-  try {
-    return statSync(`/proc/${pid}/ns/pid`).ino;
-  } catch {
-    return undefined;
-  }
-};
-
-const comm = (pid: number): string => {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return '';
-  }
-};
-
 /** nspawn's child that runs the sleeper in a pid namespace of its own, once there is one. */
 function leaderOf(nspawnPid: number): number {
   let children: number[] = [];
@@ -70,8 +52,8 @@ function leaderOf(nspawnPid: number): number {
   } catch {
     return 0;
   }
-  const own = pidNs(nspawnPid);
-  return children.find((c) => comm(c) === 'sleeper' && pidNs(c) !== undefined && pidNs(c) !== own) ?? 0;
+  const own = namespaceInode(nspawnPid, 'pid');
+  return children.find((c) => readComm(c) === 'sleeper' && ![undefined, own].includes(namespaceInode(c, 'pid'))) ?? 0;
 }
 
 export async function startNspawn(opts: NspawnOptions = {}): Promise<NspawnContainer> {
@@ -81,29 +63,18 @@ export async function startNspawn(opts: NspawnOptions = {}): Promise<NspawnConta
   // one name in every hierarchy: on hybrid hosts nspawn mirrors its cgroup2 path into name=systemd
   const cgroupName = `crashcart-nspawn-${randomBytes(4).toString('hex')}`;
   const cgroups = nspawnHierarchies().map((h) => join(h, cgroupName));
-  let child: ChildProcess | undefined;
-  let exited: Promise<void> = Promise.resolve();
+  let nspawn: Daemon | undefined;
 
   async function stop(): Promise<string[]> {
     const problems: string[] = [];
-    if (child?.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child!.kill('SIGKILL'), STOP_TIMEOUT_MS);
-      await exited;
-      clearTimeout(timer);
-      if (child.signalCode === 'SIGKILL') problems.push('systemd-nspawn ignored SIGTERM; killed');
-    }
+    if (nspawn && (await nspawn.stop()).killed) problems.push('systemd-nspawn ignored SIGTERM; killed');
     // in every hierarchy, not only those it was placed in
     for (const h of cgroupHierarchies()) {
       problems.push(...(await removeCgroupTree(join(h, cgroupName))));
     }
-    problems.push(...(await processesMentioning(dir)).map((p) => `process left: ${p.pid} ${p.cmd}`));
-    const mounts = await mountsUnder(dir);
-    problems.push(...mounts.map((m) => `mount left: ${m}`));
     // nspawn removes it itself where /run is a tmpfs, and refuses to elsewhere
     await rmdir(join('/run/systemd/nspawn/propagate', name)).catch(() => {});
-    // never recurse into a mount that stayed: it would delete what is mounted there
-    if (mounts.length === 0) await rm(dir, { recursive: true, force: true });
+    problems.push(...(await removeDaemonDir(dir)));
     return problems;
   }
 
@@ -117,33 +88,26 @@ export async function startNspawn(opts: NspawnOptions = {}): Promise<NspawnConta
       ...(opts.readOnly ? ['--read-only'] : []),
       '/bin/sleeper', '100000',
     ];
-    const log = join(dir, 'nspawn.log');
-    const out = openSync(log, 'a');
     const t0 = performance.now();
-    try {
-      // the shell moves itself into the private cgroups, then becomes nspawn; stdio on a
-      // file, as a pipe would keep the caller waiting; a session of its own, away from any
-      // terminal
-      child = spawn('sh', ['-c', 'for f in "$@"; do case $f in --) break;; esac; echo $$ > "$f"; shift; done; shift; exec systemd-nspawn "$@"',
-        'sh', ...cgroups.map((c) => join(c, 'cgroup.procs')), '--', ...args], { stdio: ['ignore', out, out], detached: true });
-    } finally {
-      closeSync(out);
-    }
-    exited = new Promise((resolve) => {
-      child!.once('exit', () => resolve());
-      child!.once('error', () => resolve());
+    // the shell moves itself into the private cgroups, then becomes nspawn; stdio on a file,
+    // as a pipe would keep the caller waiting; a session of its own, away from any terminal
+    const started = await startDaemon({
+      name: 'systemd-nspawn',
+      command: 'sh',
+      args: ['-c', 'for f in "$@"; do case $f in --) break;; esac; echo $$ > "$f"; shift; done; shift; exec systemd-nspawn "$@"',
+        'sh', ...cgroups.map((c) => join(c, 'cgroup.procs')), '--', ...args],
+      log: join(dir, 'nspawn.log'),
+      readyWhen: `the container runs its command (${args.join(' ')})`,
+      ready: leaderOf,
+      startMs: START_TIMEOUT_MS,
+      stopMs: STOP_TIMEOUT_MS,
+      detached: true,
+      // poll often: the start time is reported
+      every: 5,
     });
-    const nspawnPid = child.pid!;
-    let pid = 0;
-    for (const deadline = Date.now() + START_TIMEOUT_MS; !pid; await delay(5)) {
-      if (child.exitCode !== null || child.signalCode !== null || Date.now() > deadline) {
-        const text = (await readFile(log, 'utf8').catch(() => '')).trim();
-        throw new Error(`systemd-nspawn ${args.join(' ')} ${Date.now() > deadline ? 'timed out' : `exited (${child.exitCode ?? child.signalCode})`}: ${text}`);
-      }
-      pid = leaderOf(nspawnPid);
-    }
+    nspawn = started.daemon;
     const startMs = Math.round(performance.now() - t0);
-    return { name, nspawnPid, pid, dir, rootfs, startMs, stop };
+    return { name, nspawnPid: nspawn.pid, pid: started.ready, dir, rootfs, startMs, stop };
   } catch (err) {
     const left = await stop();
     if (err instanceof Error && left.length) err.message += ` (cleanup: ${left.join('; ')})`;

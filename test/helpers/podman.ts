@@ -8,12 +8,12 @@
 // (netavark's run dir) and /var/lib/containers/cache (the blob info cache of `podman import`).
 // Whichever of them did not exist before is removed again, when it holds nothing else.
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, mkdir, mkdtemp, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { mkdtemp, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { mountsUnder, processesMentioning, waitGone } from './dockerd.js';
+import { cliRunner, endProcesses, removeDir, runOnce } from './daemon.js';
 import { cgroupsCreated } from './host.js';
+import { importScratchRoot } from './rootfs.js';
 
 export interface PrivatePodman {
   dir: string;
@@ -31,6 +31,9 @@ const OUTSIDE = [
   { dir: '/var/lib/containers/cache', files: ['blob-info-cache-v1.boltdb'] },
   { dir: '/var/lib/containers', files: [] as string[] },
 ];
+
+/** how long conmon and `podman container cleanup` get to finish after `podman rm` */
+const CLEANUP_GRACE_MS = 5_000;
 
 /** The default rlimits fail here ("error setting rlimit": root lacks CAP_SYS_RESOURCE). */
 export const ULIMITS = ['--ulimit', 'nofile=1024:1024', '--ulimit', 'nproc=4096:4096'];
@@ -63,31 +66,19 @@ export async function startPodman(): Promise<PrivatePodman> {
     '',
   ].join('\n'));
 
-  const podman = async (args: string[]) => {
-    const r = await execa('podman', args, { env, reject: false, stdin: 'ignore', timeout: 60_000 });
-    return { code: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
-  };
+  const podman = cliRunner('podman', [], env);
 
-  let stopping: Promise<void> | undefined;
-  async function teardown(): Promise<void> {
+  const stop = runOnce(async () => {
     const problems: string[] = [];
     const rmAll = await podman(['rm', '-a', '-f', '-t', '0']);
     if (rmAll.code !== 0) problems.push(`podman rm -a -f: ${rmAll.stderr.trim()}`);
     // conmon, and the `podman container cleanup` it runs when a container exits, name our
     // directory in their arguments: give them a moment to finish, then end them
-    for (const p of await processesMentioning(dir)) {
-      if (await waitGone(p.pid, 5_000)) continue;
-      problems.push(`still running after podman rm: ${p.pid} ${p.cmd}`);
-      try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
-      await waitGone(p.pid, 5_000);
-    }
+    problems.push(...(await endProcesses(dir, { graceMs: CLEANUP_GRACE_MS })));
     const rmi = await podman(['rmi', '-a', '-f']);
     if (rmi.code !== 0) problems.push(`podman rmi -a -f: ${rmi.stderr.trim()}`);
     // the overlay driver keeps its graph directory bind-mounted on itself
-    for (const m of await mountsUnder(dir)) await execa('umount', ['-l', m], { reject: false, stdin: 'ignore' });
-    const left = await mountsUnder(dir);
-    if (left.length) problems.push(`mounts left under ${dir}: ${left.join(', ')}`);
-    else await rm(dir, { recursive: true, force: true });
+    problems.push(...(await removeDir(dir, { mountsExpected: true })));
     for (const o of OUTSIDE) {
       if (preexisting.has(o.dir)) continue;
       for (const f of o.files) await unlink(join(o.dir, f)).catch(() => {});
@@ -95,11 +86,7 @@ export async function startPodman(): Promise<PrivatePodman> {
     }
     problems.push(...(await cgroups.remove()));
     if (problems.length) throw new Error(`private podman teardown: ${problems.join('; ')}`);
-  }
-  const stop = () => (stopping ??= teardown().catch((err: unknown) => {
-    stopping = undefined;
-    throw err;
-  }));
+  });
 
   const v = await podman(['version', '--format', '{{.Client.Version}}']);
   if (v.code !== 0) {
@@ -109,24 +96,9 @@ export async function startPodman(): Promise<PrivatePodman> {
   return { dir, env, podman, stop };
 }
 
-/** Imports a scratch root (bin/sleeper, and bin/busybox with `busybox`) as image `tag`. */
+/** Imports a scratch root (bin/sleeper, and bin/busybox and bin/sh with `busybox`) as image `tag`. */
 export async function importScratchImage(p: PrivatePodman, tag: string, sleeper: string, opts: { busybox?: boolean } = {}): Promise<void> {
-  const root = join(p.dir, `image-root-${tag.replace(/[^a-z0-9]/gi, '_')}`);
-  for (const sub of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc']) await mkdir(join(root, sub), { recursive: true });
-  await chmod(join(root, 'tmp'), 0o1777);
-  await copyFile(sleeper, join(root, 'bin/sleeper'));
-  await chmod(join(root, 'bin/sleeper'), 0o755);
-  if (opts.busybox) {
-    if (!existsSync('/bin/busybox')) throw new Error('/bin/busybox not found: install busybox-static');
-    await copyFile('/bin/busybox', join(root, 'bin/busybox'));
-    await chmod(join(root, 'bin/busybox'), 0o755);
-  }
-  const tar = `${root}.tar`;
-  await execa('tar', ['--numeric-owner', '-C', root, '-cf', tar, '.'], { stdin: 'ignore' });
-  const r = await p.podman(['import', tar, tag]);
-  if (r.code !== 0) throw new Error(`podman import ${tar} ${tag} failed: ${r.stderr}`);
-  await rm(root, { recursive: true, force: true });
-  await rm(tar, { force: true });
+  await importScratchRoot(p.podman, 'podman', p.dir, tag, sleeper, opts);
 }
 
 /** Whether any of the paths podman writes outside its directory are there now. */

@@ -1,24 +1,54 @@
-// A scratch root for runtimes that take a directory (LXC, systemd-nspawn), and the removal
-// of the host directories such runtimes leave behind for their own bookkeeping.
+// Scratch roots for every runtime the tests start (one builder, src/demo/scratch.ts's): as a
+// directory for runtimes that take one (containerd's --rootfs, LXC, systemd-nspawn), as a tar
+// for `docker import` and `podman import`, as an image layer for `ctr images import`; and the
+// removal of the host directories such runtimes leave behind for their own bookkeeping.
 import { existsSync } from 'node:fs';
-import { chmod, copyFile, lstat, mkdir, readdir, rmdir, symlink } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, readdir, rm, rmdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import { execa } from 'execa';
+import { buildScratchRoot } from '../../src/demo/scratch.js';
+
+export interface ScratchRootOptions {
+  /** bin/busybox and bin/sh */
+  busybox?: boolean;
+  /** more empty directories */
+  dirs?: string[];
+}
+
+/** bin/sleeper and the empty directories runtimes mount on (bin/busybox and bin/sh when asked). */
+export async function makeScratchRoot(root: string, sleeperPath: string, opts: ScratchRootOptions = {}): Promise<void> {
+  await buildScratchRoot(root, { sleeperPath, busybox: opts.busybox });
+  for (const d of opts.dirs ?? []) await mkdir(join(root, d), { recursive: true });
+}
+
+/** A scratch root for LXC and systemd-nspawn: nspawn wants /usr to call it an OS tree and /run for its tmpfs. */
+export const makeRootfs = (root: string, sleeperPath: string, opts: { busybox?: boolean } = {}): Promise<void> =>
+  makeScratchRoot(root, sleeperPath, { ...opts, dirs: ['run', 'usr'] });
 
 /**
- * bin/sleeper (plus bin/busybox and bin/sh when asked) and the empty directories runtimes
- * mount on; nspawn wants /usr to call it an OS tree and /run for its tmpfs.
+ * A scratch root as a tar (numeric owners, paths from `.`), made in a temporary directory
+ * under `workDir` and given to `use`; everything is removed afterwards.
  */
-export async function makeRootfs(root: string, sleeperPath: string, opts: { busybox?: boolean } = {}): Promise<void> {
-  for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc', 'run', 'usr']) await mkdir(join(root, d), { recursive: true });
-  await chmod(join(root, 'tmp'), 0o1777);
-  await copyFile(sleeperPath, join(root, 'bin/sleeper'));
-  await chmod(join(root, 'bin/sleeper'), 0o755);
-  if (opts.busybox) {
-    if (!existsSync('/bin/busybox')) throw new Error('/bin/busybox not found: install busybox-static');
-    await copyFile('/bin/busybox', join(root, 'bin/busybox'));
-    await chmod(join(root, 'bin/busybox'), 0o755);
-    await symlink('busybox', join(root, 'bin/sh'));
+export async function withScratchTar<T>(workDir: string, sleeperPath: string, opts: ScratchRootOptions, use: (tar: string) => Promise<T>): Promise<T> {
+  const work = await mkdtemp(join(workDir, 'image-'));
+  try {
+    const root = join(work, 'root');
+    await makeScratchRoot(root, sleeperPath, opts);
+    const tar = join(work, 'root.tar');
+    await execa('tar', ['--numeric-owner', '-C', root, '-cf', tar, '.'], { stdin: 'ignore' });
+    return await use(tar);
+  } finally {
+    await rm(work, { recursive: true, force: true });
   }
+}
+
+/** `docker import` or `podman import` (`cli` runs the one named `what`) of a scratch root as image `tag`. */
+export async function importScratchRoot(cli: (args: string[]) => Promise<{ code: number; stderr: string }>, what: string,
+  workDir: string, tag: string, sleeperPath: string, opts: ScratchRootOptions = {}): Promise<void> {
+  await withScratchTar(workDir, sleeperPath, opts, async (tar) => {
+    const r = await cli(['import', tar, tag]);
+    if (r.code !== 0) throw new Error(`${what} import ${tar} ${tag} failed: ${r.stderr}`);
+  });
 }
 
 /** `path` and those of its ancestors below `stop` that do not exist yet. */

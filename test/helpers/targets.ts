@@ -12,10 +12,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { lstat, readFile, readlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, isAbsolute, join, posix } from 'node:path';
-import { setTimeout as delay } from 'node:timers/promises';
 import { execa } from 'execa';
 import { createScratchContainer, type RootfsFile, type ScratchContainer, type ScratchOptions } from '../../src/demo/scratch.js';
 import { projectRoot } from './host.js';
+import { waitFor } from './wait.js';
 
 export type TargetKind = 'scratch' | 'glibc' | 'musl' | 'nonroot';
 
@@ -212,14 +212,9 @@ export async function startTarget(kind: TargetKind, opts: TargetOptions = {}): P
 }
 
 /** httpd binds right after exec; wait until its socket listens (in its own net namespace). */
-async function waitListening(pid: number, ms = 5_000): Promise<void> {
+async function waitListening(pid: number): Promise<void> {
   // /proc/PID/net/tcp: local address 0100007F:1F90 (127.0.0.1:8080), state 0A (LISTEN)
   const want = `0100007F:${HTTP_PORT.toString(16).toUpperCase().padStart(4, '0')} 00000000:0000 0A`;
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const tcp = await readFile(`/proc/${pid}/net/tcp`, 'utf8').catch(() => '');
-    if (tcp.includes(want)) return;
-    if (Date.now() > deadline) throw new Error(`httpd (pid ${pid}) is not listening on 127.0.0.1:${HTTP_PORT} after ${ms} ms`);
-    await delay(20);
-  }
+  await waitFor(`httpd (pid ${pid}) listens on 127.0.0.1:${HTTP_PORT}`,
+    async () => (await readFile(`/proc/${pid}/net/tcp`, 'utf8').catch(() => '')).includes(want));
 }

@@ -211,4 +211,27 @@ describe('pickRuntimes', () => {
     assert.equal(byId.get('nopid')?.pid, 0);
     assert.ok(!byId.has('broken') && !byId.has('empty-dir'));
   });
+
+  test("a stopped container's pid is 0, as runc and crun say, even when its old pid runs something else now", async () => {
+    const byId = new Map((await RUNTIMES.find((r) => r.name === 'runc')!.list()).map((c) => [c.id, c]));
+    assert.deepEqual(byId.get('dead'), { runtime: 'runc', id: 'dead', pid: 0, status: 'stopped' });
+    // its recorded pid is this process, started at another time
+    assert.deepEqual(byId.get('reused'), { runtime: 'runc', id: 'reused', pid: 0, status: 'stopped' });
+    // a created container has its init process waiting
+    assert.deepEqual(byId.get('fresh'), { runtime: 'runc', id: 'fresh', pid: process.pid, status: 'created' });
+
+    const saved = process.env.CRASHCART_CRUN_ROOT;
+    process.env.CRASHCART_CRUN_ROOT = join(root, 'crun');
+    try {
+      for (const [id, pid, start] of [['gone', deadPid, 12345], ['up', process.pid, selfStart]] as const) {
+        mkdirSync(join(root, 'crun', id), { recursive: true });
+        writeFileSync(join(root, 'crun', id, 'status'), JSON.stringify({ pid, 'process-start-time': start }));
+      }
+      const crun = new Map((await RUNTIMES.find((r) => r.name === 'crun')!.list()).map((c) => [c.id, c]));
+      assert.deepEqual(crun.get('gone'), { runtime: 'crun', id: 'gone', pid: 0, status: 'stopped' });
+      assert.deepEqual(crun.get('up'), { runtime: 'crun', id: 'up', pid: process.pid, status: 'running' });
+    } finally {
+      process.env.CRASHCART_CRUN_ROOT = saved;
+    }
+  });
 });

@@ -2,9 +2,9 @@
 import type { Argv } from 'yargs';
 import { checkUserSpec, envAssignments } from '../../core/command.js';
 import { CrashcartError } from '../../core/errors.js';
-import { configuredFault } from '../../core/fault.js';
 import type { MethodChoice } from '../../core/graft.js';
 import { writeAudit } from '../../core/audit.js';
+import { configuredFault } from '../../core/fault.js';
 import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
 import { runSession } from '../../core/session.js';
 import { StateStore } from '../../core/state.js';
@@ -65,8 +65,8 @@ export function attachOptions<T>(y: Argv<T>) {
 
 export async function attach(args: AttachArgs, command: string[]): Promise<number> {
   requireRoot('crashcart');
+  configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
   const log = logger(args.verbose);
-  configuredFault(); // a typo in CRASHCART_FAULT must not silently test nothing
   checkArgs(args, command);
   new StateStore().checkTrust(); // before anything is looked up, built or grafted
   const target = await findTarget(args);
@@ -162,7 +162,7 @@ async function findTarget(args: AttachArgs): Promise<Target> {
       if (args[o] !== undefined) throw new CrashcartError(`--${o} applies to --pod only`, { hint: 'add --pod NAME, or drop it' });
     }
     if (args.target === undefined) throw new CrashcartError('no target given', { hint: 'name a container ID, name or PID, or a pod with --pod' });
-    return resolveTarget(args.target, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace });
+    return resolveTarget(args.target, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace }, { warn });
   }
   if (args.target !== undefined) {
     throw new CrashcartError(`--pod ${args.pod} and the target ${args.target} exclude each other`, {

@@ -16,6 +16,7 @@ const WORDS: Record<GcAction['action'], [string, string]> = {
   unmounted: ['removed the toolkit from', 'would remove the toolkit from'],
   detached: ['detached the toolkit from', 'would remove the toolkit from'],
   swept: ['removed what an interrupted graft left in', 'would remove what an interrupted graft left in'],
+  cleared: ['forgot an interrupted session in', 'would clean up after an interrupted session in'],
   forgotten: ['forgot', 'would forget'],
   kept: ['kept', 'would keep'],
   failed: ['could not clean up', 'could not clean up'],
@@ -25,8 +26,9 @@ const WORDS: Record<GcAction['action'], [string, string]> = {
 export function gcLine(a: GcAction, dryRun: boolean): string {
   const what = `${describeTarget(a.target)} (pid ${a.target.pid})`;
   const why = a.action === 'forgotten' ? ': it is gone'
-    : a.action === 'detached' ? ': a leftover process still uses it, so it goes when that process exits'
-      : a.action === 'failed' ? `: ${a.message}` : ': no session uses it any more';
+    : a.action === 'cleared' && !dryRun ? ': it left nothing in the container'
+      : a.action === 'detached' ? ': a leftover process still uses it, so it goes when that process exits'
+        : a.action === 'failed' ? `: ${a.message}` : ': no session uses it any more';
   return `${WORDS[a.action][dryRun ? 1 : 0]} ${what}${why}`;
 }
 

@@ -62,7 +62,7 @@ export const psCommand: CommandModule<object, PsArgs> = {
   handler: async (a) => {
     requireRoot('crashcart ps', "it reads the runtimes' state and the containers' mounts");
     const { containers, failures } = await listContainers(a.runtime);
-    for (const f of failures) warn(`${f.runtime} did not answer: ${f.message}`);
+    for (const f of failures) warn(`${f.runtime} not listed: ${f.message}`);
     const rows = psRows(containers, (pid) => graftStatus(pid), a.all);
     process.stdout.write(a.json ? `${JSON.stringify(rows, null, 2)}\n` : psTable(rows));
   },
