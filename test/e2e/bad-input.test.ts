@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { spawn } from 'node:child_process';
 import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer, type ScratchOptions } from '../../src/demo/scratch.js';
+import { FAULT_POINTS } from '../../src/core/fault.js';
 import { PF_KTHREAD, readStat } from '../../src/core/proc.js';
 import { cliEnv, privateDirs, testImage, type CliResult } from '../helpers/cli.js';
 import { assertClean } from '../helpers/expect.js';
@@ -213,7 +214,7 @@ const CASES: Case[] = [
   },
   {
     name: 'CRASHCART_FAULT names no fault point', run: () => ({ args: [...img(), ID('plain'), '--', 'true'], env: { CRASHCART_FAULT: 'bogus' } }), code: 125, target: 'plain',
-    stderr: () => ["crashcart: CRASHCART_FAULT: unknown fault point 'bogus'; use one of after-loop-attach, after-mknod, after-mount, restore-dev, after-state-write, before-spawn, before-exec, no-close-range, after-spawn, during-ungraft, optionally with :fail, :kill or :stop"],
+    stderr: () => [`crashcart: CRASHCART_FAULT: unknown fault point 'bogus'; use one of ${Object.keys(FAULT_POINTS).join(', ')}, optionally with :fail, :kill or :stop`],
   },
   {
     name: 'CRASHCART_FAULT with an unknown action', run: () => ({ args: [...img(), ID('plain'), '--', 'true'], env: { CRASHCART_FAULT: 'before-spawn:explode' } }), code: 125, target: 'plain',
