@@ -2,7 +2,7 @@
 // bounding, permitted, effective, inheritable and ambient sets and no_new_privs instead of
 // crashcart's full root.
 import { readFileSync } from 'node:fs';
-import { CrashcartError } from './errors.js';
+import { CrashcartError, errnoCode } from './errors.js';
 import type { CapsRequest } from '../native/index.js';
 
 /** CapInh, CapPrm, CapEff, CapBnd and CapAmb of /proc/PID/status text (hex, as shown). */
@@ -22,7 +22,13 @@ export function parseCaps(status: string): Omit<CapsRequest, 'lastCap' | 'noNewP
 }
 
 export function targetCaps(pid: number): CapsRequest {
-  const caps = parseCaps(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  let status: string;
+  try {
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch (e) {
+    throw new CrashcartError(`--caps target: cannot read /proc/${pid}/status: ${errnoCode(e) ?? (e as Error).message}`, { hint: 'is the process still running?', cause: e });
+  }
+  const caps = parseCaps(status);
   const lastCap = Number(readFileSync('/proc/sys/kernel/cap_last_cap', 'utf8').trim());
   return { ...caps, lastCap: Number.isInteger(lastCap) ? lastCap : 40, noNewPrivs: true };
 }
