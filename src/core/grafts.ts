@@ -5,7 +5,7 @@
 import { statSync } from 'node:fs';
 import { CrashcartError } from './errors.js';
 import { faultPoint } from './fault.js';
-import { findGraft, graftToolkit, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
+import { findGraft, findToolkit, graftToolkit, isToolkitMount, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
 import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
 import { isAlive, startTime } from './proc.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
@@ -121,11 +121,12 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
   const handles = TargetHandles.forGraft(facts);
   let done: Release = 'cleared';
   try {
-    if (findGraft(facts.pid)) {
+    // only crashcart's: a mount the container made there itself is its own business
+    if (findToolkit(facts.pid)) {
       const { lazy } = ungraftToolkit(handles, { removeDir: rec.createdDir || unfinished });
       log(lazy ? 'toolkit detached (still in use by a leftover process; freed when it exits)' : 'toolkit unmounted');
       done = lazy ? 'detached' : 'unmounted';
-    } else if (unfinished || rec.createdDir) {
+    } else if ((unfinished || rec.createdDir) && !findGraft(facts.pid)) {
       // unmounted already (an ungraft that was interrupted, or by hand): the rest goes
       if (sweepLeftovers(handles)) done = 'swept';
     }
@@ -170,7 +171,7 @@ export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: 
       const gone = !isAlive(rec.target.pid, rec.target.start);
       if (opts.dryRun) {
         const live = rec.sessions.filter(sessionAlive).length;
-        out.push({ target: rec.target, action: gone ? 'forgotten' : live > 0 || rec.pinned ? 'kept' : findGraft(rec.target.pid) ? 'unmounted' : 'cleared' });
+        out.push({ target: rec.target, action: gone ? 'forgotten' : live > 0 || rec.pinned ? 'kept' : findToolkit(rec.target.pid) ? 'unmounted' : 'cleared' });
         continue;
       }
       try {
@@ -203,7 +204,13 @@ export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }):
     const rec = store.read(key) ?? { ...newRecord(key, target, facts), createdDir: true };
     rec.pinned = false;
     const live = rec.sessions.filter(sessionAlive).length;
-    if (!findGraft(facts.pid)) {
+    const mounted = findGraft(facts.pid);
+    if (mounted && !isToolkitMount(mounted)) {
+      throw new CrashcartError(`${describeTarget(target)} has ${mounted.fsType} ${mounted.source} at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone`, {
+        hint: 'unmount it inside the container if it is yours to remove',
+      });
+    }
+    if (!mounted) {
       store.remove(key);
       return { removed: false, sessions: 0 };
     }
