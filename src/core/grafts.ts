@@ -6,7 +6,7 @@ import { statSync } from 'node:fs';
 import { CrashcartError } from './errors.js';
 import { faultPoint } from './fault.js';
 import { findGraft, findToolkit, graftToolkit, isToolkitMount, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
-import { acquireLoop, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
+import { acquireLoop, loopBackingFile, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
 import { isAlive, startTime } from './proc.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
 import { inspectTarget, TargetHandles, type Target, type TargetFacts } from './target.js';
@@ -57,10 +57,14 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
   const existing = findGraft(facts.pid);
   if (existing) {
     const index = loopIndexOf(existing.major, existing.minor);
-    if (index === undefined || !loopBacks(index, { dev: image.dev, ino: image.ino })) {
-      const what = index === undefined ? existing.source : `/dev/loop${index}`;
-      throw new CrashcartError(`${describeTarget(target)} already has something else mounted at /dev/crashcart (${what})`, {
-        hint: 'unmount it with crashcart -u, or use the image that is grafted there with -i',
+    if (index === undefined) {
+      throw new CrashcartError(`${describeTarget(target)} has ${existing.fsType} ${existing.source} mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone`, {
+        hint: 'unmount it inside the container if it is yours to remove',
+      });
+    }
+    if (!loopBacks(index, { dev: image.dev, ino: image.ino })) {
+      throw new CrashcartError(`${describeTarget(target)} already has another toolkit image grafted at /dev/crashcart (/dev/loop${index}: ${loopBackingFile(index) ?? '?'})`, {
+        hint: 'use that image with -i, or take it out with crashcart -u once its sessions end',
       });
     }
     opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
@@ -206,7 +210,7 @@ export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }):
     const live = rec.sessions.filter(sessionAlive).length;
     const mounted = findGraft(facts.pid);
     if (mounted && !isToolkitMount(mounted)) {
-      throw new CrashcartError(`${describeTarget(target)} has ${mounted.fsType} ${mounted.source} at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone`, {
+      throw new CrashcartError(`${describeTarget(target)} has ${mounted.fsType} ${mounted.source} mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone`, {
         hint: 'unmount it inside the container if it is yours to remove',
       });
     }
