@@ -1,6 +1,6 @@
 // Whether a target has the toolkit grafted, from which image, and who uses it: what
 // `crashcart ps` shows. Read-only: it never takes the state lock or changes anything.
-import { findGraft } from './graft.js';
+import { findToolkit } from './graft.js';
 import { loopBackingFile, loopIndexOf } from './loop.js';
 import { namespaceInode } from './proc.js';
 import { sessionAlive, StateStore, targetKey } from './state.js';
@@ -16,9 +16,9 @@ export interface GraftStatus {
 }
 
 /** A process that exits meanwhile has no toolkit. */
-function graftOf(pid: number): ReturnType<typeof findGraft> {
+function graftOf(pid: number): ReturnType<typeof findToolkit> {
   try {
-    return findGraft(pid);
+    return findToolkit(pid);
   } catch {
     return undefined;
   }

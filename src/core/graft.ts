@@ -9,7 +9,7 @@
 // the directories it opened, so the target cannot redirect the mount (see native/graft.cc).
 import { CrashcartError, errnoCode } from './errors.js';
 import { injectedFault, nativeFault } from './fault.js';
-import type { HeldLoop } from './loop.js';
+import { loopIndexOf, type HeldLoop } from './loop.js';
 import { readMountInfo, type MountInfo } from './proc.js';
 import type { TargetHandles } from './target.js';
 import { graft, ungraft, isNativeError, type ChildFailure, type GraftMethod } from '../native/index.js';
@@ -24,6 +24,15 @@ export function findGraft(pid: number, mountPoint = TOOLKIT_DIR): MountInfo | un
   return readMountInfo(pid)
     .filter((m) => m.mountPoint === mountPoint)
     .at(-1);
+}
+
+/** Is this mount at /dev/crashcart a toolkit (a loop device), not something of the container's own? */
+export const isToolkitMount = (m: MountInfo) => loopIndexOf(m.major, m.minor) !== undefined;
+
+/** The toolkit mount inside a target, if what is mounted at /dev/crashcart is one. */
+export function findToolkit(pid: number): MountInfo | undefined {
+  const m = findGraft(pid);
+  return m && isToolkitMount(m) ? m : undefined;
 }
 
 export interface GraftOutcome {

@@ -5,9 +5,9 @@
 import { statSync } from 'node:fs';
 import { CrashcartError } from './errors.js';
 import { faultPoint } from './fault.js';
-import { findGraft, graftToolkit, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
+import { findGraft, findToolkit, graftToolkit, isToolkitMount, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
 import { acquireLoop, loopBackingFile, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
-import { isAlive, startTime, type MountInfo } from './proc.js';
+import { isAlive, startTime } from './proc.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
 import { inspectTarget, TargetHandles, type Target, type TargetFacts } from './target.js';
 
@@ -56,12 +56,15 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
 
   const existing = findGraft(facts.pid);
   if (existing) {
-    const index = toolkitLoop(existing);
-    if (index === undefined) throw notOurs(target, existing);
+    const index = loopIndexOf(existing.major, existing.minor);
+    if (index === undefined) {
+      throw new CrashcartError(`${describeTarget(target)} has ${existing.fsType} ${existing.source} mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone`, {
+        hint: 'unmount it inside the container if it is yours to remove',
+      });
+    }
     if (!loopBacks(index, { dev: image.dev, ino: image.ino })) {
-      const backing = loopBackingFile(index);
-      throw new CrashcartError(`${describeTarget(target)} already has another image grafted at /dev/crashcart (/dev/loop${index}${backing ? `: ${backing}` : ''})`, {
-        hint: `take it out with crashcart -u, or use that image with -i${backing ? ` ${backing}` : ''}`,
+      throw new CrashcartError(`${describeTarget(target)} already has another toolkit image grafted at /dev/crashcart (/dev/loop${index}: ${loopBackingFile(index) ?? '?'})`, {
+        hint: 'use that image with -i, or take it out with crashcart -u once its sessions end',
       });
     }
     opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
@@ -98,19 +101,6 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
   return rec;
 }
 
-/** The loop device of a mount at /dev/crashcart if it can be a toolkit graft (ext3 on a loop device). */
-function toolkitLoop(m: MountInfo): number | undefined {
-  return m.fsType === 'ext3' ? loopIndexOf(m.major, m.minor) : undefined;
-}
-
-/** Something at /dev/crashcart that crashcart did not put there: it is never touched. */
-function notOurs(target: Pick<Target, 'runtime' | 'id' | 'pid'>, m: MountInfo): CrashcartError {
-  return new CrashcartError(`${describeTarget(target)} has a ${m.fsType} mount at /dev/crashcart (source ${m.source}) that is not crashcart's toolkit`, {
-    code: 'EFOREIGNMOUNT',
-    hint: 'crashcart leaves it alone: unmount it inside the container if it should go',
-  });
-}
-
 /** What releaseIfUnused did: kept it (in use), unmounted or detached the graft, swept
  *  what an interrupted graft left, cleared a record with nothing left of it in the target,
  *  or forgot a target that is gone. */
@@ -135,11 +125,12 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
   const handles = TargetHandles.forGraft(facts);
   let done: Release = 'cleared';
   try {
-    if (findGraft(facts.pid)) {
+    // only crashcart's: a mount the container made there itself is its own business
+    if (findToolkit(facts.pid)) {
       const { lazy } = ungraftToolkit(handles, { removeDir: rec.createdDir || unfinished });
       log(lazy ? 'toolkit detached (still in use by a leftover process; freed when it exits)' : 'toolkit unmounted');
       done = lazy ? 'detached' : 'unmounted';
-    } else if (unfinished || rec.createdDir) {
+    } else if ((unfinished || rec.createdDir) && !findGraft(facts.pid)) {
       // unmounted already (an ungraft that was interrupted, or by hand): the rest goes
       if (sweepLeftovers(handles)) done = 'swept';
     }
@@ -184,7 +175,7 @@ export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: 
       const gone = !isAlive(rec.target.pid, rec.target.start);
       if (opts.dryRun) {
         const live = rec.sessions.filter(sessionAlive).length;
-        out.push({ target: rec.target, action: gone ? 'forgotten' : live > 0 || rec.pinned ? 'kept' : findGraft(rec.target.pid) ? 'unmounted' : 'cleared' });
+        out.push({ target: rec.target, action: gone ? 'forgotten' : live > 0 || rec.pinned ? 'kept' : findToolkit(rec.target.pid) ? 'unmounted' : 'cleared' });
         continue;
       }
       try {
@@ -218,11 +209,15 @@ export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }):
     rec.pinned = false;
     const live = rec.sessions.filter(sessionAlive).length;
     const mounted = findGraft(facts.pid);
+    if (mounted && !isToolkitMount(mounted)) {
+      throw new CrashcartError(`${describeTarget(target)} has ${mounted.fsType} ${mounted.source} mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone`, {
+        hint: 'unmount it inside the container if it is yours to remove',
+      });
+    }
     if (!mounted) {
       store.remove(key);
       return { removed: false, sessions: 0 };
     }
-    if (toolkitLoop(mounted) === undefined) throw notOurs(target, mounted);
     releaseIfUnused(store, rec, opts.log);
     return { removed: live === 0, sessions: live };
   });

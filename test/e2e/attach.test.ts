@@ -468,11 +468,12 @@ describe('crashcart attach', () => {
           assertFailure(
             await runCrashcart(['-i', other, c.id, '--', 'true']),
             125,
-            new RegExp(`^crashcart: runc container ${c.id} already has another image grafted at /dev/crashcart \\(/dev/loop\\d+: ${image}\\); take it out with crashcart -u, or use that image with -i ${image}$`),
+            `crashcart: runc container ${c.id} already has another toolkit image grafted at /dev/crashcart (/dev/loop${/^\d+ \d+ 7:(\d+) /.exec(before[0]!)?.[1]}: ${image}); ` +
+              'use that image with -i, or take it out with crashcart -u once its sessions end',
           );
           assert.deepEqual(grafts(c.pid), before);
-          assertOk(await runCrashcart(['-u', c.id]));
         } finally {
+          assertOk(await runCrashcart(['-u', c.id]));
           rmSync(other, { force: true });
         }
       }),

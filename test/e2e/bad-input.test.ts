@@ -186,7 +186,7 @@ const plant = (make: () => Promise<unknown>, remove: () => Promise<unknown>) => 
 const notRunning = (id: string, status: string) =>
   `crashcart: container ${id} is not running (status: ${status}); start it first; crashcart attaches to running containers only (runc ${id})`;
 const foreignMount = () =>
-  `crashcart: runc container ${ID('busybox')} has a tmpfs mount at /dev/crashcart (source none) that is not crashcart's toolkit; crashcart leaves it alone: unmount it inside the container if it should go`;
+  `crashcart: runc container ${ID('busybox')} has tmpfs none mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone; unmount it inside the container if it is yours to remove`;
 const badImage = (path: string, why: string) =>
   `crashcart: image ${path} ${why}; give an image made by 'crashcart image build' or pulled with 'crashcart image pull'`;
 const unsafeImage = (path: string, why: string) =>

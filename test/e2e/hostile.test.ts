@@ -62,6 +62,31 @@ describe('hostile containers', () => {
     await assertClean(before, c);
   });
 
+  test('a mount the container made at /dev/crashcart is its own: attach, -u, gc and ps leave it alone', async (t) => {
+    if (!ready(t)) return;
+    const c = await startFor(t, { id: `${BASE}-theirs`, busybox: true });
+    // as the container's root could do it with CAP_SYS_ADMIN
+    const inside = (...args: string[]) => execa('nsenter', ['-t', String(c.pid), '-m', '/bin/busybox', ...args], { stdin: 'ignore' });
+    await inside('mkdir', '/dev/crashcart');
+    await inside('mount', '-t', 'tmpfs', 'theirs', '/dev/crashcart');
+    t.after(async () => {
+      await inside('umount', '/dev/crashcart').catch(() => {});
+      await inside('rmdir', '/dev/crashcart').catch(() => {});
+    });
+    const before = await snapshot(c);
+    const theirs = `crashcart: runc container ${c.id} has tmpfs theirs mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone; unmount it inside the container if it is yours to remove`;
+    assertFailure(await runCrashcart(['-i', image, c.id, '--', 'true']), 125, theirs);
+    assertFailure(await runCrashcart(['-u', c.id]), 125, theirs);
+    const gc = await runCrashcart(['gc']);
+    assert.equal(gc.stdout, 'nothing to clean up');
+    const ps = await runCrashcart(['ps', '--json', '-r', 'runc']);
+    assert.equal(ps.code, 0, ps.stderr);
+    const row = (JSON.parse(ps.stdout) as { id: string; grafted: boolean }[]).find((r) => r.id === c.id);
+    assert.equal(row?.grafted, false);
+    assert.deepEqual(grafts(c.pid).map((l) => l.split(' - ')[1]), ['tmpfs theirs rw']);
+    await assertClean(before, c);
+  });
+
   test("a container file that is an absolute symlink resolves inside the container, never to the host's file", async (t) => {
     if (!ready(t)) return;
     // The host file the container points at, and the container's own file at that path.
