@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     .command(
       'demo',
       'start a disposable scratch container and attach to it',
-      (y) => y.option('image', { alias: 'i', type: 'string', describe: 'toolkit image file' }),
+      (y) => y.option('image', { alias: 'i', type: 'string', requiresArg: true, describe: 'toolkit image file' }),
       (a) => run(import('./commands/demo.js').then(({ demo }) => demo(a as never, command))),
     )
     .command(
@@ -68,17 +68,56 @@ export async function main(argv: string[]): Promise<number> {
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)
     .fail((msg, err) => {
-      throw err ?? Object.assign(new Error(msg), { usage: true });
+      // yargs' own complaints (unknown options, missing values) are usage errors too; a
+      // command's failure is passed on as it is
+      if (err && err.name !== 'YError') throw err;
+      throw Object.assign(new Error(msg || err?.message || 'invalid command line'), { usage: true });
     })
     .parseAsync();
   return exitCode;
 }
 
-/** yargs' messages in one line: "Invalid values: Argument: method, Given: "x", Choices: ..." */
-export function usageLine(msg: string): string {
-  const choice = /Argument: ([\w-]+), Given: ("[^"]*"|\S+), Choices: (.*)$/s.exec(msg);
-  if (choice) return `invalid --${choice[1]} ${choice[2]}: choose one of ${choice[3].replace(/"/g, '').replace(/\s+/g, ' ').trim()}`;
-  return msg.replace(/\s*\n\s*/g, ' ').trim();
+const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [] };
+
+/** The subcommand words of a command line: ['image', 'pull'], or [] for an attach. */
+function commandWords(argv: string[]): string[] {
+  const words = argv.filter((a) => !a.startsWith('-'));
+  const first = words[0];
+  if (first === undefined || !(first in SUBCOMMANDS)) return [];
+  return SUBCOMMANDS[first]!.includes(words[1] ?? '') ? [first, words[1]!] : [first];
+}
+
+/** An option as the user wrote it ('-i', '--env'), from yargs' name for it ('i', 'env'). */
+function written(name: string, argv: string[]): string | undefined {
+  return argv.find((a) => a === `-${name}` || a === `--${name}` || a.startsWith(`--${name}=`))?.replace(/=.*$/, '');
+}
+
+/**
+ * yargs' messages as one line that says what is wrong and where to look:
+ *   Invalid values: Argument: method, Given: "x", Choices: ...  ->  invalid --method "x": choose one of ...
+ *   Not enough arguments following: env                         ->  --env needs a value
+ *   Unknown argument: bogus                                     ->  unknown option --bogus
+ */
+export function usageLine(msg: string, argv: string[] = []): string {
+  const words = commandWords(argv);
+  const help = `see crashcart${words.length ? ` ${words.join(' ')}` : ''} --help`;
+  const text = msg.replace(/\s*\n\s*/g, ' ').trim();
+  const choice = /Argument: ([\w-]+), Given: ("[^"]*"|\S+), Choices: (.*)$/.exec(text);
+  if (choice) return `invalid --${choice[1]} ${choice[2]}: choose one of ${choice[3]!.replace(/"/g, '')}; ${help}`;
+  const following = /^Not enough arguments following: ([\w-]+)$/.exec(text);
+  if (following) return `${written(following[1]!, argv) ?? `--${following[1]}`} needs a value; ${help}`;
+  const unknown = /^Unknown arguments?: (.*)$/.exec(text);
+  if (unknown) {
+    const names = unknown[1]!.split(', ');
+    const options = names.map((n) => written(n, argv)).filter((o): o is string => o !== undefined);
+    if (options.length > 0) return `unknown option${options.length > 1 ? 's' : ''} ${[...new Set(options)].join(', ')}; ${help}`;
+    const choices = words.length === 1 ? SUBCOMMANDS[words[0]!]! : [];
+    if (choices.length > 0) return `unknown ${words[0]} command '${names[0]}'; choose one of ${choices.join(', ')}`;
+    return `unexpected argument${names.length > 1 ? 's' : ''} ${names.map((n) => `'${n}'`).join(', ')} for crashcart${words.length ? ` ${words.join(' ')}` : ''}; ${help}`;
+  }
+  const positional = /^Not enough non-option arguments: got (\d+), need at least (\d+)$/.exec(text);
+  if (positional) return `crashcart ${words.join(' ')} needs ${positional[2]} argument${positional[2] === '1' ? '' : 's'}, got ${positional[1]}; ${help}`;
+  return `${text}; ${help}`;
 }
 
 export async function run(): Promise<void> {
@@ -89,7 +128,7 @@ export async function run(): Promise<void> {
     code = await main(argv);
   } catch (e) {
     if (e instanceof Error && (e as { usage?: boolean }).usage) {
-      process.stderr.write(`crashcart: ${usageLine(e.message)}; see crashcart --help\n`);
+      process.stderr.write(`crashcart: ${usageLine(e.message, splitArgv(argv).own)}\n`);
       code = EXIT_CRASHCART;
     } else {
       code = report(e, verbose);

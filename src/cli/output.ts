@@ -1,7 +1,7 @@
 // What crashcart says on stderr. stdout belongs to the command in the target (and to
 // listings), so scripts get clean output.
 import { CrashcartError, EXIT_CRASHCART } from '../core/errors.js';
-import { isNativeError, type NativeError } from '../native/index.js';
+import type { NativeError } from '../native/index.js';
 
 export type Log = (line: string) => void;
 
@@ -41,26 +41,24 @@ export function causeChain(e: unknown): string[] {
   return out;
 }
 
-/** Prints one line for a failure (and with -v its causes) and returns the exit code to use. */
+/**
+ * Prints one line for a failure (and with -v its causes) and returns the exit code to use.
+ * Everything a user can cause is a CrashcartError; anything else is a bug in crashcart: one
+ * line that says so, and with -v the stack.
+ */
 export function report(e: unknown, verbose = false): number {
-  const causes = () => {
-    if (verbose) for (const line of causeChain(e)) process.stderr.write(`crashcart:   ${line}\n`);
-  };
   if (e instanceof CrashcartError) {
     process.stderr.write(`crashcart: ${e.message}${e.hint ? `; ${e.hint}` : ''}\n`);
-    causes();
+    if (verbose) for (const line of causeChain(e)) process.stderr.write(`crashcart:   ${line}\n`);
     return e.exitCode;
   }
-  if (isNativeError(e)) {
-    process.stderr.write(`crashcart: ${e.message}; run with -v for details\n`);
-    return EXIT_CRASHCART;
+  const err = e instanceof Error ? e : new Error(String(e));
+  const code = (err as Partial<NativeError>).code;
+  process.stderr.write(`crashcart: internal error: ${err.message.split('\n')[0]}${code ? ` (${code})` : ''}; this is a bug in crashcart: run it again with -v and report what it prints\n`);
+  if (verbose) {
+    for (const line of (err.stack ?? '').split('\n').slice(1)) process.stderr.write(`crashcart:   ${line.trim()}\n`);
+    for (const line of causeChain(err)) process.stderr.write(`crashcart:   ${line}\n`);
   }
-  if (e instanceof Error && (e as NodeJS.ErrnoException).code) {
-    // Errors of the image area and the addon loader carry their own advice.
-    process.stderr.write(`crashcart: ${e.message}\n`);
-    return EXIT_CRASHCART;
-  }
-  process.stderr.write(`crashcart: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
   return EXIT_CRASHCART;
 }
 

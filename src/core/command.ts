@@ -69,7 +69,7 @@ export function execEnv(opts: EnvOptions): Record<string, string> {
 }
 
 /** --env NAME=VALUE arguments, checked, in order. */
-function envAssignments(extra: string[]): [string, string][] {
+export function envAssignments(extra: string[]): [string, string][] {
   return extra.map((kv) => {
     if (!/^[A-Za-z_][A-Za-z0-9_]*=/.test(kv)) {
       throw new CrashcartError(`invalid --env '${kv}'`, { hint: 'use --env NAME=VALUE' });
@@ -97,6 +97,7 @@ export interface UserSpec {
 /** --user uid[:gid] or name[:group], names looked up in the container's own files. */
 export function parseUser(spec: string | undefined, passwd = '', group = ''): UserSpec {
   if (spec === undefined || spec === '') return { uid: 0, gid: 0 };
+  checkUserSpec(spec);
   const [u, g] = spec.split(':', 2);
   const users = passwd
     .split('\n')
@@ -129,6 +130,20 @@ export function parseUser(spec: string | undefined, passwd = '', group = ''): Us
       gid = Number(entry[2]);
     }
   }
-  if (uid > 0xfffffffe || (gid ?? 0) > 0xfffffffe) throw new CrashcartError(`invalid --user '${spec}'`);
   return { uid, gid: gid ?? 0 }; // docker exec does the same for an unknown uid
 }
+
+/** The largest uid or gid: (uid_t)-1 means "no change" to setresuid. */
+const MAX_ID = 0xfffffffe;
+
+/** The shape of --user, before any name is looked up: user[:group], numbers in range. */
+export function checkUserSpec(spec: string): void {
+  const parts = spec.split(':');
+  const bad = parts.length > 2 || parts[0] === '' || parts.some((p) => /^[0-9]+$/.test(p) && Number(p) > MAX_ID);
+  if (bad) {
+    throw new CrashcartError(`invalid --user '${spec}'`, {
+      hint: `give uid[:gid] (numbers up to ${MAX_ID}) or user[:group] names of the container's /etc/passwd and /etc/group`,
+    });
+  }
+}
+

@@ -132,10 +132,14 @@ function graftError(method: GraftMethod, e: unknown, pid: number, earlier?: stri
     }
   }
   if (f.step === 'remount rw') {
-    const hint = e.code === 'EINVAL'
-      ? "its /dev is part of a read-only root, not a mount of its own: there is nowhere to put the toolkit; give the container a tmpfs /dev (every runtime does by default)"
-      : 'run with -v for details';
-    return new CrashcartError(`cannot graft the toolkit: the container's /dev is read-only and could not be made writable for a moment (${e.message})`, { ...opts, hint });
+    if (e.code === 'EINVAL') {
+      // /dev is no mount of its own: lifting read-only would mean the container's whole root
+      return new CrashcartError(`cannot graft the toolkit: the container's /dev is part of its read-only root, so there is nowhere to put it (${e.message})`, {
+        ...opts,
+        hint: 'give the container a tmpfs /dev (every runtime does by default)',
+      });
+    }
+    return new CrashcartError(`cannot graft the toolkit: the container's /dev is read-only and could not be made writable for a moment (${e.message})`, { ...opts, hint: 'run with -v for details' });
   }
   if (f.step === 'remount ro') {
     const state = f.detail === 1 ? 'and /dev is still WRITABLE in the container' : 'and /dev is read-only again';

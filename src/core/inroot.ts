@@ -1,7 +1,7 @@
 // Reading a target's files from the host without letting the target steer the read: the
 // path is resolved by the kernel inside the target's root (see native/inroot.cc), the file
 // must be a regular one, and only so much of it is read.
-import { closeSync, fstatSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync, type Stats } from 'node:fs';
 import { errnoCode } from './errors.js';
 import { openInRoot } from '../native/index.js';
 
@@ -10,6 +10,11 @@ const MAX_BYTES = 4 << 20;
 
 /** The text of `path` inside the root `rootFd`, or undefined when it is missing or not a regular file. */
 export function readInRoot(rootFd: number, path: string, maxBytes = MAX_BYTES): string | undefined {
+  return readBytesInRoot(rootFd, path, maxBytes)?.toString('utf8');
+}
+
+/** The first `maxBytes` of `path` inside the root `rootFd`, or undefined as for readInRoot. */
+export function readBytesInRoot(rootFd: number, path: string, maxBytes = MAX_BYTES): Buffer | undefined {
   let fd: number;
   try {
     fd = openInRoot({ rootFd, path, kind: 'read' });
@@ -26,7 +31,7 @@ export function readInRoot(rootFd: number, path: string, maxBytes = MAX_BYTES): 
       if (n === 0) break;
       got += n;
     }
-    return buf.subarray(0, got).toString('utf8');
+    return buf.subarray(0, got);
   } finally {
     closeSync(fd);
   }
@@ -39,5 +44,20 @@ export function existsInRoot(rootFd: number, path: string): boolean {
     return true;
   } catch {
     return false;
+  }
+}
+
+/** What `path` inside the root `rootFd` is (resolved inside it), or undefined when it is not there. */
+export function statInRoot(rootFd: number, path: string): Stats | undefined {
+  let fd: number;
+  try {
+    fd = openInRoot({ rootFd, path, kind: 'path' });
+  } catch {
+    return undefined;
+  }
+  try {
+    return fstatSync(fd);
+  } finally {
+    closeSync(fd);
   }
 }

@@ -1,6 +1,7 @@
 // Readers for what /proc says about a process: namespaces, id maps, environment, cgroups,
 // mounts. Pure parsers are exported separately so unit tests can feed them text.
 import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { CrashcartError, errnoCode } from './errors.js';
 
 export const NAMESPACES = ['ipc', 'uts', 'net', 'pid', 'cgroup', 'mnt', 'user'] as const;
 export type Namespace = (typeof NAMESPACES)[number];
@@ -46,7 +47,15 @@ export function parseEnviron(buf: Buffer | string): string[] {
 }
 
 export function readEnviron(pid: number): string[] {
-  return parseEnviron(readFileSync(`/proc/${pid}/environ`));
+  try {
+    return parseEnviron(readFileSync(`/proc/${pid}/environ`));
+  } catch (e) {
+    // the process exited after it was looked up (a restarting container)
+    throw new CrashcartError(`cannot read the environment of process ${pid}: ${errnoCode(e) ?? (e as Error).message}`, {
+      hint: 'is it still running? (--no-target-env starts from an empty environment)',
+      cause: e,
+    });
+  }
 }
 
 export interface ProcStat {

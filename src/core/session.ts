@@ -1,20 +1,21 @@
 // A crashcart session: join (or make) the graft in a target, run a command there, and leave
 // the graft to the record's rules when the command ends (see grafts.ts).
 import { spawn as spawnChild } from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { writeAudit, type AuditEntry } from './audit.js';
 import { targetCaps } from './caps.js';
 import { commandEnv, defaultCommand, execEnv, parseUser, searchCandidates } from './command.js';
 import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
 import { faultPoint, injectedFault, nativeFault } from './fault.js';
-import { ensureGrafted, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
-import { existsInRoot, readInRoot } from './inroot.js';
+import { describeTarget, ensureGrafted, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
+import { existsInRoot, readBytesInRoot, readInRoot, statInRoot } from './inroot.js';
 import { checkLimits, describeLimit } from './limits.js';
-import { mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
+import { isFrozen, mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
 import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
 import { StateStore, targetKey, type Session } from './state.js';
 import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
+import { readElf } from '../image/elf.js';
 import { isNativeError, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
 
 export type { GraftOptions, Log } from './grafts.js';
@@ -66,6 +67,12 @@ export async function runSession(target: Target, facts: TargetFacts, opts: RunOp
 
 async function session(target: Target, facts: TargetFacts, opts: RunOptions, argv: string[], grafted: (method: string) => void): Promise<ExitStatus> {
   const store = new StateStore();
+  store.checkTrust(); // a refused state directory: nothing to join, nothing to leave
+  if (opts.joinCgroup && !opts.runtimeExec && isFrozen(facts.pid)) {
+    throw new CrashcartError(`${describeTarget(target)} is frozen (its cgroup is paused): the command would hang there until it is thawed`, {
+      hint: 'resume the container first (runc resume, docker unpause, ...), or pass --no-cgroup to run beside it',
+    });
+  }
   const session: Session = { processes: [self()] };
   const trap = trapSignals();
   const key = targetKey(facts.mntNs);
@@ -165,7 +172,12 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
     });
   } catch (e) {
     handles.close();
-    throw e;
+    if (!isNativeError(e)) throw e;
+    throw new CrashcartError(`cannot start the command in the container: ${e.message}`, {
+      hint: e.code === 'EAGAIN' ? 'the host is out of processes (see ulimit -u and kernel.pid_max)' : 'run with -v for details',
+      code: e.code,
+      cause: e,
+    });
   }
   const nsOrder = handles.namespaceOrder();
   const cgroupFiles = handles.cgroupFiles;
@@ -177,7 +189,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
   try {
     return await handle.exited;
   } catch (e) {
-    throw spawnError(e, argv[0], searchDirs(argv[0], env), { nsOrder, cgroupFiles });
+    throw spawnError(e, argv, env, { pid: facts.pid, nsOrder, cgroupFiles });
   }
 }
 
@@ -257,21 +269,29 @@ function notFound(argv0: string, searched: string, cause?: unknown): CrashcartEr
 }
 
 /** A failure of the forked children, in the user's words, with the detail the addon gave. */
-function spawnError(e: unknown, argv0: string, searched: string, ctx: { nsOrder: string[]; cgroupFiles: string[] }): unknown {
+function spawnError(e: unknown, argv: string[], env: string[], ctx: { pid: number; nsOrder: string[]; cgroupFiles: string[] }): unknown {
   if (!isNativeError(e)) return e;
   const f = e as ChildFailure;
+  const argv0 = argv[0]!;
   if (f.step === 'fault') return injectedFault(e);
   if (f.step === 'execve') {
-    if (e.code === 'ENOENT') return notFound(argv0, searched, e);
-    const why = e.code === 'EISDIR' || e.code === 'EACCES' ? 'it is a directory or not executable' : e.code === 'ENOEXEC' ? 'it is not an executable for this machine' : 'it cannot be run';
+    if (e.code === 'ENOENT') return missingInterpreter(ctx.pid, searchCandidates(argv0, env), e) ?? notFound(argv0, searchDirs(argv0, env), e);
+    if (e.code === 'E2BIG') return tooLong(argv0, argv, env, e);
+    const why = e.code === 'EACCES' || e.code === 'EISDIR' ? notExecutable(ctx.pid, e.path)
+      : e.code === 'ENOEXEC' ? 'it is not an executable for this machine' : 'it cannot be run';
     return new CrashcartError(`cannot run ${argv0}: ${why} (${e.message})`, {
       exitCode: EXIT_CANNOT_INVOKE,
       hint: 'give the path of an executable file',
       cause: e,
     });
   }
-  const detail = f.step === 'setns' ? ` (the ${ctx.nsOrder[f.detail] ?? '?'} namespace)`
-    : f.step === 'write cgroup.procs' ? ` (${ctx.cgroupFiles[f.detail] ?? '?'})`
+  // The step's object, for the cause line of -v: which namespace, which cgroup file.
+  const ns = f.step === 'setns' ? ctx.nsOrder[f.detail] : undefined;
+  const cgroupFile = f.step === 'write cgroup.procs' ? ctx.cgroupFiles[f.detail] : undefined;
+  if (ns) e.path = `/proc/${ctx.pid}/ns/${ns}`;
+  if (cgroupFile) e.path = cgroupFile;
+  const detail = f.step === 'setns' ? ` (the ${ns ?? '?'} namespace)`
+    : f.step === 'write cgroup.procs' ? ` (${cgroupFile ?? '?'})`
       : f.step.startsWith('prctl PR_CAP') ? ` (capability ${f.detail})` : '';
   const hints: Record<string, string> = {
     chdir: 'check --workdir: the directory must exist in the container',
@@ -284,4 +304,88 @@ function spawnError(e: unknown, argv0: string, searched: string, ctx: { nsOrder:
     code: e.code,
     cause: e,
   });
+}
+
+/** Why execve said EACCES: a directory, or a file without execute permission (or on a noexec mount). */
+function notExecutable(pid: number, path: string | undefined): string {
+  let st;
+  try {
+    const root = openSync(`/proc/${pid}/root`, 'r');
+    try {
+      st = path ? statInRoot(root, path) : undefined;
+    } finally {
+      closeSync(root);
+    }
+  } catch {
+    // the target went away meanwhile: say what execve said
+  }
+  if (st?.isDirectory()) return 'it is a directory';
+  if (st?.isFile() && !(st.mode & 0o111)) return `it has no execute permission, mode ${(st.mode & 0o7777).toString(8)}`;
+  return 'it is not executable, or on a filesystem mounted noexec';
+}
+
+/**
+ * ENOENT from execve for a file that is there: its #! interpreter or its ELF loader is
+ * missing in the container. The command exists but cannot run (126, as a shell says).
+ */
+function missingInterpreter(pid: number, candidates: string[], cause: unknown): CrashcartError | undefined {
+  let found: { path: string; head: Buffer } | undefined;
+  try {
+    const root = openSync(`/proc/${pid}/root`, 'r');
+    try {
+      for (const path of candidates) {
+        const head = statInRoot(root, path)?.isFile() ? readBytesInRoot(root, path, 4096) : undefined;
+        if (head) {
+          found = { path, head };
+          break;
+        }
+      }
+    } finally {
+      closeSync(root);
+    }
+  } catch {
+    return undefined; // the target went away meanwhile: "not found" it is
+  }
+  if (!found) return undefined;
+  const { path, head } = found;
+  const shebang = head.subarray(0, 2).toString('latin1') === '#!' ? head.toString('utf8').slice(2).split('\n')[0]!.trim().split(/\s+/)[0] : undefined;
+  let loader: string | undefined;
+  try {
+    loader = shebang === undefined ? readElf(head, path)?.interp : undefined;
+  } catch {
+    // not ELF we can read: say it without the name
+  }
+  const what = shebang !== undefined ? `its interpreter ${shebang} (from its #! line)` : `its program loader${loader ? ` ${loader}` : ''}`;
+  return new CrashcartError(`cannot run ${path}: ${what} is not in the container`, {
+    exitCode: EXIT_CANNOT_INVOKE,
+    hint: shebang !== undefined ? `run it with a shell of the toolkit: -- sh ${path}` : 'run a static program, or one of the toolkit (/dev/crashcart/bin)',
+    cause,
+  });
+}
+
+/** E2BIG: the arguments and environment together are more than execve takes. */
+function tooLong(argv0: string, argv: string[], env: string[], cause: unknown): CrashcartError {
+  // what execve copies: each string with its NUL, and a pointer for each
+  const bytes = (list: string[]) => list.reduce((n, s) => n + Buffer.byteLength(s) + 1 + 8, 8);
+  const kib = (n: number) => `${Math.ceil(n / 1024)} KiB`;
+  const longest = Math.max(...[...argv, ...env].map((s) => Buffer.byteLength(s)));
+  const why = longest >= MAX_ARG_STRLEN
+    ? `one of its arguments or environment strings is ${kib(longest)}, and execve takes ${kib(MAX_ARG_STRLEN)} at most`
+    : `its arguments (${kib(bytes(argv))}) and environment (${kib(bytes(env))}) are more than execve takes (${kib(argMax())} here)`;
+  return new CrashcartError(`cannot run ${argv0}: ${why}`, {
+    exitCode: EXIT_CANNOT_INVOKE,
+    code: 'E2BIG',
+    hint: "pass fewer or shorter arguments, or --no-target-env to leave out the container's environment",
+    cause,
+  });
+}
+
+/** The kernel's limit for one argument or environment string (32 pages). */
+const MAX_ARG_STRLEN = 32 * 4096;
+
+/** The kernel's limit for argv and envp together: a quarter of the stack limit, 6 MiB at most. */
+function argMax(): number {
+  const m = /^Max stack size\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  const stack = m && m[1] !== 'unlimited' ? Number(m[1]) : Infinity;
+  return Math.max(Math.min(stack / 4, 6 << 20), MAX_ARG_STRLEN);
 }

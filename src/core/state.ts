@@ -2,12 +2,12 @@
 // root-only directory (/run/crashcart, a tmpfs: a reboot clears it together with the
 // containers it describes). One JSON record per target, keyed by its mount namespace;
 // every change happens under an flock that the kernel drops if crashcart dies.
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { lock, unlock } from '../native/index.js';
-import { CrashcartError } from './errors.js';
+import { CrashcartError, errnoCode } from './errors.js';
 import { isAlive } from './proc.js';
-import { unsafeReason } from './trust.js';
+import { unsafeDirReason, unsafeReason } from './trust.js';
 
 export const stateDir = () => process.env.CRASHCART_STATE_DIR ?? '/run/crashcart';
 
@@ -48,18 +48,29 @@ export class StateStore {
 
   /**
    * The records say what to unmount where, as root: a directory that someone else could
-   * write to is refused (the same rule as for images).
+   * write to is refused (the same rule as for images), before anything is made in it.
    */
-  private checkTrust(): void {
+  checkTrust(): void {
     if (this.trusted) return;
-    mkdirSync(this.targetsDir, { recursive: true, mode: 0o700 });
     for (const dir of [this.dir, this.targetsDir]) {
-      const { reason } = unsafeReason(dir);
-      if (reason) {
-        throw new CrashcartError(`refusing the state directory ${dir}: ${reason}, so another user could change what crashcart unmounts`, {
-          hint: `make it root's alone (chown root: ${dir} && chmod 700 ${dir}), or set CRASHCART_STATE_DIR`,
-        });
+      try {
+        // Nothing is made below a directory others could write to.
+        const parent = existingAncestor(dir);
+        const unsafeParent = parent !== dir ? unsafeDirReason(parent) : undefined;
+        if (unsafeParent) throw untrusted(dir, unsafeParent, parent);
+        if (parent === dir && !statSync(dir).isDirectory()) throw stateError(`the state directory ${dir} is not a directory`);
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+      } catch (e) {
+        if (e instanceof CrashcartError) throw e;
+        throw stateError(`cannot create the state directory ${dir}`, e);
       }
+      let reason: string | undefined;
+      try {
+        ({ reason } = unsafeReason(dir));
+      } catch (e) {
+        throw stateError(`cannot check the state directory ${dir}`, e);
+      }
+      if (reason) throw untrusted(dir, reason);
     }
     this.trusted = true;
   }
@@ -67,9 +78,15 @@ export class StateStore {
   /** Runs fn holding the state lock. */
   withLock<T>(fn: () => T): T {
     this.checkTrust();
-    const fd = openSync(join(this.dir, 'lock'), 'a', 0o600);
+    let fd = -1;
     try {
+      fd = openSync(join(this.dir, 'lock'), 'a', 0o600);
       lock(fd, true);
+    } catch (e) {
+      if (fd >= 0) closeSync(fd);
+      throw stateError(`cannot lock the state directory ${this.dir}`, e);
+    }
+    try {
       return fn();
     } finally {
       try {
@@ -90,8 +107,13 @@ export class StateStore {
 
   write(rec: TargetRecord): void {
     const file = join(this.targetsDir, `${rec.key}.json`);
-    writeFileSync(`${file}.tmp`, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
-    renameSync(`${file}.tmp`, file);
+    try {
+      writeFileSync(`${file}.tmp`, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
+      renameSync(`${file}.tmp`, file);
+    } catch (e) {
+      rmSync(`${file}.tmp`, { force: true });
+      throw stateError(`cannot write the session record ${file}`, e);
+    }
   }
 
   remove(key: string): void {
@@ -110,4 +132,29 @@ export class StateStore {
       .map((n) => this.read(n.slice(0, -5)))
       .filter((r): r is TargetRecord => r !== undefined);
   }
+}
+
+/** `fix` is the directory to make root's: the state directory, or the one it would be made in. */
+function untrusted(dir: string, reason: string, fix = dir): CrashcartError {
+  return new CrashcartError(`refusing the state directory ${dir}: ${reason}, so another user could change what crashcart unmounts`, {
+    code: 'EUNSAFESTATE',
+    hint: fix === dir
+      ? `make it root's alone (chown root: ${dir} && chmod 700 ${dir}), or set CRASHCART_STATE_DIR`
+      : `set CRASHCART_STATE_DIR to a directory below directories only root can write`,
+  });
+}
+
+/** `path` if it exists, else its nearest ancestor that does. */
+function existingAncestor(path: string): string {
+  let p = path;
+  while (!existsSync(p) && p !== dirname(p)) p = dirname(p);
+  return p;
+}
+
+function stateError(what: string, e?: unknown): CrashcartError {
+  return new CrashcartError(e === undefined ? what : `${what}: ${errnoCode(e) ?? (e as Error).message}`, {
+    code: 'ESTATEDIR',
+    hint: 'CRASHCART_STATE_DIR (default /run/crashcart) must name a directory root can write',
+    cause: e,
+  });
 }

@@ -20,13 +20,23 @@ export function unsafeReason(path: string): { real: string; reason?: string } {
   const st = lstatSync(real);
   if (st.uid !== 0) return { real, reason: `it is owned by uid ${st.uid}, not root` };
   if (st.mode & 0o022) return { real, reason: `it is writable by group or others (mode ${(st.mode & 0o7777).toString(8)})` };
-  for (let dir = dirname(real); ; dir = dirname(dir)) {
+  const reason = dirsReason(dirname(real));
+  return reason ? { real, reason } : { real };
+}
+
+/**
+ * Why a non-root user could change what is made in the directory `dir` (an existing one):
+ * the directory rule of unsafeReason, for `dir` and every directory above it.
+ */
+export function unsafeDirReason(dir: string): string | undefined {
+  return dirsReason(realpathSync(dir));
+}
+
+function dirsReason(real: string): string | undefined {
+  for (let dir = real; ; dir = dirname(dir)) {
     const d = lstatSync(dir);
-    if (d.uid !== 0) return { real, reason: `directory ${dir} is owned by uid ${d.uid}, not root` };
-    if (d.mode & 0o022 && !(d.mode & 0o1000)) {
-      return { real, reason: `directory ${dir} is writable by group or others (mode ${(d.mode & 0o7777).toString(8)})` };
-    }
-    if (dir === dirname(dir)) break;
+    if (d.uid !== 0) return `directory ${dir} is owned by uid ${d.uid}, not root`;
+    if (d.mode & 0o022 && !(d.mode & 0o1000)) return `directory ${dir} is writable by group or others (mode ${(d.mode & 0o7777).toString(8)})`;
+    if (dir === dirname(dir)) return undefined;
   }
-  return { real };
 }

@@ -57,6 +57,9 @@ export interface ScratchOptions extends Omit<ScratchRootOptions, 'owner'> {
   readOnly?: boolean;
   /** mount the container's /dev tmpfs read-only too (runc remounts it after making nodes) */
   devReadOnly?: boolean;
+  /** give the container a tmpfs /dev (default true); false: /dev is part of its root, and
+   *  with readOnly there is nowhere writable in it */
+  devTmpfs?: boolean;
   userns?: UsernsOptions;
   /** linux.resources of the OCI config (pids and memory limits, ...), merged over runc's */
   resources?: Record<string, unknown>;
@@ -194,6 +197,10 @@ async function writeConfig(bundleDir: string, rootfs: string, opts: ScratchOptio
   config.process.cwd = cwd;
   if (opts.hostname !== undefined) config.hostname = opts.hostname;
   config.root = { path: rootfs, readonly: opts.readOnly ?? true };
+  if (opts.devTmpfs === false) {
+    // the mounts below /dev go too: runc would have to make their mount points in the root
+    config.mounts = config.mounts.filter((m: { destination: string }) => m.destination !== '/dev' && !m.destination.startsWith('/dev/'));
+  }
   if (opts.devReadOnly) {
     const dev = config.mounts.find((m: { destination: string }) => m.destination === '/dev');
     dev.options.push('ro');

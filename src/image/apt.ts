@@ -25,7 +25,7 @@ const APT_ENV = { LC_ALL: 'C' };
 const APT_OPTS = ['-q', '-o', 'APT::Sandbox::User=root'];
 
 function downloadFailed(name: string, why: string, cause?: unknown): Error {
-  return imageError('EBUILD', `apt-get download ${name} failed: ${why}; run 'apt-get update' first`, cause);
+  return imageError('EBUILD', `apt-get download ${name} failed: ${why}`, { hint: "run 'apt-get update' first", cause });
 }
 
 /** The stanzas of `apt-cache show` output, as field maps. */

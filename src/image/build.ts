@@ -8,6 +8,7 @@ import { candidates, dependencyClosure, fetchDebs, sha256File, type DebInfo } fr
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { interruptible } from '../core/signals.js';
 import { causeLine, imageError } from './errors.js';
+import { CrashcartError } from '../core/errors.js';
 import { ext3Geometry, measureTree, writeExt3 } from './ext3.js';
 import { layoutTree, normalizeTree } from './layout.js';
 import { sweepDeadTemps } from './temp.js';
@@ -43,7 +44,7 @@ export function addedPackages(add: string[] | undefined, profilePackages: string
     names = parsePackageList(add.join('\n'));
   } catch {
     const bad = add.find((a) => !/^[a-z0-9][a-z0-9+.-]+$/.test(a.trim()));
-    throw imageError('EBUILD', `invalid package name '${bad}' for --add (Debian names: lowercase letters, digits, + - .)`);
+    throw imageError('EBUILD', `invalid package name '${bad}' for --add`, { hint: 'Debian names have lowercase letters, digits, + - . only' });
   }
   return names.filter((n) => !profilePackages.includes(n));
 }
@@ -52,7 +53,7 @@ export function addedPackages(add: string[] | undefined, profilePackages: string
 export async function fromDirInfo(dir: string): Promise<{ path: string; sha256: string; files: number }> {
   const path = resolve(dir);
   const st = await stat(path).catch(() => undefined);
-  if (!st?.isDirectory()) throw imageError('EBUILD', `--from-dir ${path} is not a directory`);
+  if (!st?.isDirectory()) throw imageError('EBUILD', `--from-dir ${path} is not a directory`, { hint: 'give the directory of tools built for /dev/crashcart' });
   const files = await hashFiles(path);
   // the same digest as dirDigest(path), without walking the directory twice
   return { path, sha256: createHash('sha256').update(JSON.stringify(files)).digest('hex'), files: Object.keys(files).length };
@@ -69,11 +70,16 @@ export interface BuildResult {
 
 export function resolveEpoch(explicit?: number, env = process.env.SOURCE_DATE_EPOCH): number {
   if (explicit !== undefined) {
-    if (!Number.isSafeInteger(explicit) || explicit < 0) throw new Error(`Expected a non-negative integer for sourceDateEpoch but received ${explicit}`);
+    if (!Number.isSafeInteger(explicit) || explicit < 0) throw new CrashcartError(`Expected a non-negative integer for sourceDateEpoch but received ${explicit}`, { code: 'EBUILD' });
     return explicit;
   }
   if (env === undefined || env === '') return DEFAULT_EPOCH;
-  if (!/^\d+$/.test(env)) throw new Error(`Expected a non-negative integer for SOURCE_DATE_EPOCH but received '${env}'`);
+  if (!/^\d+$/.test(env) || !Number.isSafeInteger(Number(env))) {
+    throw new CrashcartError(`SOURCE_DATE_EPOCH '${env}' is not a time in seconds since 1970`, {
+      code: 'EBUILD',
+      hint: 'set it to a whole number of seconds (date +%s), or unset it',
+    });
+  }
   return Number(env);
 }
 
@@ -82,7 +88,7 @@ async function extract(deb: string, dir: string): Promise<void> {
   try {
     await execa('dpkg', ['-x', deb, dir], { stdin: 'ignore', env: { LC_ALL: 'C' } });
   } catch (err) {
-    throw imageError('EBUILD', `dpkg -x ${deb} failed: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `dpkg -x ${deb} failed: ${causeLine(err)}`, { hint: 'the download may be damaged: remove it and build again', cause: err });
   }
 }
 
@@ -123,7 +129,7 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   const extras: Extras = { add, ...(fromDir ? { fromDir: fromDir.sha256 } : {}) };
 
   const st = await stat(outDir).catch(() => undefined);
-  if (!st?.isDirectory()) throw imageError('EBUILD', `output directory ${outDir} does not exist; create it first`);
+  if (!st?.isDirectory()) throw imageError('EBUILD', `output directory ${outDir} does not exist`, { hint: 'create it first' });
 
   if (!opts.debCache) await ensureCacheDir();
   const debDir = await ensureCacheDir(opts.debCache ? resolve(opts.debCache) : join(cacheDir(), 'debs'));
@@ -132,14 +138,16 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
   // Both temporaries carry our pid: a build that died (SIGKILL) is swept by the next one.
   await sweepDeadTemps(outDir, STAGING_NAME);
   await sweepDeadTemps(outDir, tmpName(basename(output)));
-  const staging = await mkdtemp(join(outDir, `.crashcart-staging-${process.pid}-`));
+  const staging = await mkdtemp(join(outDir, `.crashcart-staging-${process.pid}-`)).catch((err: unknown) => {
+    throw fileError(`cannot write into ${outDir}`, err);
+  });
   // A name of our own: concurrent builds of the same output each rename a complete file.
   const tmp = `${output}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   return interruptible(async (interrupted) => {
     // Each step's programs die with the terminal's Ctrl-C; a signal sent to crashcart alone
     // stops the build between steps. Either way the finally below removes what was made.
     const step = () => {
-      if (interrupted.aborted) throw imageError('EBUILD', `image build ${interrupted.reason}; nothing was kept`);
+      if (interrupted.aborted) throw imageError('EBUILD', `image build ${interrupted.reason}`, { hint: 'nothing was kept' });
     };
     try {
       const roots = [...profile.packages, ...add];
@@ -184,11 +192,17 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
     } catch (err) {
       await rm(tmp, { force: true });
       step(); // an interruption explains the failure better than the step it broke
-      throw err;
+      throw fileError('image build failed', err);
     } finally {
       await rm(staging, { recursive: true, force: true });
     }
   });
+}
+
+/** A file system's refusal (ENOSPC, EACCES, ...) as the build's own error; others as they are. */
+function fileError(what: string, err: unknown): unknown {
+  if (err instanceof CrashcartError || typeof (err as NodeJS.ErrnoException).code !== 'string') return err;
+  return imageError('EBUILD', `${what}: ${(err as Error).message}`, { hint: 'check the free space and the permissions there; nothing was kept', cause: err });
 }
 
 const STAGING_NAME = /^\.crashcart-staging-(\d+)-/;

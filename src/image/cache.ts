@@ -73,11 +73,11 @@ async function userImage(image: string, insecure = false): Promise<string> {
   const hint = `build one with 'crashcart image build -o ${path}'`;
   const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
     if (!image.includes('/') && err.code === 'ENOENT') {
-      throw imageError('ENOIMAGE', `image '${image}' not found: no cached image of that name or digest and no file ${path}; see 'crashcart image ls'`, err);
+      throw imageError('ENOIMAGE', `image '${image}' not found: no cached image of that name or digest and no file ${path}`, { hint: "see 'crashcart image ls'", cause: err });
     }
-    throw imageError('ENOIMAGE', `image file ${path} not found: ${err.code ?? err.message}; ${hint}`, err);
+    throw imageError('ENOIMAGE', `image file ${path} not found: ${err.code ?? err.message}`, { hint, cause: err });
   });
-  if (!st.isFile()) throw imageError('ENOIMAGE', `image file ${path} not found: it is not a regular file; ${hint}`);
+  if (!st.isFile()) throw imageError('ENOIMAGE', `image file ${path} not found: it is not a regular file`, { hint });
   const real = insecure ? path : await trustedImage(path);
   await checkExt3(real);
   return real;
@@ -87,7 +87,7 @@ async function userImage(image: string, insecure = false): Promise<string> {
 async function urlImage(url: string, opts: ResolveOptions): Promise<{ path: string; built: boolean; pulled: boolean }> {
   const sha = (process.env.CRASHCART_IMAGE_SHA256 ?? '').toLowerCase().replace(/^sha256:/, '');
   if (!/^[0-9a-f]{64}$/.test(sha)) {
-    throw imageError('ENOIMAGE', `CRASHCART_IMAGE_URL is set but CRASHCART_IMAGE_SHA256 is not a sha256 digest (64 hex digits); set it to the image's digest`);
+    throw imageError('ENOIMAGE', 'CRASHCART_IMAGE_URL is set but CRASHCART_IMAGE_SHA256 is not a sha256 digest (64 hex digits)', { hint: "set it to the image's digest" });
   }
   const path = join(imagesDir(), `sha256-${sha}.img`);
   const ok = await checkExt3(path).then(() => true, () => false);

@@ -57,7 +57,7 @@ export async function patchSearchPaths(root: string): Promise<void> {
     while ((await lstat(path)).isSymbolicLink()) path = join(root, dir, basename(await readlink(path)));
     const buf = await readFile(path);
     if (replaceBytes(buf, p.from, p.to) < 1) {
-      throw imageError('EBUILD', `${dir}/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}; cannot point it into the prefix`);
+      throw imageError('EBUILD', `${dir}/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}, so it cannot be pointed into the prefix`, { hint: 'its package changed: report it' });
     }
     await writeFile(path, buf);
     await symlink(p.link.target, join(root, p.link.name));

@@ -1,6 +1,7 @@
 // Just enough of ELF to relocate a toolkit: whether a file is ELF, its interpreter
 // (PT_INTERP) and its dynamic entries (DT_NEEDED, DT_RPATH, DT_RUNPATH). 64-bit
 // little-endian only, which is what the x86_64 toolkit is made of.
+import { imageError } from './errors.js';
 
 export interface ElfInfo {
   /** e_type: 2 ET_EXEC, 3 ET_DYN (shared objects and PIE executables). */
@@ -34,7 +35,7 @@ export function isElf(head: Buffer): boolean {
  */
 export function readElf(buf: Buffer, name = 'file'): ElfInfo | undefined {
   if (!isElf(buf)) return undefined;
-  const bad = (why: string) => new Error(`cannot read ELF headers of ${name}: ${why}`);
+  const bad = (why: string) => imageError('EBUILD', `cannot read ELF headers of ${name}: ${why}`, { hint: 'the toolkit is 64-bit x86 ELF only: leave the file out' });
   if (buf[4] !== 2 || buf[5] !== 1) throw bad('not a 64-bit little-endian ELF file');
   if (buf.length < 64) throw bad('truncated ELF header');
   const type = buf.readUInt16LE(16);

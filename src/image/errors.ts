@@ -1,14 +1,10 @@
-// One error shape for the image area: a one-line message plus a code the CLI maps to an
-// exit status and a hint.
+// The image area's errors are crashcart's own (core/errors.ts): a one-line message, a hint
+// that says what to do, and a code that callers and tests check ('ENOIMAGE', 'EBADIMAGE',
+// 'EUNSAFEIMAGE', 'EBUILD', 'EPULL', ...).
+import { CrashcartError } from '../core/errors.js';
 
-export interface ImageError extends Error {
-  code: string; // 'ENOIMAGE', 'EBADIMAGE', 'EBUILD'
-}
-
-export function imageError(code: string, message: string, cause?: unknown): ImageError {
-  const err = new Error(message, cause === undefined ? undefined : { cause }) as ImageError;
-  err.code = code;
-  return err;
+export function imageError(code: string, message: string, opts: { hint?: string; cause?: unknown } = {}): CrashcartError {
+  return new CrashcartError(message, { code, ...opts });
 }
 
 /**

@@ -6,23 +6,46 @@ import { join } from 'node:path';
 import { causeLine, imageError } from './errors.js';
 
 const SUPERBLOCK_OFFSET = 1024;
-const MAGIC_OFFSET = 56; // s_magic, little endian, inside the superblock
-const EXT_MAGIC = 0xef53;
 const MIN_IMAGE_BYTES = 2048;
+const EXT_MAGIC = 0xef53;
+// Superblock fields (little endian): s_blocks_count_lo, s_log_block_size, s_magic,
+// s_feature_compat, s_feature_incompat.
+const SB = { blocks: 4, logBlockSize: 24, magic: 56, compat: 92, incompat: 96 } as const;
+const COMPAT_HAS_JOURNAL = 0x4;
+const INCOMPAT_RECOVER = 0x4;
+// What the kernel's ext3 mounts (fs/ext4: EXT3_FEATURE_INCOMPAT_SUPP, recovery aside).
+const INCOMPAT_EXT3 = 0x2 | 0x10; // filetype, meta_bg
+const INCOMPAT_NAMES: [number, string][] = [
+  [0x1, 'compression'], [0x8, 'journal_dev'], [0x40, 'extents'], [0x80, '64bit'], [0x100, 'mmp'],
+  [0x200, 'flex_bg'], [0x400, 'ea_inode'], [0x1000, 'dirdata'], [0x2000, 'metadata_csum_seed'],
+  [0x4000, 'large_dir'], [0x8000, 'inline_data'], [0x10000, 'encrypt'], [0x20000, 'casefold'],
+];
+const BAD_IMAGE_HINT = "give an image made by 'crashcart image build' or pulled with 'crashcart image pull'";
 
-/** Throws EBADIMAGE unless `path` starts like an ext2/3/4 filesystem. */
+/**
+ * Throws EBADIMAGE unless `path` is an ext3 filesystem the kernel can mount read-only as
+ * ext3, and whole: a truncated or foreign file would otherwise fail only at mount, with EINVAL.
+ */
 export async function checkExt3(path: string): Promise<void> {
+  const bad = (why: string) => imageError('EBADIMAGE', `image ${path} ${why}`, { hint: BAD_IMAGE_HINT });
   const fh = await open(path, 'r');
   try {
     const size = (await fh.stat()).size;
-    if (size < MIN_IMAGE_BYTES) {
-      throw imageError('EBADIMAGE', `image ${path} is not an ext2/3/4 filesystem (only ${size} bytes)`);
+    if (size < MIN_IMAGE_BYTES) throw bad(`is not an ext2/3/4 filesystem (only ${size} bytes)`);
+    const sb = Buffer.alloc(1024);
+    await fh.read(sb, 0, sb.length, SUPERBLOCK_OFFSET);
+    if (sb.readUInt16LE(SB.magic) !== EXT_MAGIC) throw bad('is not an ext2/3/4 filesystem (no superblock magic)');
+    const incompat = sb.readUInt32LE(SB.incompat);
+    const foreign = INCOMPAT_NAMES.filter(([bit]) => incompat & bit).map(([, name]) => name);
+    const unknown = incompat & ~(INCOMPAT_EXT3 | INCOMPAT_RECOVER) & ~INCOMPAT_NAMES.reduce((a, [bit]) => a | bit, 0);
+    if (foreign.length || unknown) {
+      throw bad(`is not mountable as ext3: it uses ext4 features (${[...foreign, ...(unknown ? [`0x${unknown.toString(16)}`] : [])].join(', ')})`);
     }
-    const buf = Buffer.alloc(2);
-    await fh.read(buf, 0, 2, SUPERBLOCK_OFFSET + MAGIC_OFFSET);
-    if (buf.readUInt16LE(0) !== EXT_MAGIC) {
-      throw imageError('EBADIMAGE', `image ${path} is not an ext2/3/4 filesystem (no superblock magic)`);
-    }
+    if (!(sb.readUInt32LE(SB.compat) & COMPAT_HAS_JOURNAL)) throw bad('is not mountable as ext3: it has no journal (an ext2 filesystem)');
+    if (incompat & INCOMPAT_RECOVER) throw bad('is not mountable read-only: its journal needs recovery (it was not unmounted cleanly)');
+    const logBlock = sb.readUInt32LE(SB.logBlockSize);
+    const need = logBlock > 6 ? Infinity : sb.readUInt32LE(SB.blocks) * (1024 << logBlock);
+    if (size < need) throw bad(`is truncated (${size} bytes; its superblock says ${need})`);
   } finally {
     await fh.close();
   }
@@ -51,7 +74,7 @@ export async function measureTree(root: string): Promise<TreeSize> {
       // ext2 dirent: 8 bytes + name padded to 4, plus "." and ".."
       let bytes = 24;
       for (const name of names) {
-        if (!SAFE_NAME.test(name)) throw imageError('EBUILD', `unsupported file name '${name}' in ${rel || '/'}`);
+        if (!SAFE_NAME.test(name)) throw imageError('EBUILD', `unsupported file name '${name}' in ${rel || '/'}`, { hint: 'names in the image may use letters, digits and _ . + [ ] - only' });
         bytes += 8 + Math.ceil(name.length / 4) * 4;
         await walk(join(abs, name), `${rel}/${name}`);
       }
@@ -62,7 +85,7 @@ export async function measureTree(root: string): Promise<TreeSize> {
     } else if (st.isFile()) {
       size.dataKiB += Math.ceil(st.size / 1024);
     } else {
-      throw imageError('EBUILD', `unsupported file type at ${rel}`);
+      throw imageError('EBUILD', `unsupported file type at ${rel}`, { hint: 'an image holds files, directories and symlinks only' });
     }
   };
   await walk(root, '');
@@ -139,7 +162,7 @@ export async function writeExt3(o: WriteExt3Options): Promise<{ blocks: number; 
   try {
     await execa('mke2fs', args, { env, stdin: 'ignore' });
   } catch (err) {
-    throw imageError('EBUILD', `mke2fs ${o.output} failed: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `mke2fs ${o.output} failed: ${causeLine(err)}`, { hint: 'check the free space there; run with -v for the whole output', cause: err });
   }
 
   // mke2fs -d copies ctime (which cannot be set on the staging files) and owners from the
@@ -157,16 +180,16 @@ export async function writeExt3(o: WriteExt3Options): Promise<{ blocks: number; 
   try {
     ({ stderr } = await execa('debugfs', ['-w', '-f', script, o.output], { env, stdin: 'ignore' }));
   } catch (err) {
-    throw imageError('EBUILD', `debugfs ${o.output} failed: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `debugfs ${o.output} failed: ${causeLine(err)}`, { hint: 'run with -v for the whole output', cause: err });
   }
   // debugfs exits 0 even when a command fails; its only expected stderr line is the banner
   const errors = stderr.split('\n').filter((l) => l.trim() && !/^debugfs \d/.test(l));
-  if (errors.length) throw imageError('EBUILD', `debugfs ${o.output} failed: ${errors[0]}`);
+  if (errors.length) throw imageError('EBUILD', `debugfs ${o.output} failed: ${errors[0]}`, { hint: 'is e2fsprogs complete? crashcart doctor checks the build tools' });
 
   try {
     await execa('e2fsck', ['-f', '-n', o.output], { env: { LC_ALL: 'C' }, stdin: 'ignore' });
   } catch (err) {
-    throw imageError('EBUILD', `e2fsck found errors in the new image ${o.output}: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `e2fsck found errors in the new image ${o.output}: ${causeLine(err)}`, { hint: 'nothing was kept; run with -v for the whole output', cause: err });
   }
   return { blocks, inodes };
 }

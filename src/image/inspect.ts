@@ -41,7 +41,7 @@ export async function inspectImage(ref: string): Promise<Inspection> {
   const path = cached?.path ?? resolve(ref);
   const st = await stat(path).catch(() => undefined);
   if (!st?.isFile()) {
-    throw imageError('ENOIMAGE', `image inspect ${ref}: no cached image of that name or digest and no image file ${path}; see 'crashcart image ls'`);
+    throw imageError('ENOIMAGE', `image inspect ${ref}: no cached image of that name or digest and no image file ${path}`, { hint: "see 'crashcart image ls'" });
   }
   return {
     ...(cached ? { name: cached.name } : {}),

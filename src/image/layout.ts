@@ -32,7 +32,7 @@ async function patchBash(path: string): Promise<void> {
   for (const p of BASH_PATCHES) {
     const n = replaceBytes(buf, p.from, p.to);
     if (p.required && n < 1) {
-      throw imageError('EBUILD', `bash binary ${path} does not contain ${p.from}; cannot redirect its system bashrc`);
+      throw imageError('EBUILD', `bash binary ${path} does not contain ${p.from}, so its system bashrc cannot be redirected`, { hint: "the profile's bash package changed: report it" });
     }
   }
   await writeFile(path, buf);
@@ -46,11 +46,11 @@ async function busyboxApplets(busybox: string): Promise<string[]> {
   try {
     ({ stdout: out } = await execa(busybox, ['--list'], { stdin: 'ignore' }));
   } catch (err) {
-    throw imageError('EBUILD', `${busybox} --list failed: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `${busybox} --list failed: ${causeLine(err)}`, { hint: 'run with -v for the whole output', cause: err });
   }
   const names = out.split('\n').map((l) => l.trim()).filter(Boolean);
   const bad = names.find((n) => !APPLET.test(n) || n === '.' || n === '..');
-  if (bad !== undefined || names.length < 10) throw imageError('EBUILD', `unexpected output from ${busybox} --list: '${bad ?? out}'`);
+  if (bad !== undefined || names.length < 10) throw imageError('EBUILD', `unexpected output from ${busybox} --list: '${bad ?? out}'`, { hint: "the profile's busybox package changed: report it" });
   return names;
 }
 
@@ -63,7 +63,7 @@ async function copyExecutables(pkgRoot: string, bin: string, profile: Profile): 
       // symlinks would need rewriting into the prefix; the static profile ships none
       if (!st.isFile() || !(st.mode & 0o111)) continue;
       const dest = join(bin, profile.renames[name] ?? name);
-      if (await exists(dest)) throw imageError('EBUILD', `two packages provide bin/${profile.renames[name] ?? name}`);
+      if (await exists(dest)) throw imageError('EBUILD', `two packages provide bin/${profile.renames[name] ?? name}`, { hint: 'leave one of them out of --add or packages.txt' });
       await copyFile(join(dir, name), dest);
     }
   }
@@ -105,7 +105,7 @@ async function checkBash(root: string, relocated: boolean): Promise<void> {
   try {
     await execa(file, args, { stdin: 'ignore', env: { PATH: '/usr/bin:/bin' }, extendEnv: false });
   } catch (err) {
-    throw imageError('EBUILD', `patched bash does not run: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `patched bash does not run: ${causeLine(err)}`, { hint: 'run with -v for the whole output', cause: err });
   }
 }
 
@@ -123,7 +123,7 @@ export async function layoutTree(opts: LayoutOptions): Promise<Manifest> {
   if (relocated) await flattenRelocated(root, pkgs, profile);
   else for (const { dir } of opts.extracted) await copyExecutables(dir, bin, profile);
   for (const name of profile.required) {
-    if (!(await exists(join(bin, name)))) throw imageError('EBUILD', `no package of profile '${profile.name}' provides bin/${name}`);
+    if (!(await exists(join(bin, name)))) throw imageError('EBUILD', `no package of profile '${profile.name}' provides bin/${name}`, { hint: "run 'apt-get update': the host's package lists may be out of date" });
   }
 
   await patchBash(join(bin, 'bash'));

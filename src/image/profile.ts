@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { imageError } from './errors.js';
 
 export type ProfileName = 'full' | 'minimal' | 'static';
 
@@ -56,7 +57,7 @@ export function projectRoot(): string {
     const pkg = join(d, 'package.json');
     if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'crashcart') return (root = d);
   }
-  throw new Error(`crashcart package.json not found above ${fileURLToPath(import.meta.url)}`);
+  throw imageError('EBUILD', `crashcart's package.json not found above ${fileURLToPath(import.meta.url)}`, { hint: 'reinstall crashcart: its files are incomplete' });
 }
 
 /** Package names from packages.txt: one a line, '#' starts a comment. */
@@ -66,17 +67,17 @@ export function parsePackageList(text: string): string[] {
     const line = raw.replace(/#.*/, '').trim();
     if (!line) continue;
     // Debian policy: lowercase letters, digits, + - . ; at least two characters
-    if (!/^[a-z0-9][a-z0-9+.-]+$/.test(line)) throw new Error(`invalid package name '${line}' in packages.txt`);
+    if (!/^[a-z0-9][a-z0-9+.-]+$/.test(line)) throw imageError('EBUILD', `invalid package name '${line}' in packages.txt`, { hint: 'Debian names have lowercase letters, digits, + - . only' });
     if (!names.includes(line)) names.push(line);
   }
   return names;
 }
 
 export async function loadProfile(name: ProfileName): Promise<Profile> {
-  if (!PROFILES.includes(name)) throw new Error(`unknown image profile '${name}' (known: ${PROFILES.join(', ')})`);
+  if (!PROFILES.includes(name)) throw imageError('EBUILD', `unknown image profile '${name}'`, { hint: `choose one of ${PROFILES.join(', ')}` });
   const dir = join(projectRoot(), 'images', name);
   const packages = parsePackageList(await readFile(join(dir, 'packages.txt'), 'utf8'));
-  if (!packages.length) throw new Error(`${join(dir, 'packages.txt')} lists no packages`);
+  if (!packages.length) throw imageError('EBUILD', `${join(dir, 'packages.txt')} lists no packages`, { hint: 'name at least one Debian package there' });
   const bashrc = await readFile(join(dir, 'bashrc'), 'utf8');
   const files = await hashFiles(dir, ['packages.txt', 'bashrc']);
   const toolsText = await readFile(join(dir, 'tools.txt'), 'utf8').catch((err: NodeJS.ErrnoException) => {
@@ -93,7 +94,7 @@ export function parseNameList(text: string, file: string): string[] {
   for (const raw of text.split('\n')) {
     const line = raw.replace(/#.*/, '').trim();
     if (!line) continue;
-    if (!/^[A-Za-z0-9_.+-]+$/.test(line)) throw new Error(`invalid name '${line}' in ${file}`);
+    if (!/^[A-Za-z0-9_.+-]+$/.test(line)) throw imageError('EBUILD', `invalid name '${line}' in ${file}`, { hint: 'names have letters, digits and _ . + - only' });
     if (!names.includes(line)) names.push(line);
   }
   return names;

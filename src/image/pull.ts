@@ -9,6 +9,7 @@ import http from 'node:http';
 import https from 'node:https';
 import { join } from 'node:path';
 import { ensureCacheDir } from './cache-dir.js';
+import { CrashcartError } from '../core/errors.js';
 import { imageError } from './errors.js';
 import { checkExt3 } from './ext3.js';
 import { sweepDeadTemps } from './temp.js';
@@ -145,21 +146,21 @@ function download(url: string, file: string, opts: PullOptions, signal: AbortSig
  */
 export async function pullImage(opts: PullOptions): Promise<PullResult> {
   const { url } = opts;
-  const failed = (why: string, cause?: unknown) => imageError('EPULL', `pull ${url}: ${why}; nothing was kept`, cause);
+  const failed = (why: string, cause?: unknown, hint = 'nothing was kept') => imageError('EPULL', `pull ${url}: ${why}`, { hint, cause });
   let expected: string | undefined;
   if (opts.sha256 !== undefined) {
     expected = parseDigest(opts.sha256);
-    if (!expected) throw failed(`--sha256 '${opts.sha256}' is not a sha256 digest (64 hex digits)`);
+    if (!expected) throw failed(`--sha256 '${opts.sha256}' is not a sha256 digest (64 hex digits)`, undefined, 'give the digest the image was published with');
   } else if (!opts.insecure) {
-    throw failed('no --sha256 given; pass the published digest with --sha256 HEX (or --insecure to skip the check)');
+    throw failed('no --sha256 given', undefined, 'pass the published digest with --sha256 HEX (or --insecure to skip the check)');
   }
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw failed('not a valid URL');
+    throw failed('not a valid URL', undefined, 'give an http:// or https:// URL');
   }
-  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw failed(`unsupported URL scheme ${parsed.protocol} (use http or https)`);
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw failed(`unsupported URL scheme ${parsed.protocol.replace(/:$/, '')}`, undefined, 'give an http:// or https:// URL');
 
   await ensureCacheDir();
   const dir = await ensureCacheDir(imagesDir());
@@ -180,8 +181,8 @@ export async function pullImage(opts: PullOptions): Promise<PullResult> {
       try {
         await checkExt3(tmp);
       } catch (err) {
-        const msg = (err as Error).message.replace(`image ${tmp} is `, '');
-        throw failed(msg, err);
+        const msg = (err as Error).message.replace(`image ${tmp} `, '');
+        throw failed(msg.replace(/^is /, ''), err);
       }
       const path = join(dir, `sha256-${got.sha256}.img`);
       const sidecar: PullSidecar = { sha256: got.sha256, source: url, pulled: new Date().toISOString(), sizeBytes: got.received };
@@ -195,6 +196,12 @@ export async function pullImage(opts: PullOptions): Promise<PullResult> {
         await rm(sideTmp, { force: true });
       }
       return { path, sha256: got.sha256, sizeBytes: got.received };
+    } catch (err) {
+      // the cache's file system refused (ENOSPC, EACCES, ...): still one line
+      if (!(err instanceof CrashcartError) && typeof (err as NodeJS.ErrnoException).code === 'string') {
+        throw failed((err as Error).message, err, 'check the free space and the permissions of the cache; nothing was kept');
+      }
+      throw err;
     } finally {
       await rm(tmp, { force: true });
     }

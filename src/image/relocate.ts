@@ -211,7 +211,7 @@ async function pruneLib(root: string, dirs: string[]): Promise<void> {
     const { name, by } = queue.shift()!;
     const path = join(lib, name);
     if (!(await exists(path))) {
-      throw imageError('EBUILD', `${by} needs ${name}, which no package of the image provides; add its package with --add or to packages.txt`);
+      throw imageError('EBUILD', `${by} needs ${name}, which no package of the image provides`, { hint: 'add its package with --add or to packages.txt' });
     }
     const st = await lstat(path);
     if (st.isSymbolicLink()) {
@@ -235,13 +235,13 @@ export async function checkNeeded(root: string): Promise<void> {
     for (const name of (await listDir(join(root, dir))).sort()) {
       const info = await elfOf(join(root, dir, name));
       if (info?.interp !== undefined && dir !== 'lib' && info.interp !== INTERP) {
-        throw imageError('EBUILD', `${dir}/${name} loads ${info.interp}, not the toolkit's ${INTERP}`);
+        throw imageError('EBUILD', `${dir}/${name} loads ${info.interp}, not the toolkit's ${INTERP}`, { hint: 'programs of --from-dir must be built for the /dev/crashcart prefix (its loader and lib/)' });
       }
       if (info?.interp === INTERP && !(await exists(join(lib, 'ld-linux-x86-64.so.2')))) {
-        throw imageError('EBUILD', `${dir}/${name} needs lib/ld-linux-x86-64.so.2, which is not in the image`);
+        throw imageError('EBUILD', `${dir}/${name} needs lib/ld-linux-x86-64.so.2, which is not in the image`, { hint: 'programs of --from-dir must be built for the /dev/crashcart prefix (its loader and lib/)' });
       }
       for (const n of info?.needed ?? []) {
-        if (!(await exists(join(lib, n)))) throw imageError('EBUILD', `${dir}/${name} needs ${n}, which is not in lib/`);
+        if (!(await exists(join(lib, n)))) throw imageError('EBUILD', `${dir}/${name} needs ${n}, which is not in lib/`, { hint: 'add the package that has it with --add, or put it into lib/ of --from-dir' });
       }
     }
   }
@@ -251,7 +251,7 @@ async function patchelf(paths: string[]): Promise<void> {
   try {
     await execa('patchelf', ['--set-interpreter', INTERP, '--force-rpath', '--set-rpath', RPATH, ...paths], { stdin: 'ignore' });
   } catch (err) {
-    throw imageError('EBUILD', `patchelf ${paths.length === 1 ? paths[0] : `${paths[0]} (and ${paths.length - 1} more)`} failed: ${causeLine(err)}`, err);
+    throw imageError('EBUILD', `patchelf ${paths.length === 1 ? paths[0] : `${paths[0]} (and ${paths.length - 1} more)`} failed: ${causeLine(err)}`, { hint: 'run with -v for the whole output', cause: err });
   }
 }
 
@@ -284,7 +284,7 @@ export async function overlay(src: string, dest: string): Promise<void> {
   await rm(dest, { recursive: true, force: true });
   if (st.isSymbolicLink()) await symlink(await readlink(src), dest);
   else if (st.isFile()) await copyFile(src, dest);
-  else throw imageError('EBUILD', `unsupported file type at ${src}`);
+  else throw imageError('EBUILD', `unsupported file type at ${src}`, { hint: 'an image holds files, directories and symlinks only' });
 }
 
 /**

@@ -51,7 +51,10 @@ export async function listImages(): Promise<CachedImage[]> {
   const dir = imagesDir();
   const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
     if (err.code === 'ENOENT') return [] as string[];
-    throw err;
+    throw imageError('ECACHEDIR', `cannot read the image cache ${dir}: ${err.code ?? err.message}`, {
+      hint: 'CRASHCART_CACHE_DIR (default /var/lib/crashcart) must name a directory',
+      cause: err,
+    });
   });
   const out: CachedImage[] = [];
   for (const file of names.sort()) {
@@ -95,7 +98,8 @@ export async function findCached(ref: string): Promise<CachedImage | undefined> 
   if (new Set(matches.map((i) => i.sha256)).size > 1) {
     throw imageError(
       'EAMBIGUOUS',
-      `image digest prefix ${prefix} matches ${matches.length} cached images: ${matches.map((i) => `${i.name} (sha256:${i.sha256!.slice(0, 12)})`).join(', ')}; give more digits`,
+      `image digest prefix ${prefix} matches ${matches.length} cached images: ${matches.map((i) => `${i.name} (sha256:${i.sha256!.slice(0, 12)})`).join(', ')}`,
+      { hint: 'give more digits' },
     );
   }
   return matches.find((i) => DIGEST_NAME.test(i.name)) ?? matches[0];
@@ -110,7 +114,9 @@ export async function unsafeReason(path: string): Promise<{ real: string; reason
 export async function trustedImage(path: string): Promise<string> {
   const { real, reason } = await unsafeReason(path);
   if (reason) {
-    throw imageError('EUNSAFEIMAGE', `refusing image ${path}: ${reason}, so a non-root user could change what root mounts; pass --insecure-image to use it anyway`);
+    throw imageError('EUNSAFEIMAGE', `refusing image ${path}: ${reason}, so a non-root user could change what root mounts`, {
+      hint: 'make it and its directories root-owned and not writable by others, or pass --insecure-image to use it anyway',
+    });
   }
   return real;
 }
@@ -131,12 +137,13 @@ export async function loopsBacking(path: string, sysBlock = '/sys/block'): Promi
 /** Removes a cached image and its sidecar; refuses one a loop device is backed by. */
 export async function removeImage(ref: string, sysBlock?: string): Promise<string> {
   const img = await findCached(ref);
-  if (!img) throw imageError('ENOIMAGE', `image rm ${ref}: no cached image of that name or digest; see 'crashcart image ls'`);
+  if (!img) throw imageError('ENOIMAGE', `image rm ${ref}: no cached image of that name or digest`, { hint: "see 'crashcart image ls'" });
   const loops = await loopsBacking(img.path, sysBlock);
   if (loops.length) {
     throw imageError(
       'EBUSY',
-      `image rm ${ref}: ${img.path} backs ${loops.map((l) => `/dev/${l}`).join(', ')} (grafted in a container); take it out with 'crashcart -u TARGET' first`,
+      `image rm ${ref}: ${img.path} backs ${loops.map((l) => `/dev/${l}`).join(', ')} (grafted in a container)`,
+      { hint: "take it out with 'crashcart -u TARGET' first" },
     );
   }
   await rm(img.path, { force: true });

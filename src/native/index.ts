@@ -5,6 +5,7 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { CrashcartError } from '../core/errors.js';
 
 /** An error thrown by the addon, shaped like Node's own system errors. */
 export interface NativeError extends Error {
@@ -196,13 +197,10 @@ function load(): Addon {
   for (const file of candidates) {
     if (existsSync(file)) return require(file) as Addon;
   }
-  throw Object.assign(
-    new Error(
-      `the native addon is not built (looked in ${candidates.join(', ')}); ` +
-        `run 'npm run build:native' in ${projectRoot}`,
-    ),
-    { code: 'ENOADDON' },
-  );
+  throw new CrashcartError(`the native addon is not built (looked in ${candidates.join(', ')})`, {
+    code: 'ENOADDON',
+    hint: `run 'npm run build:native' in ${projectRoot}`,
+  });
 }
 
 let addon: Addon | undefined;

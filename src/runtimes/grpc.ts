@@ -7,6 +7,8 @@ import { abortError, onAbort, seconds } from './deadline.js';
 
 export const GRPC_TIMEOUT_MS = 2_000;
 
+const malformed = (why: string) => new CrashcartError(`malformed protobuf: ${why}`, { code: 'EPROTO', hint: "is CONTAINERD_ADDRESS containerd's gRPC socket?" });
+
 // --- protobuf -------------------------------------------------------------------------
 
 /** A decoded message: field number -> its values (varints as numbers, the rest as bytes). */
@@ -22,7 +24,7 @@ function varint(buf: Buffer, at: number): [number, number] {
     if ((b & 0x80) === 0) return [value, i + 1];
     if (i - at >= 9) break;
   }
-  throw new Error('malformed protobuf: bad varint');
+  throw malformed('bad varint');
 }
 
 export function decode(buf: Buffer): Fields {
@@ -52,9 +54,9 @@ export function decode(buf: Buffer): Fields {
         at += 4;
         break;
       default:
-        throw new Error(`malformed protobuf: wire type ${key & 7}`);
+        throw malformed(`wire type ${key & 7}`);
     }
-    if (at > buf.length) throw new Error('malformed protobuf: truncated field');
+    if (at > buf.length) throw malformed('truncated field');
     const list = out.get(field);
     if (list) list.push(value);
     else out.set(field, [value]);

@@ -253,7 +253,9 @@ test('without package lists the error says to run apt-get update', async (t) => 
   await mkdir(out);
   await assert.rejects(buildImage({ profile: 'static', output: join(out, 'x.img') }), {
     code: 'EBUILD',
-    message: "apt-get download busybox-static failed: No packages found; run 'apt-get update' first",
+    name: 'CrashcartError',
+    message: 'apt-get download busybox-static failed: No packages found',
+    hint: "run 'apt-get update' first",
   });
   assert.deepEqual(await readdir(out), []);
 });

@@ -199,17 +199,17 @@ test('pull refuses HTTP errors, redirect loops, missing digests and bad URLs', a
   await assertRefused(
     await pull(cache, `${base}/good.img`),
     cache,
-    `pull ${base}/good.img: no --sha256 given; pass the published digest with --sha256 HEX (or --insecure to skip the check); nothing was kept`,
+    `pull ${base}/good.img: no --sha256 given; pass the published digest with --sha256 HEX (or --insecure to skip the check)`,
   );
   await assertRefused(
     await pull(cache, `${base}/good.img`, '--sha256', 'abc'),
     cache,
-    `pull ${base}/good.img: --sha256 'abc' is not a sha256 digest (64 hex digits); nothing was kept`,
+    `pull ${base}/good.img: --sha256 'abc' is not a sha256 digest (64 hex digits); give the digest the image was published with`,
   );
   await assertRefused(
     await pull(cache, 'ftp://127.0.0.1/x.img', '--sha256', digest),
     cache,
-    'pull ftp://127.0.0.1/x.img: unsupported URL scheme ftp: (use http or https); nothing was kept',
+    'pull ftp://127.0.0.1/x.img: unsupported URL scheme ftp; give an http:// or https:// URL',
   );
 });
 

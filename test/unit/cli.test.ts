@@ -1,7 +1,12 @@
-// How the command line is split between crashcart's own options and the command to run.
+// How the command line is split between crashcart's own options and the command to run, and
+// how a failure is told: one line, yargs' messages too.
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { splitArgv } from '../../src/cli/argv.js';
+import { usageLine } from '../../src/cli/main.js';
+import { report } from '../../src/cli/output.js';
+import { checkUserSpec } from '../../src/core/command.js';
+import { CrashcartError } from '../../src/core/errors.js';
 
 describe('splitArgv', () => {
   test('a -- after the command word belongs to the command', () => {
@@ -94,5 +99,77 @@ describe('splitArgv', () => {
     const args = ['-i', 'img', 'web', 'ls'];
     splitArgv(args);
     assert.deepEqual(args, ['-i', 'img', 'web', 'ls']);
+  });
+});
+
+describe('usageLine: yargs messages as one line', () => {
+  test('unknown options as the user wrote them, unknown and unexpected words', () => {
+    assert.equal(usageLine('Unknown argument: bogus', ['--bogus', 'web']), 'unknown option --bogus; see crashcart --help');
+    assert.equal(usageLine('Unknown arguments: z, other', ['-z', '--other=3', 'web']), 'unknown options -z, --other; see crashcart --help');
+    assert.equal(usageLine('Unknown argument: bogus', ['image', 'bogus']), "unknown image command 'bogus'; choose one of build, pull, ls, inspect, rm");
+    assert.equal(usageLine('Unknown argument: extra', ['ps', 'extra']), "unexpected argument 'extra' for crashcart ps; see crashcart ps --help");
+  });
+
+  test('missing values and arguments, invalid choices', () => {
+    assert.equal(usageLine('Not enough arguments following: env', ['web', '--env']), '--env needs a value; see crashcart --help');
+    assert.equal(usageLine('Not enough arguments following: i', ['-i']), '-i needs a value; see crashcart --help');
+    assert.equal(usageLine('Not enough arguments following: o', ['image', 'build', '-o']), '-o needs a value; see crashcart image build --help');
+    assert.equal(usageLine('Not enough non-option arguments: got 0, need at least 1', ['image', 'pull']),
+      'crashcart image pull needs 1 argument, got 0; see crashcart image pull --help');
+    assert.equal(usageLine('Invalid values:\n  Argument: method, Given: "bogus", Choices: "auto", "mknod", "mountapi"', ['--method', 'bogus', 'web']),
+      'invalid --method "bogus": choose one of auto, mknod, mountapi; see crashcart --help');
+  });
+
+  test('anything else: its words on one line', () => {
+    assert.equal(usageLine('name an image command:\n build, pull', ['image']), 'name an image command: build, pull; see crashcart image --help');
+  });
+});
+
+describe('report', () => {
+  const capture = (fn: () => number): { code: number; lines: string[] } => {
+    const out: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((s: string) => out.push(s) > 0) as typeof process.stderr.write;
+    try {
+      const code = fn();
+      return { code, lines: out.join('').split('\n').filter(Boolean) };
+    } finally {
+      process.stderr.write = write;
+    }
+  };
+
+  test("crashcart's errors: the message, the hint, and with -v the causes", () => {
+    const cause = Object.assign(new Error("chdir '/x': ENOENT (No such file or directory)"), { code: 'ENOENT', errno: 2, syscall: 'chdir', path: '/x' });
+    const e = new CrashcartError('cannot start the command', { hint: 'check --workdir', exitCode: 126, cause });
+    assert.deepEqual(capture(() => report(e)), { code: 126, lines: ['crashcart: cannot start the command; check --workdir'] });
+    assert.deepEqual(capture(() => report(e, true)).lines, [
+      'crashcart: cannot start the command; check --workdir',
+      "crashcart:   caused by: chdir '/x': ENOENT (No such file or directory) [code ENOENT, syscall chdir, path /x]",
+    ]);
+  });
+
+  test('anything else is a bug: one line that says so, the stack only with -v', () => {
+    const e = Object.assign(new TypeError('x is not a function'), { code: 'ERR_X' });
+    const plain = capture(() => report(e));
+    assert.deepEqual(plain, {
+      code: 125,
+      lines: ['crashcart: internal error: x is not a function (ERR_X); this is a bug in crashcart: run it again with -v and report what it prints'],
+    });
+    const verbose = capture(() => report(e, true)).lines;
+    assert.equal(verbose[0], plain.lines[0]);
+    assert.ok(verbose.length > 1 && verbose.slice(1).every((l) => l.startsWith('crashcart:   at ')), verbose.join('\n'));
+  });
+});
+
+describe('checkUserSpec: the shape of --user before any lookup', () => {
+  test('user[:group], numbers up to 4294967294', () => {
+    for (const ok of ['0', '1000:1000', 'nobody', 'app:staff', '4294967294']) checkUserSpec(ok);
+    for (const bad of ['1:2:3', ':5', '4294967295', '0:99999999999']) {
+      assert.throws(() => checkUserSpec(bad), {
+        name: 'CrashcartError',
+        message: `invalid --user '${bad}'`,
+        hint: "give uid[:gid] (numbers up to 4294967294) or user[:group] names of the container's /etc/passwd and /etc/group",
+      });
+    }
   });
 });

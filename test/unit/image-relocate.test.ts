@@ -185,7 +185,7 @@ test("recipeDigest: static keeps the digest it always had; extras and profile fi
 test('--add names are checked; --from-dir must be a directory and is digested by content', async (t) => {
   assert.deepEqual(addedPackages(['jq', 'bash', 'jq'], ['bash']), ['jq']);
   assert.deepEqual(addedPackages(undefined, []), []);
-  assert.throws(() => addedPackages(['Jq'], []), { code: 'EBUILD', message: "invalid package name 'Jq' for --add (Debian names: lowercase letters, digits, + - .)" });
+  assert.throws(() => addedPackages(['Jq'], []), { code: 'EBUILD', message: "invalid package name 'Jq' for --add", hint: 'Debian names have lowercase letters, digits, + - . only' });
   const dir = await scratch(t);
   await assert.rejects(fromDirInfo(join(dir, 'none')), { code: 'EBUILD', message: `--from-dir ${join(dir, 'none')} is not a directory` });
   const a = join(dir, 'a');

@@ -34,9 +34,12 @@ async function cache(t: TestContext): Promise<string> {
   return images;
 }
 
-function fakeExt(size = 4096): Buffer {
+function fakeExt(size = 4096, o: { blocks?: number; compat?: number; incompat?: number } = {}): Buffer {
   const buf = Buffer.alloc(size);
-  buf.writeUInt16LE(0xef53, 1080);
+  buf.writeUInt32LE(o.blocks ?? size / 1024, 1024 + 4); // s_blocks_count, 1 KiB blocks
+  buf.writeUInt16LE(0xef53, 1024 + 56);
+  buf.writeUInt32LE(o.compat ?? 0x4, 1024 + 92); // has_journal
+  buf.writeUInt32LE(o.incompat ?? 0x2, 1024 + 96); // filetype
   return buf;
 }
 
@@ -86,7 +89,8 @@ test('findCached resolves cache names and unique digest prefixes', async (t) => 
   assert.equal(await findCached(join(images, 'static.img')), undefined);
   await assert.rejects(findCached('abcdef'), {
     code: 'EAMBIGUOUS',
-    message: `image digest prefix abcdef matches 2 cached images: sha256-${A} (sha256:abcdef111111), sha256-${B} (sha256:abcdef222222); give more digits`,
+    message: `image digest prefix abcdef matches 2 cached images: sha256-${A} (sha256:abcdef111111), sha256-${B} (sha256:abcdef222222)`,
+    hint: 'give more digits',
   });
   // the same digest under two names is one image: the digest name wins
   await writeFile(join(images, 'copy.img'), fakeExt());
@@ -106,7 +110,8 @@ test('resolveImage takes a cache name, a digest prefix or a file', async (t) => 
   assert.deepEqual(await resolveImage({ image: file }), { path: file, built: false });
   await assert.rejects(resolveImage({ image: 'nothing-here' }), {
     code: 'ENOIMAGE',
-    message: `image 'nothing-here' not found: no cached image of that name or digest and no file ${join(process.cwd(), 'nothing-here')}; see 'crashcart image ls'`,
+    message: `image 'nothing-here' not found: no cached image of that name or digest and no file ${join(process.cwd(), 'nothing-here')}`,
+    hint: "see 'crashcart image ls'",
   });
 });
 
@@ -129,7 +134,8 @@ test('trust rule: root-owned file and directories, sticky directories allowed', 
   await chmod(file, 0o664);
   await assert.rejects(trustedImage(file), {
     code: 'EUNSAFEIMAGE',
-    message: `refusing image ${file}: it is writable by group or others (mode 664), so a non-root user could change what root mounts; pass --insecure-image to use it anyway`,
+    message: `refusing image ${file}: it is writable by group or others (mode 664), so a non-root user could change what root mounts`,
+    hint: 'make it and its directories root-owned and not writable by others, or pass --insecure-image to use it anyway',
   });
   await chmod(file, 0o646);
   assert.equal((await unsafeReason(file)).reason, 'it is writable by group or others (mode 646)');
@@ -180,7 +186,8 @@ test('resolveImage refuses an unsafe file unless insecureImage', { skip: !isRoot
   await chown(file, 65534, 65534);
   await assert.rejects(resolveImage({ image: file }), {
     code: 'EUNSAFEIMAGE',
-    message: `refusing image ${file}: it is owned by uid 65534, not root, so a non-root user could change what root mounts; pass --insecure-image to use it anyway`,
+    message: `refusing image ${file}: it is owned by uid 65534, not root, so a non-root user could change what root mounts`,
+    hint: 'make it and its directories root-owned and not writable by others, or pass --insecure-image to use it anyway',
   });
   assert.deepEqual(await resolveImage({ image: file, insecureImage: true }), { path: file, built: false });
 });
@@ -198,7 +205,8 @@ test('loopsBacking reads sysfs; removeImage refuses an image a loop device uses'
   assert.deepEqual(await loopsBacking(img, sys), ['loop1']);
   await assert.rejects(removeImage('abcdef1', sys), {
     code: 'EBUSY',
-    message: `image rm abcdef1: ${img} backs /dev/loop1 (grafted in a container); take it out with 'crashcart -u TARGET' first`,
+    message: `image rm abcdef1: ${img} backs /dev/loop1 (grafted in a container)`,
+    hint: "take it out with 'crashcart -u TARGET' first",
   });
   assert.ok(existsSync(img));
   await rm(join(sys, 'loop1'), { recursive: true });
@@ -206,7 +214,8 @@ test('loopsBacking reads sysfs; removeImage refuses an image a loop device uses'
   assert.ok(!existsSync(img) && !existsSync(`${img}.json`));
   await assert.rejects(removeImage('abcdef1', sys), {
     code: 'ENOIMAGE',
-    message: "image rm abcdef1: no cached image of that name or digest; see 'crashcart image ls'",
+    message: 'image rm abcdef1: no cached image of that name or digest',
+    hint: "see 'crashcart image ls'",
   });
   assert.equal(await removeImage('static', sys), join(images, 'static.img'));
   assert.deepEqual((await listImages()).map((i) => i.name), [`sha256-${B}`]);

@@ -1,11 +1,13 @@
 // The default command: crashcart [options] <target> [-- command args...]
 import type { Argv } from 'yargs';
+import { checkUserSpec, envAssignments } from '../../core/command.js';
 import { CrashcartError } from '../../core/errors.js';
 import type { MethodChoice } from '../../core/graft.js';
 import { writeAudit } from '../../core/audit.js';
 import { configuredFault } from '../../core/fault.js';
 import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
 import { runSession } from '../../core/session.js';
+import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
@@ -39,24 +41,24 @@ export interface AttachArgs {
 export function attachOptions<T>(y: Argv<T>) {
   return y
     .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod)' })
-    .option('image', { alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
+    .option('image', { requiresArg: true, alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
     .option('mount-only', { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' })
     .option('unmount', { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' })
     .option('keep', { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' })
-    .option('user', { type: 'string', describe: 'run as uid[:gid] or name[:group] (of the container)' })
-    .option('workdir', { alias: 'w', type: 'string', describe: "working directory inside the container (default: its process's own)" })
+    .option('user', { requiresArg: true, type: 'string', describe: 'run as uid[:gid] or name[:group] (of the container)' })
+    .option('workdir', { requiresArg: true, alias: 'w', type: 'string', describe: "working directory inside the container (default: its process's own)" })
     .option('env', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'set NAME=VALUE in the command environment (repeatable)' })
     .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
     .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
-    .option('method', { choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, lxc, nspawn, pid)' })
-    .option('namespace', { type: 'string', describe: "look in this containerd namespace only (k8s.io, moby, default, ...; with --pod: instead of k8s.io)" })
-    .option('pod', { type: 'string', describe: 'a Kubernetes pod instead of a target: its container, found by the kubelet\'s labels' })
-    .option('container', { type: 'string', describe: "with --pod: the container's name in the pod (needed when it has several)" })
-    .option('k8s-namespace', { type: 'string', describe: 'with --pod: the Kubernetes namespace of the pod (default: default)' })
+    .option('method', { requiresArg: true, choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
+    .option('runtime', { requiresArg: true, alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, lxc, nspawn, pid)' })
+    .option('namespace', { requiresArg: true, type: 'string', describe: "look in this containerd namespace only (k8s.io, moby, default, ...; with --pod: instead of k8s.io)" })
+    .option('pod', { requiresArg: true, type: 'string', describe: 'a Kubernetes pod instead of a target: its container, found by the kubelet\'s labels' })
+    .option('container', { requiresArg: true, type: 'string', describe: "with --pod: the container's name in the pod (needed when it has several)" })
+    .option('k8s-namespace', { requiresArg: true, type: 'string', describe: 'with --pod: the Kubernetes namespace of the pod (default: default)' })
     .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
     .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
-    .option('caps', { choices: ['root', 'target'] as const, default: 'root' as const, describe: "the command's capabilities: full root (root), or the target process's own sets and no-new-privs (target)" })
+    .option('caps', { requiresArg: true, choices: ['root', 'target'] as const, default: 'root' as const, describe: "the command's capabilities: full root (root), or the target process's own sets and no-new-privs (target)" })
     .option('audit', { type: 'boolean', default: true, describe: 'record the session in the audit log (--no-audit: record only that a run went unrecorded)' })
     .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
 }
@@ -65,20 +67,8 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
   requireRoot('crashcart');
   configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
   const log = logger(args.verbose);
-  if (args['mount-only'] && args.unmount) throw new CrashcartError('--mount-only and --unmount exclude each other');
-  if ((args['mount-only'] || args.unmount) && command.length > 0) {
-    throw new CrashcartError(`--${args.unmount ? 'unmount' : 'mount-only'} runs no command, but one was given: ${command.join(' ')}`);
-  }
-  if (args.exec) {
-    const clash = [
-      args['mount-only'] && '--mount-only',
-      args.unmount && '--unmount',
-      !args['target-env'] && '--no-target-env',
-      !args.cgroup && '--no-cgroup',
-      args.caps === 'target' && '--caps target',
-    ].find(Boolean);
-    if (clash) throw new CrashcartError(`--exec and ${clash} exclude each other`, { hint: "with --exec the runtime's exec decides the command's environment and cgroup" });
-  }
+  checkArgs(args, command);
+  new StateStore().checkTrust(); // before anything is looked up, built or grafted
   const target = await findTarget(args);
   const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
@@ -127,6 +117,42 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     imageSha256: sha256,
     audit: args.audit,
   });
+}
+
+/** Options that are wrong whatever the target: refused before anything is looked at. */
+function checkArgs(args: AttachArgs, command: string[]): void {
+  for (const o of ['image', 'user', 'workdir', 'runtime', 'namespace', 'pod', 'container', 'k8s-namespace'] as const) {
+    if (args[o] === '') throw new CrashcartError(`--${o} needs a value`, { hint: 'see crashcart --help' });
+  }
+  if (args['mount-only'] && args.unmount) throw new CrashcartError('--mount-only and --unmount exclude each other', { hint: 'give one of them' });
+  const noCommand = args.unmount ? '--unmount' : args['mount-only'] ? '--mount-only' : undefined;
+  if (noCommand) {
+    if (command.length > 0) throw new CrashcartError(`${noCommand} runs no command, but one was given: ${command.join(' ')}`, { hint: `drop the command, or ${noCommand}` });
+    if (args.unmount && args.keep) throw new CrashcartError('--keep and --unmount exclude each other', { hint: 'give one of them' });
+    const forCommand = [
+      args.exec && '--exec',
+      args.user !== undefined && '--user',
+      args.workdir !== undefined && '--workdir',
+      args.env.length > 0 && '--env',
+      !args['target-env'] && '--no-target-env',
+      !args.cgroup && '--no-cgroup',
+      args.caps === 'target' && '--caps target',
+    ].find(Boolean);
+    if (forCommand) throw new CrashcartError(`${forCommand} applies to a command, and ${noCommand} runs none`, { hint: `drop ${forCommand}, or ${noCommand}` });
+  }
+  if (args.exec) {
+    const clash = [
+      !args['target-env'] && '--no-target-env',
+      !args.cgroup && '--no-cgroup',
+      args.caps === 'target' && '--caps target',
+    ].find(Boolean);
+    if (clash) throw new CrashcartError(`--exec and ${clash} exclude each other`, { hint: "with --exec the runtime's exec decides the command's environment and cgroup" });
+  }
+  if (args.workdir !== undefined && !args.workdir.startsWith('/')) {
+    throw new CrashcartError(`--workdir ${args.workdir}: not an absolute path`, { hint: 'give the absolute path of a directory in the container' });
+  }
+  if (args.user !== undefined) checkUserSpec(args.user);
+  envAssignments(args.env);
 }
 
 /** The positional target, or the container of --pod. */

@@ -30,7 +30,12 @@ export async function demo(args: DemoArgs, command: string[]): Promise<number> {
   const log = logger(args.verbose);
   // The image first: a first build can take a while, and the container should not wait.
   const image = await resolveImage({ image: args.image ?? process.env.CRASHCART_IMAGE, progress: progress(args.verbose) });
-  const container = await createScratchContainer({ sleeperPath: sleeper, hostname: 'crashcart-demo' });
+  const container = await createScratchContainer({ sleeperPath: sleeper, hostname: 'crashcart-demo' }).catch((e: unknown) => {
+    throw new CrashcartError(`cannot start the demo container: ${(e as Error).message}`, {
+      hint: 'check that runc works here (crashcart doctor)',
+      cause: e,
+    });
+  });
   try {
     process.stderr.write(
       `crashcart: demo container ${container.id} (pid ${container.pid}): a static program, a read-only root, no shell\n`,

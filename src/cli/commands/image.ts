@@ -17,10 +17,10 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
   describe: 'build a toolkit image from Debian packages',
   builder: (b) =>
     b
-      .option('profile', { choices: ['full', 'minimal', 'static'] as const, default: 'full' as const, describe: 'what goes into the image' })
+      .option('profile', { requiresArg: true, choices: ['full', 'minimal', 'static'] as const, default: 'full' as const, describe: 'what goes into the image' })
       .option('add', { type: 'string', array: true, describe: 'another Debian package to take in, with its libraries (repeatable)' })
-      .option('from-dir', { type: 'string', describe: 'directory of tools built for /dev/crashcart, copied over the profile as it is' })
-      .option('output', { alias: 'o', type: 'string', describe: 'image file to write (default: the cached image of the profile)' })
+      .option('from-dir', { type: 'string', requiresArg: true, describe: 'directory of tools built for /dev/crashcart, copied over the profile as it is' })
+      .option('output', { alias: 'o', type: 'string', requiresArg: true, describe: 'image file to write (default: the cached image of the profile)' })
       .option('verbose', { alias: 'v', type: 'boolean', default: false }),
   handler: async (a) => {
     const custom = (a.add?.length ?? 0) > 0 || a['from-dir'] !== undefined;
@@ -61,7 +61,7 @@ export const imagePullCommand: CommandModule<object, PullArgs> = {
   builder: (b) =>
     b
       .positional('url', { type: 'string', demandOption: true, describe: 'http or https URL of the image' })
-      .option('sha256', { type: 'string', describe: 'the image digest (64 hex digits) the download must have' })
+      .option('sha256', { type: 'string', requiresArg: true, describe: 'the image digest (64 hex digits) the download must have' })
       .option('insecure', { type: 'boolean', default: false, describe: 'do not check the digest (anyone who can alter the download gets root)' }),
   handler: async (a) => {
     const { pullImage, progressLine } = await import('../../image/pull.js');

@@ -58,7 +58,7 @@ export const psCommand: CommandModule<object, PsArgs> = {
     b
       .option('json', { type: 'boolean', default: false, describe: 'print a JSON array instead of a table' })
       .option('all', { alias: 'a', type: 'boolean', default: false, describe: 'include containers that are not running' })
-      .option('runtime', { alias: 'r', type: 'string', describe: 'list this runtime only' }),
+      .option('runtime', { alias: 'r', type: 'string', requiresArg: true, describe: 'list this runtime only' }),
   handler: async (a) => {
     requireRoot('crashcart ps', "it reads the runtimes' state and the containers' mounts");
     const { containers, failures } = await listContainers(a.runtime);
