@@ -274,7 +274,7 @@ const CASES: Case[] = [
   { name: 'a container that was created and never started', run: () => ({ args: [...img(), createdId, '--', 'true'] }), code: 125, stderr: () => [notRunning(createdId, 'created')] },
   {
     name: 'a PID that does not exist', run: () => ({ args: [...img(), String(noSuchPid()), '--', 'true'] }), code: 125,
-    stderr: () => [new RegExp(`^crashcart: no container or process matches '${noSuchPid()}' \\(asked: runc(, [a-z]+)*, pid\\); check the ID with your runtime \\(e\\.g\\. runc list\\), or give a PID$`)],
+    stderr: () => [new RegExp(`^crashcart: no container or process matches '${noSuchPid()}' \\(asked: runc(, [a-z]+)*, pid\\); check the ID with your runtime \\(e\\.g\\. runc list\\); no process has pid ${noSuchPid()} either$`)],
   },
   {
     name: 'a zombie', run: () => ({ args: [...img(), String(zombie!.pid), '--', 'true'] }), code: 125, needs: ['python3'],
