@@ -97,8 +97,24 @@ struct Fault {
   int action = kFaultFail;
   // The Node process, which `kill` ends: a pidfd, since a child inside the target's PID
   // namespace cannot name it by pid (and must never signal a pid of the container's).
+  // The parent's copy closes when the plan goes; a child exits without running destructors.
   int crashcart = -1;
-  // In the parent after fork: the children have their copy.
+
+  Fault() = default;
+  Fault(const Fault&) = delete;
+  Fault& operator=(const Fault&) = delete;
+  Fault(Fault&& o) noexcept : point(o.point), action(o.action), crashcart(o.crashcart) { o.crashcart = -1; }
+  Fault& operator=(Fault&& o) noexcept {
+    if (this != &o) {
+      Close();
+      point = o.point;
+      action = o.action;
+      crashcart = o.crashcart;
+      o.crashcart = -1;
+    }
+    return *this;
+  }
+  ~Fault() { Close(); }
   void Close() {
     if (crashcart >= 0) close(crashcart);
     crashcart = -1;

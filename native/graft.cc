@@ -454,10 +454,8 @@ Napi::Value Graft(const Napi::CallbackInfo& info) {
   try {
     plan.fault = ParseFault(env, req);
     Forked child = ForkReporting(env, [&](int fd) { GraftChild(plan, fd); });
-    plan.fault.Close();
     report = AwaitReport(env, child, "graft");
   } catch (...) {
-    plan.fault.Close();
     if (plan.mountFd >= 0) close(plan.mountFd);
     throw;
   }
@@ -481,15 +479,7 @@ Napi::Value Ungraft(const Napi::CallbackInfo& info) {
   plan.mountPoint = SplitPath(env, Str(req, "mountPoint"));
   plan.nodePrefix = req.Has("sweepNodes") ? Str(req, "sweepNodes") : "";
   plan.fault = ParseFault(env, req);
-  Forked child;
-  try {
-    child = ForkReporting(env, [&](int fd) { UngraftChild(plan, fd); });
-  } catch (...) {
-    plan.fault.Close();
-    throw;
-  }
-  plan.fault.Close();
-  ChildReport report = AwaitReport(env, child, "ungraft");
+  ChildReport report = AwaitReport(env, ForkReporting(env, [&](int fd) { UngraftChild(plan, fd); }), "ungraft");
   if (report.step != kStepNone) throw ReportError(env, report, plan.mountPoint, "");
   Napi::Object out = Napi::Object::New(env);
   out.Set("removedDir", (report.flags & kCreatedDir) != 0);

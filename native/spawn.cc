@@ -326,14 +326,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   }
 
   // The middle waits with sigwaitinfo, so the mask ForkReporting leaves (all blocked) stays.
-  Forked child;
-  try {
-    child = ForkReporting(env, [&](int fd) { MiddleChild(*plan, fd); });
-  } catch (...) {
-    plan->fault.Close();
-    throw;
-  }
-  plan->fault.Close();
+  Forked child = ForkReporting(env, [&](int fd) { MiddleChild(*plan, fd); });
+  plan->fault.Close();  // the children have theirs; the plan lives on until the command ends
   auto deferred = Napi::Promise::Deferred::New(env);
   auto* waiter = new Waiter{child, deferred,
                             Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),

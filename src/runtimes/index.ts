@@ -230,7 +230,7 @@ function decide(query: string, known: Container[], answers: { runtime: Runtime; 
     });
   }
   throw new CrashcartError(`no container or process matches '${query}'${where} (asked: ${asked.join(', ') || 'none present'})`, {
-    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes, ns)})${ns === undefined ? (/^[0-9]+$/.test(query) ? `; no process has pid ${query} either` : ', or give a PID') : ''}`,
+    hint: `check the ID with your runtime (e.g. ${listCommand(runtimes, ns)})${ns === undefined ? (pids && /^[0-9]+$/.test(query) ? `; no process has pid ${query} either` : ', or give a PID') : ''}`,
   });
 }
 
