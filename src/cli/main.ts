@@ -20,15 +20,14 @@ function version(): string {
   return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const { own, command } = splitArgv(argv);
-  let exitCode = 0;
-  const run = (p: Promise<number>) =>
-    p.then((code) => {
-      exitCode = code;
-    });
+type Runner = (p: Promise<number>) => Promise<void> | void;
 
-  await yargs(own)
+/**
+ * Every command and option of crashcart, on `y`. The man page (scripts/man.ts) and the
+ * completion scripts read them from here too (src/cli/spec.ts), so none of them can drift.
+ */
+export function defineCli(y: Argv, command: string[] = [], run: Runner = () => undefined): Argv {
+  return y
     .scriptName('crashcart')
     .usage('$0 [options] <target> [-- command args...]\n$0 [options] --pod NAME [--container NAME] [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
     .command<AttachArgs>(
@@ -59,11 +58,28 @@ export async function main(argv: string[]): Promise<number> {
       (a) => run(import('./commands/doctor.js').then(({ doctor }) => doctor(a as never))),
     )
     .command('image', 'build, pull and manage toolkit images', (y) => y.command(imageCommands).demandCommand(1, 'name an image command: build, pull, ls, inspect, rm'))
+    .command(
+      'completion <shell>',
+      'print the shell completion script for bash or zsh',
+      (y) => y.positional('shell', { choices: ['bash', 'zsh'] as const, describe: 'the shell' }),
+      (a) => run(import('./commands/completion.js').then(({ completion }) => completion((a as { shell: 'bash' | 'zsh' }).shell))),
+    )
     .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
     .version('version', 'show the version', version())
     .alias('version', 'V')
     .help('help')
-    .alias('help', 'h')
+    .alias('help', 'h');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const { own, command } = splitArgv(argv);
+  let exitCode = 0;
+  const run = (p: Promise<number>) =>
+    p.then((code) => {
+      exitCode = code;
+    });
+
+  await defineCli(yargs(own), command, run)
     .strict()
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)
@@ -77,7 +93,7 @@ export async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [] };
+const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], completion: [] };
 
 /** The subcommand words of a command line: ['image', 'pull'], or [] for an attach. */
 function commandWords(argv: string[]): string[] {
@@ -122,6 +138,11 @@ export function usageLine(msg: string, argv: string[] = []): string {
 
 export async function run(): Promise<void> {
   const argv = process.argv.slice(2);
+  // what the completion scripts ask while a user presses TAB: no yargs, no attach modules
+  if (argv[0] === '__complete') {
+    process.exitCode = await (await import('./commands/complete.js')).complete(argv.slice(1));
+    return;
+  }
   const verbose = splitArgv(argv).own.some((a) => a === '-v' || a === '--verbose');
   let code: number;
   try {
