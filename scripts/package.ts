@@ -266,9 +266,10 @@ async function imageRoot(rootfs: string): Promise<void> {
   await symlink('../lib/crashcart/bin/crashcart', join(rootfs, 'usr/bin/crashcart'));
   await checkLibraries(rootfs, ['usr/bin/node', 'usr/bin/nsenter', `${LIB}/build/Release/crashcart.node`]);
 
-  // the default toolkit, as an attach on this host would use it (built into the cache when needed)
+  // the toolkit an attach on this host would use: CRASHCART_IMAGE, else the cached default
+  // (built when needed)
   const { resolveImage } = await import('../src/image/cache.js');
-  const toolkit = await resolveImage({ progress: log });
+  const toolkit = await resolveImage({ image: process.env.CRASHCART_IMAGE, progress: log });
   await copyTree(toolkit.path, join(rootfs, IMAGE_TOOLKIT.slice(1)));
   await copyTree(`${toolkit.path}.json`, join(rootfs, `${IMAGE_TOOLKIT.slice(1)}.json`)).catch(() => undefined);
   await chmod(join(rootfs, IMAGE_TOOLKIT.slice(1)), 0o644);
