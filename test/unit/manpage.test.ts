@@ -1,46 +1,11 @@
 // crashcart(1) and the completion scripts are made from the yargs definitions; these tests
 // hold them against what `crashcart --help` prints for every command, so none can drift.
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { execa } from 'execa';
 import { bashScript, cliSpec, coreScript, zshScript } from '../../src/cli/commands/completion.js';
 import { targetWords } from '../../src/cli/commands/complete.js';
 import { ENVIRONMENT, EXIT_CODES, FILES, manPage, roff } from '../../src/cli/man.js';
-import type { CliSpec, CommandSpec } from '../../src/cli/spec.js';
-import { projectRoot } from '../helpers/host.js';
-
-/** The long options --help lists ('--image', '--no-audit' is written '--audit'). */
-async function helpOptions(path: string[]): Promise<string[]> {
-  const r = await execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), ...path, '--help'], { env: { COLUMNS: '200' } });
-  const section = r.stdout.split(/^Options:$/m)[1] ?? '';
-  // option lines only: "  -i, --image" or "      --user"; wrapped descriptions are indented further
-  return [...section.matchAll(/^ {2}(?:-\w, | {4})--([\w-]+)/gm)].map((m) => m[1]!).sort();
-}
-
-/** The long options of one command's part of the man page. */
-function manOptions(page: string, heading: string): string[] {
-  const start = page.indexOf(heading);
-  assert.ok(start >= 0, `no ${heading} in the man page`);
-  const rest = page.slice(start + heading.length);
-  const end = rest.search(/^\.S[HS] /m);
-  const part = end < 0 ? rest : rest.slice(0, end);
-  // each option item: ".TP" then the option words on one line
-  const items = [...part.matchAll(/^\.TP\n(.*)$/gm)].map((m) => m[1]!).filter((l) => l.startsWith('\\fB\\-'));
-  return items.map((l) => /\\fB\\-\\-([\w\\-]+)\\fR/.exec(l)![1]!.replace(/\\-/g, '-')).sort();
-}
-
-function commands(spec: CliSpec): { path: string[]; cmd: CommandSpec }[] {
-  const out: { path: string[]; cmd: CommandSpec }[] = [];
-  const walk = (cmd: CommandSpec, path: string[]) => {
-    for (const c of cmd.commands) {
-      out.push({ path: [...path, c.name], cmd: c });
-      walk(c, [...path, c.name]);
-    }
-  };
-  walk(spec, []);
-  return out;
-}
+import { commands, helpOptions, manOptions } from '../helpers/manpage.js';
 
 describe('crashcart(1)', async () => {
   const spec = await cliSpec();
