@@ -42,7 +42,21 @@ const IMAGE_TOOLKIT = '/usr/share/crashcart/toolkit.img';
 /** Debian packages of the image: Node's and nsenter's libraries (checked: every DT_NEEDED resolves). */
 const IMAGE_DEBS = ['libc6', 'libgcc-s1', 'libstdc++6', 'libselinux1', 'libpcre2-8-0'];
 /** Programs of the image taken out of Debian packages whole (package, path). */
-const IMAGE_PROGRAMS: [string, string][] = [['util-linux', 'usr/bin/nsenter']];
+const IMAGE_PROGRAMS: [string, string][] = [['util-linux', 'usr/bin/nsenter'], ['bash-static', 'bin/bash-static']];
+/** The image's entrypoint (run by bash-static: the image has no other shell). */
+const IMAGE_ENTRYPOINT = '/usr/lib/crashcart/entrypoint';
+
+// A pod has a cgroup namespace of its own, and cgroup paths read in it are relative to the
+// pod's cgroup: crashcart runs in the host's (PID 1's, with the host's PID namespace) unless
+// it is there already. Where PID 1's namespaces cannot even be looked at (PID 1 belongs to a
+// parent user namespace), there is no other to enter.
+const ENTRYPOINT = `#!/bin/bash-static
+crashcart=(/usr/bin/node /${LIB}/bin/crashcart)
+if [ -e /proc/1/ns/cgroup ] && ! [ /proc/self/ns/cgroup -ef /proc/1/ns/cgroup ]; then
+  exec /usr/bin/nsenter --target=1 --cgroup -- "\${crashcart[@]}" "$@"
+fi
+exec "\${crashcart[@]}" "$@"
+`;
 
 function log(line: string): void {
   process.stderr.write(`package: ${line}\n`);
@@ -264,6 +278,7 @@ async function imageRoot(rootfs: string): Promise<void> {
   await copyTree(process.execPath, join(rootfs, 'usr/bin/node'));
   await installTree(join(rootfs, LIB));
   await symlink('../lib/crashcart/bin/crashcart', join(rootfs, 'usr/bin/crashcart'));
+  await writeFile(join(rootfs, IMAGE_ENTRYPOINT.slice(1)), ENTRYPOINT, { mode: 0o755 });
   await checkLibraries(rootfs, ['usr/bin/node', 'usr/bin/nsenter', `${LIB}/build/Release/crashcart.node`]);
 
   // the toolkit an attach on this host would use: CRASHCART_IMAGE, else the cached default
@@ -310,9 +325,8 @@ async function buildOci(out: string, time: number): Promise<string> {
       architecture: 'amd64',
       os: 'linux',
       config: {
-        // the host's cgroup namespace first: a pod has its own, and cgroup paths read in it
-        // would be relative to the pod's cgroup (nsenter with --target 1 needs --pid=host)
-        Entrypoint: ['/usr/bin/nsenter', '--target=1', '--cgroup', '--', '/usr/bin/node', `/${LIB}/bin/crashcart`],
+        // crashcart in the host's cgroup namespace (ENTRYPOINT)
+        Entrypoint: [IMAGE_ENTRYPOINT],
         Cmd: ['--help'],
         Env: ['PATH=/usr/bin:/usr/sbin:/bin:/sbin', `CRASHCART_IMAGE=${IMAGE_TOOLKIT}`],
         WorkingDir: '/',
