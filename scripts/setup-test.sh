@@ -5,8 +5,8 @@
 #     (systemd-nspawn): the runtimes the end-to-end tests start containers of, each under a
 #     private daemon or state directory
 #   busybox-static (targets with a shell), tmux (a real terminal), musl-tools (the toolkit
-#   matrix's musl container), python3 and socat (test helpers), debootstrap (the clean
-#   Debian root the .deb is installed into), zsh (its completion script)
+#   matrix's musl container), python3 and socat (test helpers), zsh (its completion
+#   script), man-db (man -w finds the .deb's page)
 # Debian's docker.io, containerd and lxc start their services from their maintainer scripts
 # (invoke-rc.d / deb-systemd-invoke). A test machine must not get a dockerd with a bridge and
 # iptables rules out of this, so a policy-rc.d that denies every start is in place while
@@ -15,7 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(docker.io containerd podman netavark crun lxc systemd-container busybox-static tmux musl-tools python3 socat debootstrap zsh)
+packages=(docker.io containerd podman netavark crun lxc systemd-container busybox-static tmux musl-tools python3 socat zsh man-db)
 missing=$(scripts/missing-packages.sh "${packages[@]}")
 [ -z "$missing" ] && exit 0
 
