@@ -62,7 +62,8 @@ export async function main(argv: string[]): Promise<number> {
       'cp <source> <destination>',
       "copy files into or out of a container (TARGET:PATH on one side; '-' for a tar stream)",
       (y) => cpOptions(y),
-      (a) => run(import('./commands/cp.js').then(({ cp }) => cp(a as never))),
+      // yargs gives a lone '-' as '': the stream of docker cp's syntax
+      (a) => run(import('./commands/cp.js').then(({ cp, lonelyDash }) => cp(lonelyDash(a as never, own)))),
     )
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command(

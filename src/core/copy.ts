@@ -197,8 +197,17 @@ export function safeComponents(name: string): string[] | undefined {
 
 /** Writes entries as a tar stream, each under `top` ('' for none: contents only). */
 export async function writeTar(entries: AsyncIterable<Entry>, out: Writable, top: string, stats: CopyStats): Promise<void> {
+  // a reader that went away (`| head`) is an error to report, not an uncaught exception
+  let broken: Error | undefined;
+  const onError = (e: Error) => (broken = e);
+  out.on('error', onError);
+  const check = () => {
+    if (broken) throw new CrashcartError(`cannot write the tar stream to stdout: ${errnoCode(broken) ?? broken.message}`, { hint: 'its reader went away before the end', cause: broken });
+  };
   const write = async (b: Buffer) => {
-    if (!out.write(b)) await once(out, 'drain');
+    check();
+    if (!out.write(b)) await Promise.race([once(out, 'drain'), once(out, 'error')]).catch(onError);
+    check();
   };
   for await (const e of entries) {
     const name = [...(top ? [top] : []), ...e.path].join('/') || '.';
@@ -230,6 +239,7 @@ export async function writeTar(entries: AsyncIterable<Entry>, out: Writable, top
     await write(padding(e.size));
   }
   await write(END_OF_ARCHIVE);
+  out.removeListener('error', onError);
 }
 
 function count(stats: CopyStats, e: Entry): void {
@@ -294,10 +304,11 @@ export async function writeTree(entries: AsyncIterable<Entry>, o: SinkOptions, s
     } else {
       try {
         parentFd = openAt({ dirFd: o.intoFd, path: key, kind: 'path' });
-        if (!fstatSync(parentFd).isDirectory()) {
+        const st = fstatSync(parentFd);
+        if (!st.isDirectory()) {
           closeSync(parentFd);
           parentFd = -1;
-          throw Object.assign(new Error(`${shown(rel)} is not a directory`), { code: 'ENOTDIR' });
+          throw Object.assign(new Error(`${shown(rel)} is not a directory`), { code: st.isSymbolicLink() ? 'ELOOP' : 'ENOTDIR' });
         }
       } catch (e) {
         if (errnoCode(e) !== 'ENOENT') fail(rel, e, 'write into');

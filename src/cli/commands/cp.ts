@@ -24,6 +24,7 @@ export type CpSide = { kind: 'target'; target: string; path: string } | { kind: 
  */
 export function parseCpSide(word: string): CpSide {
   if (word === '-') return { kind: 'stream' };
+  if (word === '') throw new CrashcartError('crashcart cp: an empty path', { hint: 'give TARGET:PATH, a host path, or -' });
   if (word.startsWith('/') || word.startsWith('.')) return { kind: 'host', path: word };
   const colon = word.indexOf(':');
   if (colon < 0) return { kind: 'host', path: word };
@@ -32,6 +33,12 @@ export function parseCpSide(word: string): CpSide {
   if (target === '') throw new CrashcartError(`invalid cp argument '${word}': no target before ':'`, { hint: 'give TARGET:PATH, e.g. web:/etc/hosts' });
   // a path relative in the container is relative to its root (docker: its working directory)
   return { kind: 'target', target, path: path === '' ? '/' : path.startsWith('/') ? path : `/${path}` };
+}
+
+/** yargs parses a lone '-' as '': put it back where the command line has one. */
+export function lonelyDash(args: CpArgs, argv: string[]): CpArgs {
+  if (!argv.includes('-')) return args;
+  return { ...args, source: args.source === '' ? '-' : args.source, destination: args.destination === '' ? '-' : args.destination };
 }
 
 /** Which way, checked before anything is looked up. */
