@@ -149,7 +149,7 @@ function echoRoundTrip(port: number, size: number): Promise<number> {
       if (h.digest('hex') !== want) reject(new Error(`port ${port}: the bytes did not come back whole`));
       else resolve(performance.now() - t0);
     });
-    s.on('error', reject);
+    s.on('error', (e) => reject(new Error(`port ${port}: ${e.message}`)));
     s.end(data);
   });
 }
@@ -194,14 +194,24 @@ async function forwardFigures(made: ScratchContainer[], closers: (() => Promise<
     });
     void fwd.then((r) => reject(new Error(`crashcart forward exited: ${r.stderr}`)));
   });
-  const socatPort = port === 18099 ? 18098 : 18099;
-  const socat = execa('socat', [`TCP-LISTEN:${socatPort},bind=127.0.0.1,reuseaddr,fork`, `EXEC:nsenter -t ${c.pid} -n socat - TCP\:127.0.0.1\:8080`], { stdin: 'ignore', reject: false });
+  const socatPort = port === 18099 || port === 18097 ? 18095 : 18099;
+  // -t 60: by default socat gives the other direction only 0.5 s after one side's EOF, and
+  // cuts a long echo short (a half-close it does not wait for)
+  const socat = execa('socat', ['-t', '60', `TCP-LISTEN:${socatPort},bind=127.0.0.1,reuseaddr,fork,backlog=512`, `EXEC:nsenter -t ${c.pid} -n socat -t 60 - TCP\\:127.0.0.1\\:8080`], { stdin: 'ignore', reject: false });
   closers.push(async () => {
     socat.kill('SIGTERM');
     await socat;
   });
   await listening(socatPort);
-  const relays: Record<string, number> = { 'crashcart forward': port, 'socat + nsenter per connection': socatPort };
+  // the floor: the same server and client with no relay and no namespace between them
+  const directPort = socatPort - 2;
+  const direct = execa(echo, [String(directPort)], { stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    direct.kill('SIGTERM');
+    await direct;
+  });
+  await listening(directPort);
+  const relays: Record<string, number> = { 'no relay (the server on the host)': directPort, 'crashcart forward': port, 'socat + nsenter per connection': socatPort };
   const rows: Record<string, { latency: number[]; mibps: number[]; concurrent: number[] }> = {};
   for (const name of Object.keys(relays)) rows[name] = { latency: [], mibps: [], concurrent: [] };
   const big = 128 << 20;
