@@ -221,6 +221,19 @@ describe('crashcart forward', () => {
     assert.equal(mine[0].target.id, plain!.id);
   });
 
+  test('crashcart killed with SIGKILL takes its helper with it (PR_SET_PDEATHSIG)', async (t) => {
+    if (!ready(t)) return;
+    const f = await startForward([plain!.id, `0:${ECHO_PORT}`], 1);
+    const helper = helperOf(f.pid);
+    assert.ok(helper);
+    f.child.kill('SIGKILL');
+    await f.child;
+    await waitFor(`helper ${helper.pid} is gone`, () => {
+      const p = readProc(helper.pid);
+      return !p || p.start !== helper.start || p.state === 'Z';
+    });
+  });
+
   test('into a user-namespaced container', async (t) => {
     if (!ready(t)) return;
     const f = await startForward([userns!.id, `0:${ECHO_PORT}`, '0:/tmp/echo.sock'], 2);
