@@ -99,6 +99,19 @@ describe('crashcart forward', () => {
     }
   });
 
+  test('--address: one free port on each address, IPv6 too', async (t) => {
+    if (!ready(t)) return;
+    const f = await startForward([plain!.id, `0:${ECHO_PORT}`, '--address', 'localhost,::1'], 2);
+    try {
+      assert.equal(f.ports[0], f.ports[1]);
+      assert.match(f.lines[1]!, new RegExp(`^forwarding \\[::1\\]:${f.ports[0]} -> ${plain!.id}:${ECHO_PORT}$`));
+      assert.equal((await roundTrip(f.ports[1]!, 70_000, '::1')).same, true);
+      assert.equal((await roundTrip(f.ports[0]!, 70_000, '127.0.0.1')).same, true);
+    } finally {
+      assert.equal((await endWith(f, 'SIGINT')).code, 0);
+    }
+  });
+
   test('200 connections at once, each checked; no fd left once they close', async (t) => {
     if (!ready(t)) return;
     const f = await startForward([plain!.id, `0:${ECHO_PORT}`], 1);
