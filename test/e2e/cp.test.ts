@@ -7,7 +7,7 @@
 // must never appear in what was copied out, and the canary must stay as it was.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { chownSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -17,7 +17,7 @@ import { encodeHeader, END_OF_ARCHIVE, padding } from '../../src/core/tar.js';
 import { cliEnv, privateDirs, runCrashcart } from '../helpers/cli.js';
 import { stopAndCheck } from '../helpers/daemon.js';
 import { importScratchImage, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
-import { onPath, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
+import { onPath, projectRoot, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { processes } from '../helpers/procs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -27,13 +27,12 @@ const canRun = () => process.getuid?.() === 0;
 
 /** crashcart cp with a tar stream on stdin. */
 async function cpFromStdin(tar: Buffer, dest: string, extra: string[] = []) {
-  const { join: j } = await import('node:path');
-  const r = await execa(process.execPath, [j(process.cwd(), 'bin', 'crashcart'), 'cp', ...extra, '-', dest], { env: cliEnv(), input: tar, reject: false, timeout: 60_000 });
+  const r = await execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), 'cp', ...extra, '-', dest], { env: cliEnv(), input: tar, reject: false, timeout: 60_000 });
   return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
 async function cpToStdout(src: string): Promise<{ code: number | undefined; tar: Buffer; stderr: string }> {
-  const r = await execa(process.execPath, [join(process.cwd(), 'bin', 'crashcart'), 'cp', src, '-'], { env: cliEnv(), encoding: 'buffer', stdin: 'ignore', reject: false, timeout: 60_000 });
+  const r = await execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), 'cp', src, '-'], { env: cliEnv(), encoding: 'buffer', stdin: 'ignore', reject: false, timeout: 60_000 });
   return { code: r.exitCode, tar: Buffer.from(r.stdout), stderr: Buffer.from(r.stderr).toString() };
 }
 
@@ -147,6 +146,7 @@ describe('crashcart cp', () => {
     writeFileSync(join(src, 'tree/deep/f'), 'deep');
     writeFileSync(join(src, 'one'), 'one');
     symlinkSync('deep/f', join(src, 'tree/link'));
+    linkSync(join(src, 'tree/deep/f'), join(src, 'tree/hard'));
     chownSync(join(src, 'one'), 1234, 1234);
     ok(await runCrashcart(['cp', join(src, 'one'), `${box!.id}:/tmp/one-copy`]));
     ok(await runCrashcart(['cp', join(src, 'tree'), `${box!.id}:/tmp/`]));
@@ -155,6 +155,7 @@ describe('crashcart cp', () => {
     assert.equal(lstatSync(inside('tmp/one-copy')).uid, 0, 'owned by the container root, not the source owner');
     assert.equal(readFileSync(inside('tmp/tree/deep/f'), 'utf8'), 'deep');
     assert.equal(readlinkSync(inside('tmp/tree/link')), 'deep/f');
+    assert.equal(lstatSync(inside('tmp/tree/hard')).ino, lstatSync(inside('tmp/tree/deep/f')).ino, 'a hard link stays one');
     // over an existing file: replaced
     writeFileSync(join(src, 'one'), 'two');
     ok(await runCrashcart(['cp', join(src, 'one'), `${box!.id}:/tmp/one-copy`]));
@@ -164,6 +165,7 @@ describe('crashcart cp', () => {
     mkdirSync(inside('tmp/t'));
     ok(await cpFromStdin(Buffer.from(tar.stdout), `${box!.id}:/tmp/t`));
     assert.equal(readFileSync(inside('tmp/t/tree/deep/f'), 'utf8'), 'deep');
+    assert.equal(lstatSync(inside('tmp/t/tree/hard')).ino, lstatSync(inside('tmp/t/tree/deep/f')).ino, "GNU tar's hard link member");
     const r = await runCrashcart(['cp', join(src, 'tree'), `${box!.id}:/tmp/one-copy`]);
     assert.deepEqual([r.code, r.stderr], [125, `crashcart: cannot copy a directory to a file: ${box!.id}:/tmp/one-copy; give a directory, or a new name`]);
   });

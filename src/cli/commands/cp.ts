@@ -165,8 +165,14 @@ export async function cp(args: CpArgs): Promise<number> {
   const facts = inspectTarget(target.pid, { what });
   const name = target.name ?? target.id;
   const shownInside = `${name}:${plan.inside}`;
-  const rootFd = openSync(`/proc/${target.pid}/root`, 'r');
+  let rootFd: number;
+  try {
+    rootFd = openSync(`/proc/${target.pid}/root`, 'r');
+  } catch (e) {
+    throw new CrashcartError(`cannot open /proc/${target.pid}/root: ${errnoCode(e) ?? String(e)}`, { hint: 'is the target still running?', cause: e });
+  }
   const hostRoot = openSync('/', 'r');
+  log(`${what} (pid ${target.pid}): copying ${plan.direction === 'out' ? 'out of' : 'into'} ${shownInside}`);
   const stats = newStats();
   const skip = (path: string, why: string) => {
     stats.skipped++;
@@ -176,8 +182,8 @@ export async function cp(args: CpArgs): Promise<number> {
   try {
     if (startTime(target.pid) !== facts.start) throw new CrashcartError(`${what} exited while crashcart was opening it`, { hint: 'is the container restarting?' });
     const maps = facts.differs.user ? { uid: readIdMap(target.pid, 'uid'), gid: readIdMap(target.pid, 'gid') } : undefined;
-    if (plan.direction === 'out') await copyOut(args, plan.inside, shownInside, plan.other, { rootFd, hostRoot, maps, stats, skip, log });
-    else await copyIn(args, plan.inside, shownInside, plan.other, { rootFd, hostRoot, maps, stats, skip, log, facts, pid: target.pid });
+    if (plan.direction === 'out') await copyOut(args, plan.inside, shownInside, plan.other, { rootFd, hostRoot, maps, stats, skip });
+    else await copyIn(args, plan.inside, shownInside, plan.other, { rootFd, hostRoot, maps, stats, skip, facts, pid: target.pid });
     exitCode = 0;
   } finally {
     closeSync(rootFd);
@@ -203,7 +209,6 @@ interface Ctx {
   maps?: { uid: IdMapping[]; gid: IdMapping[] };
   stats: CopyStats;
   skip: (path: string, why: string) => void;
-  log: (line: string) => void;
 }
 
 /** The source's top, not followed unless it ends with '/' or '/.' (as docker cp). */
