@@ -3,8 +3,9 @@
 // and a private dockerd's --network none container. The server is test/fixtures/echo.c,
 // bound to 127.0.0.1 inside: nothing but the target's own namespace reaches it.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -107,6 +108,29 @@ describe('crashcart forward', () => {
       assert.match(f.lines[1]!, new RegExp(`^forwarding \\[::1\\]:${f.ports[0]} -> ${plain!.id}:${ECHO_PORT}$`));
       assert.equal((await roundTrip(f.ports[1]!, 70_000, '::1')).same, true);
       assert.equal((await roundTrip(f.ports[0]!, 70_000, '127.0.0.1')).same, true);
+    } finally {
+      assert.equal((await endWith(f, 'SIGINT')).code, 0);
+    }
+  });
+
+  test('a half-close by the server: it ends its side first, and what the client sends after still reaches it', async (t) => {
+    if (!ready(t)) return;
+    const f = await startForward([plain!.id, `0:${ECHO_PORT + 1}`], 1);
+    try {
+      rmSync(join(plain!.rootfs, 'tmp/sink.out'), { force: true });
+      const data = randomBytes(3 * MiB);
+      const got = await new Promise<string>((resolve, reject) => {
+        const s = connect({ port: f.ports[0]!, host: '127.0.0.1', allowHalfOpen: true });
+        let text = '';
+        s.on('data', (d: Buffer) => (text += d.toString()));
+        s.on('end', () => s.end(data)); // only now, after the server's FIN
+        s.on('error', reject);
+        s.on('close', () => resolve(text));
+      });
+      assert.equal(got, 'bye\n');
+      const sink = join(plain!.rootfs, 'tmp/sink.out');
+      await waitFor('the server wrote what it received after its FIN', () => existsSync(sink));
+      assert.ok(readFileSync(sink).equals(data), 'every byte sent after the half-close arrived');
     } finally {
       assert.equal((await endWith(f, 'SIGINT')).code, 0);
     }
