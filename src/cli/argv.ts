@@ -7,7 +7,7 @@
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
   '--namespace', '--pod', '--container', '--k8s-namespace', '--caps']);
-const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'help']);
+const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'help']);
 
 export interface SplitArgv {
   /** what yargs parses */
