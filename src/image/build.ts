@@ -14,10 +14,10 @@ import { layoutTree, normalizeTree } from './layout.js';
 import { sweepDeadTemps } from './temp.js';
 import { mib } from './bytes.js';
 import { eachLimit } from './files.js';
-import { hashFiles, loadProfile, parsePackageList, recipeDigest, type Extras, type ProfileName } from './profile.js';
+import { addedPackages, hashFiles, loadProfile, recipeDigest, type Extras, type ProfileName } from './profile.js';
 import { excludedDependency } from './relocate.js';
 
-export { recipeDigest } from './profile.js';
+export { addedPackages, recipeDigest } from './profile.js';
 
 /** Used when neither the caller nor SOURCE_DATE_EPOCH gives a time (2023-11-14T22:13:20Z). */
 export const DEFAULT_EPOCH = 1700000000;
@@ -34,19 +34,6 @@ export interface BuildOptions {
   add?: string[];
   /** A directory of tools built for the prefix, copied as it is over the profile's tree. */
   fromDir?: string;
-}
-
-/** --add names, checked like packages.txt lines; the profile's own are dropped. */
-export function addedPackages(add: string[] | undefined, profilePackages: string[]): string[] {
-  if (!add?.length) return [];
-  let names: string[];
-  try {
-    names = parsePackageList(add.join('\n'));
-  } catch {
-    const bad = add.find((a) => !/^[a-z0-9][a-z0-9+.-]+$/.test(a.trim()));
-    throw imageError('EBUILD', `invalid package name '${bad}' for --add`, { hint: 'Debian names have lowercase letters, digits, + - . only' });
-  }
-  return names.filter((n) => !profilePackages.includes(n));
 }
 
 /** The digest and file count of a --from-dir directory; it must exist and be a directory. */
