@@ -19,22 +19,15 @@ const TERMINFO_EXTRA = [
 ];
 
 /**
- * nmap's data for port scans, host discovery and version detection (-sV). Its scripting
- * engine (-sC, --script: 13 MB of Lua) and OS fingerprints (-O: 5 MB) are left out.
+ * nmap's data for port scans, host discovery and version detection (-sV), which starts the
+ * scripting engine: its core, with no scripts (an empty script.db). The scripts and their
+ * libraries (-sC, --script: 13 MB of Lua) and the OS fingerprints (-O: 5 MB) are left out.
  */
-const NMAP_DATA = ['nmap-services', 'nmap-protocols', 'nmap-rpc', 'nmap-mac-prefixes', 'nmap-payloads', 'nmap-service-probes'];
+const NMAP_DATA = [
+  'nmap-services', 'nmap-protocols', 'nmap-rpc', 'nmap-mac-prefixes', 'nmap-payloads', 'nmap-service-probes',
+  'nse_main.lua', 'nselib/stdnse.lua', 'nselib/strict.lua', 'nselib/tableaux.lua', 'nselib/lpeg-utility.lua',
+];
 
-/**
- * Default search paths compiled into libraries and programs, pointed into the prefix so that
- * tools find their data even when started without the toolkit's bashrc (`crashcart TARGET
- * -- htop`). Same-length replacements, each with a link at the prefix's root to the real
- * place:
- * - libtinfo: the toolkit's terminfo first, then /etc/terminfo (what ncurses reads for the
- *   empty entries) and /usr/share/terminfo; the container's /lib/terminfo drops out, the
- *   toolkit carries the same ncurses-base entries.
- * - libmagic: the container's /etc/magic (local additions, as on Debian), then ours.
- * - ltrace: its prototypes of libc functions (without them it prints raw numbers).
- */
 const TMUX_CONF = '/etc/tmux.conf:~/.tmux.conf:$XDG_CONFIG_HOME/tmux/tmux.conf:~/.config/tmux/tmux.conf\0';
 
 /** libcrypto's OPENSSLDIR in the toolkit: as long as Debian's /usr/lib/ssl, and never there. */
@@ -55,6 +48,20 @@ export interface PathPatch {
   link?: { name: string; target: string };
 }
 
+/**
+ * Default search paths compiled into libraries and programs, pointed into the prefix so that
+ * tools find their data even when started without the toolkit's bashrc (`crashcart TARGET
+ * -- htop`). Same-length replacements: a short link at the prefix's root to the real place,
+ * or the real place with slashes to make up the length (paddedPath):
+ * - libtinfo: the toolkit's terminfo first, then /etc/terminfo (what ncurses reads for the
+ *   empty entries) and /usr/share/terminfo; the container's /lib/terminfo drops out, the
+ *   toolkit carries the same ncurses-base entries.
+ * - libmagic: the container's /etc/magic (local additions, as on Debian), then ours.
+ * - ltrace: its prototypes of libc functions (without them it prints raw numbers).
+ * - libxtables, libcrypto: their plugin directories (MODULE_DIRS in relocate.ts); libcrypto's
+ *   configuration directory, which points nowhere (see below).
+ * - tmux: its configuration files; sar: its data collector.
+ */
 export const PATH_PATCHES: readonly PathPatch[] = [
   {
     file: 'lib/libtinfo.so.6',
@@ -169,7 +176,11 @@ export async function copyData(pkgs: Extracted[], root: string): Promise<void> {
   if (ltrace) await copyTree(join(ltrace, 'etc', 'ltrace.conf'), join(root, 'etc', 'ltrace.conf'));
   // nmap looks in <its directory>/../share/nmap before its compiled-in /usr/share/nmap
   const nmap = by('nmap-common');
-  if (nmap) for (const f of NMAP_DATA) await copyTree(join(nmap, 'usr', 'share', 'nmap', f), join(root, 'share', 'nmap', f));
+  if (nmap) {
+    for (const f of NMAP_DATA) await copyTree(join(nmap, 'usr', 'share', 'nmap', f), join(root, 'share', 'nmap', f));
+    await mkdir(join(root, 'share', 'nmap', 'scripts'), { recursive: true });
+    await writeFile(join(root, 'share', 'nmap', 'scripts', 'script.db'), '');
+  }
   // what `openssl req`, `ca` and friends read (wrap/openssl names it in OPENSSL_CONF)
   const openssl = by('openssl');
   if (openssl) await copyTree(join(openssl, 'etc', 'ssl', 'openssl.cnf'), join(root, 'etc', 'ssl', 'openssl.cnf'));

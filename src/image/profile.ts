@@ -118,7 +118,7 @@ export async function hashFiles(dir: string, skip: string[] = []): Promise<Recor
 }
 
 /** Bumped whenever the tree layout changes, so cached images of an older layout are rebuilt. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** What goes into an image besides its profile. */
 export interface Extras {

@@ -180,7 +180,7 @@ test('profiles: full and minimal are relocated, static is not; tools.txt', async
   for (const p of ['bash', 'strace', 'gdb-minimal', 'curl', 'tcpdump', 'busybox-static', 'ca-certificates', 'libmagic-mgc']) assert.ok(full.packages.includes(p), p);
   assert.equal(full.tools, undefined);
   assert.ok(minimal.tools?.includes('nsenter'));
-  assert.deepEqual(Object.keys(full.files).sort(), ['files/etc/tmux.conf', 'files/share/vim/vimrc.tiny', 'wrap/curl', 'wrap/gdb', 'wrap/openssl', 'wrap/tcpdump', 'wrap/tmux']);
+  assert.deepEqual(Object.keys(full.files).sort(), ['files/etc/tmux.conf', 'files/share/vim/vimrc.tiny', 'wrap/curl', 'wrap/gdb', 'wrap/iperf3', 'wrap/ngrep', 'wrap/openssl', 'wrap/tcpdump', 'wrap/tmux']);
   assert.match(full.files['wrap/tcpdump']!, /^x[0-9a-f]{64}$/);
   assert.deepEqual(stat.files, {});
   assert.deepEqual(parseNameList('# c\nss  # sockets\n\nip\nip\n', 'tools.txt'), ['ss', 'ip']);
