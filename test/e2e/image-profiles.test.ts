@@ -328,7 +328,7 @@ test('--add and --from-dir need -o: the cached image of a profile is always the 
   if (!ready(t)) return;
   const r = await runCrashcart(['image', 'build', '--add', 'jq'], { env: { CRASHCART_CACHE_DIR: cache } });
   assert.equal(r.code, 125);
-  assert.equal(r.stderr, "crashcart: --add and --from-dir need -o FILE; the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE'");
+  assert.equal(r.stderr, "crashcart: --add and --from-dir need -o FILE; the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE', or let 'crashcart --add PACKAGE TARGET' build and cache the default toolkit plus packages");
 });
 
 test('full grafted into a scratch container: its tools run, whatever the container has in /lib', async (t) => {

@@ -27,7 +27,7 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
     const custom = (a.add?.length ?? 0) > 0 || a['from-dir'] !== undefined;
     if (custom && !a.output) {
       // the cached <profile>.img is always the plain profile: an attach would rebuild it
-      throw new CrashcartError('--add and --from-dir need -o FILE', { hint: "the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE'" });
+      throw new CrashcartError('--add and --from-dir need -o FILE', { hint: "the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE', or let 'crashcart --add PACKAGE TARGET' build and cache the default toolkit plus packages" });
     }
     const { buildImage } = await import('../../image/build.js');
     const { defaultImagePath, ensureCacheDir, writeSidecar } = await import('../../image/cache.js');
