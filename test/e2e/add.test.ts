@@ -6,7 +6,7 @@
 // CRASHCART_TEST_CACHE_DIR=DIR keeps the .deb downloads between runs (as the matrix does).
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { derivedImageName, loadProfile } from '../../src/image/profile.js';
@@ -54,6 +54,23 @@ describe('crashcart --add', () => {
 
   after(async () => {
     await c?.remove();
+  });
+
+  test('wrong --add input: one line, nothing built or grafted', async (t) => {
+    if (!ready(t)) return;
+    assert.ok(c);
+    const before = await snapshot(c);
+    const cached = () => readdirSync(images, { withFileTypes: true }).map((e) => e.name).sort();
+    const had = existsSync(images) ? cached() : [];
+    const cases: [string[], string][] = [
+      [['--add', 'Perf'], "crashcart: invalid package name 'Perf' for --add; Debian names have lowercase letters, digits, + - . only"],
+      [['--add', 'linux-perf,'], "crashcart: invalid package name '' for --add; Debian names have lowercase letters, digits, + - . only"],
+      [['--add', 'linux-perf', '-i', 'static'], 'crashcart: --add and --image exclude each other; --add builds on the default toolkit; to add to your image, build it with crashcart image build --add ... -o FILE'],
+      [['--add', 'linux-perf', '-u'], 'crashcart: --add applies to grafting, and --unmount takes the toolkit out; drop --add'],
+    ];
+    for (const [args, line] of cases) assertFailure(await runCrashcart([...args, c.id]), 125, line);
+    assert.deepEqual(existsSync(images) ? cached() : [], had);
+    await assertClean(before, c);
   });
 
   test('builds the default toolkit plus linux-perf once, then uses it as it is; perf runs', { timeout: 900_000 }, async (t) => {
