@@ -123,7 +123,7 @@ async function imageFigures(): Promise<void> {
   const warm = await build('full', join(work, 'full-warm.img'), cache);
   const minimal = await build('minimal', join(work, 'minimal.img'), cache);
   const rows: [string, string, string, boolean][] = [
-    ['full image size', `${cold.mib.toFixed(1)} MiB`, '<= 80 MiB', cold.mib <= 80],
+    ['full image size', `${cold.mib.toFixed(1)} MiB`, '<= 110 MiB', cold.mib <= 110],
     ['full build, empty .deb cache', `${cold.s.toFixed(1)} s`, '<= 60 s', cold.s <= 60],
     ['full build, warm .deb cache', `${warm.s.toFixed(1)} s`, '<= 15 s', warm.s <= 15],
     ['minimal image size', `${minimal.mib.toFixed(1)} MiB`, '<= 20 MiB', minimal.mib <= 20],

@@ -6,7 +6,7 @@
 // --pod names the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps']);
+  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--add']);
 const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'help']);
 
 export interface SplitArgv {
