@@ -2,7 +2,8 @@
 // linux-perf once, into the cache under its recipe, grafts it into a real runc container and
 // runs perf there; a second run uses the cached image as it is (not rebuilt: the same file,
 // the same mtime, no build line). `image ls` lists it with what it adds, and a plain attach
-// while a session holds it is refused with one line naming it.
+// while a session holds it is refused with one line naming it. The cached image then goes
+// into a user-namespaced runc container and a private dockerd's container as it is.
 // CRASHCART_TEST_CACHE_DIR=DIR keeps the .deb downloads between runs (as the matrix does).
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,10 +11,14 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync
 import { join } from 'node:path';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { derivedImageName, loadProfile } from '../../src/image/profile.js';
-import { privateDirs, recordedSession, runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
+import { privateDirs, recordedSession, runCrashcart, startCrashcart, testImage, type CliResult } from '../helpers/cli.js';
 import { assertClean, assertFailure, grafts, snapshot } from '../helpers/expect.js';
 import { onPath, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { waitFor } from '../helpers/wait.js';
+import { stopAndCheck } from '../helpers/daemon.js';
+import { importScratchImage, startDockerd } from '../helpers/dockerd.js';
+
+const USERNS = { hostUid: 100000, hostGid: 100000, size: 65536 };
 
 /** `s` as a regular expression that matches it literally. */
 const literal = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
@@ -146,5 +151,45 @@ describe('crashcart --add', () => {
       assert.equal(done.exitCode, 0, done.stderr);
     }
     await assertClean(before, c);
+  });
+
+  test('the cached --add image in a user-namespaced container and a docker container: perf runs, nothing rebuilt', { timeout: 300_000 }, async (t) => {
+    if (!ready(t) || !requireCommand(t, 'dockerd')) return;
+    const image = join(images, `${name}.img`);
+    const built = statSync(image, { throwIfNoEntry: false });
+    assert.ok(built, 'the image of the tests before is missing');
+    const perfStat = ['--', 'perf', 'stat', '-e', 'task-clock', 'true'];
+    const check = (r: CliResult) => {
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /^\s+[\d.]+ msec task-clock\b/m);
+      assert.doesNotMatch(r.stderr, /building|downloading/);
+    };
+
+    const u = await createScratchContainer({ sleeperPath: await sleeperPath(), hostname: 'cc-add-userns', userns: USERNS });
+    try {
+      const before = await snapshot(u);
+      check(await runCrashcart(['--add', 'linux-perf', u.id, ...perfStat]));
+      await assertClean(before, u);
+    } finally {
+      await u.remove();
+    }
+
+    const hostBefore = await snapshot();
+    const d = await startDockerd();
+    try {
+      await importScratchImage(d, 'mini:latest', await sleeperPath());
+      const run = await d.docker(['run', '-d', '--network', 'none', '--name', 'addd', 'mini:latest', '/bin/sleeper', '100000']);
+      assert.equal(run.code, 0, run.stderr);
+      check(await runCrashcart(['--add', 'linux-perf', 'addd', ...perfStat], { env: d.env }));
+      const pid = Number((await d.docker(['inspect', '-f', '{{.State.Pid}}', 'addd'])).stdout.trim());
+      assert.deepEqual(grafts(pid), [], 'the graft stayed in the docker container');
+    } finally {
+      const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+      if (ids.length) await d.docker(['rm', '-f', ...ids]);
+      await stopAndCheck(d, 'dockerd or containerd');
+    }
+    await assertClean(hostBefore);
+    const after = statSync(image);
+    assert.deepEqual([after.ino, after.mtimeMs], [built.ino, built.mtimeMs], 'the image was rebuilt');
   });
 });
