@@ -6,8 +6,8 @@
 // --pod names the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps']);
-const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'completion', 'help']);
+  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--add']);
+const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'completion', 'help']);
 
 export interface SplitArgv {
   /** what yargs parses */

@@ -10,6 +10,7 @@ import { splitArgv } from './argv.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
 import { imageCommands } from './commands/image.js';
 import { psCommand } from './commands/ps.js';
+import { cpOptions, forwardOptions } from './commands/reach-options.js';
 import { report } from './output.js';
 
 // yargs' CommonJS build loads in a third of the time its ES module entry takes, and every
@@ -26,7 +27,7 @@ type Runner = (p: Promise<number>) => Promise<void> | void;
  * Every command and option of crashcart, on `y`. The man page (scripts/man.ts) and the
  * completion scripts read them from here too (src/cli/spec.ts), so none of them can drift.
  */
-export function defineCli(y: Argv, command: string[] = [], run: Runner = () => undefined): Argv {
+export function defineCli(y: Argv, command: string[] = [], run: Runner = () => undefined, own: string[] = []): Argv {
   return y
     .scriptName('crashcart')
     .usage('$0 [options] <target> [-- command args...]\n$0 [options] --pod NAME [--container NAME] [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
@@ -49,6 +50,19 @@ export function defineCli(y: Argv, command: string[] = [], run: Runner = () => u
         .option('dry-run', { alias: 'n', type: 'boolean', default: false, describe: 'say what would be removed; change nothing' })
         .option('audit', { type: 'boolean', default: true, describe: 'record the run in the audit log' }),
       (a) => run(import('./commands/gc.js').then(({ gc }) => gc(a as never))),
+    )
+    .command(
+      'forward <target> [ports..]',
+      "forward host ports into the target's network namespace: to a port or a unix socket inside",
+      (y) => forwardOptions(y),
+      (a) => run(import('./commands/forward.js').then(({ forward }) => forward(a as never))),
+    )
+    .command(
+      'cp <source> <destination>',
+      "copy files into or out of a container (TARGET:PATH on one side; '-' for a tar stream)",
+      (y) => cpOptions(y),
+      // yargs gives a lone '-' as '': the stream of docker cp's syntax
+      (a) => run(import('./commands/cp.js').then(({ cp, lonelyDash }) => cp(lonelyDash(a as never, own)))),
     )
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command(
@@ -79,7 +93,7 @@ export async function main(argv: string[]): Promise<number> {
       exitCode = code;
     });
 
-  await defineCli(yargs(own), command, run)
+  await defineCli(yargs(own), command, run, own)
     .strict()
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)
@@ -93,7 +107,7 @@ export async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], completion: [] };
+const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], forward: [], cp: [], completion: [] };
 
 /** The subcommand words of a command line: ['image', 'pull'], or [] for an attach. */
 function commandWords(argv: string[]): string[] {
