@@ -163,20 +163,23 @@ describe('the .deb', () => {
         'source /usr/share/bash-completion/completions/crashcart',
         'complete -p crashcart',
         'command -v crashcart',
-        'COMP_WORDS=(crashcart "$1"); COMP_CWORD=1; COMP_LINE="crashcart $1"; COMP_POINT=${#COMP_LINE}',
         'fn=$(complete -p crashcart | sed -n "s/.*-F \\([^ ]*\\) .*/\\1/p")',
-        '"$fn" crashcart "$1" crashcart',
-        'printf "reply:%s\\n" "${COMPREPLY[@]}"',
+        // the words of the command line, the last one being completed
+        'complete_words() { COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); COMP_LINE="$*"; COMP_POINT=${#COMP_LINE}; COMPREPLY=(); "$fn" crashcart "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"; printf "reply:%s\\n" "${COMPREPLY[@]}"; }',
+        'complete_words crashcart "$1"',
+        'echo --',
+        'complete_words crashcart cp "$1"',
       ].join('\n');
       const t0 = performance.now();
       const r = await run('bash', ['--noprofile', '--norc', '-c', script, 'bash', id.slice(0, 24)]);
       const ms = Math.round(performance.now() - t0);
-      process.stderr.write(`# bash completion of a container name: ${ms} ms\n`);
+      process.stderr.write(`# bash completion of a container name, twice: ${ms} ms\n`);
       assert.equal(r.exitCode, 0, r.stderr);
-      const [registered, which, ...replies] = r.stdout.split('\n');
+      const [registered, which, ...rest] = r.stdout.split('\n');
       assert.equal(registered, 'complete -F _crashcart crashcart');
       assert.equal(which, '/usr/bin/crashcart');
-      assert.deepEqual(replies, [`reply:${id}`]);
+      // the target of an attach; cp's TARGET:PATH (and no host file starts so, in /)
+      assert.deepEqual(rest, [`reply:${id}`, '--', `reply:${id}:`]);
     } finally {
       await c?.remove();
     }

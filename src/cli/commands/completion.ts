@@ -15,7 +15,13 @@ const OPTION_VALUES: Record<string, string[]> = {
   runtime: [...RUNTIMES.map((r) => r.name), 'pid', 'crictl'],
 };
 /** What a positional can be. */
-const POSITIONAL_VALUES: Record<string, string[]> = { target: [':targets'], image: [':images', ':files'] };
+const POSITIONAL_VALUES: Record<string, string[]> = {
+  target: [':targets'],
+  image: [':images', ':files'],
+  // cp's TARGET:PATH on either side, or a host path
+  source: [':target-paths', ':files'],
+  destination: [':target-paths', ':files'],
+};
 
 const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -87,6 +93,7 @@ _crashcart_expand() {
   for c in "$@"; do
     case $c in
       :targets) "$prog" __complete targets 2>/dev/null ;;
+      :target-paths) "$prog" __complete targets 2>/dev/null | while IFS= read -r c; do printf '%s:\\n' "$c"; done ;;
       :images) "$prog" __complete images 2>/dev/null ;;
       *) printf '%s\\n' "$c" ;;
     esac
@@ -165,7 +172,7 @@ _crashcart() {
     case $c in
       :files) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -f -- "$cur")) ;;
       :dirs) compopt -o filenames 2>/dev/null; COMPREPLY+=($(compgen -d -- "$cur")) ;;
-      "$cur"*) COMPREPLY+=("$c") ;;
+      "$cur"*) COMPREPLY+=("$c"); [[ $c == *: ]] && compopt -o nospace 2>/dev/null ;;
     esac
   done < <(_crashcart_candidates "$COMP_CWORD" "\${COMP_WORDS[@]}")
   return 0
@@ -182,16 +189,18 @@ export function zshScript(spec: CliSpec): string {
 ${coreScript(spec)}
 _crashcart() {
   setopt localoptions shwordsplit
-  local -a cands
+  local -a cands prefixes
   local c
   for c in \${(f)"$(_crashcart_candidates $((CURRENT - 1)) "\${words[@]}")"}; do
     case $c in
       :files) _files ;;
       :dirs) _files -/ ;;
+      *:) prefixes+=("$c") ;; # TARGET: of cp, the path follows
       *) cands+=("$c") ;;
     esac
   done
   (( \${#cands} )) && compadd -a cands
+  (( \${#prefixes} )) && compadd -S '' -a prefixes
   return 0
 }
 
