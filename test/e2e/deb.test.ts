@@ -8,8 +8,8 @@
 // are set aside while the package is installed (purge removes them) and put back after.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
-import { chmod, link, mkdir, readdir, readFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
+import { chmod, copyFile, mkdir, readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { after, before, describe, test, type TestContext } from 'node:test';
@@ -25,10 +25,19 @@ import { until } from '../helpers/wait.js';
 const CACHE = '/var/lib/crashcart';
 const LOG = '/var/log/crashcart';
 const STATE = '/run/crashcart';
-/** The PATH of every command here: the system's, none of the checkout's. */
-const ENV = { PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' };
+/** The PATH of every command here: the package's, not /usr/local/bin (where scripts/setup.sh links a checkout's crashcart). */
+const ENV = { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C.UTF-8', HOME: '/root' };
 const run = (file: string, args: string[], opts: { input?: string; cwd?: string } = {}) =>
   execa(file, args, { env: ENV, extendEnv: false, reject: false, cwd: opts.cwd ?? '/', ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }) });
+
+/**
+ * `path` is gone, or what is there was made after `since` (a crashcart of someone else's
+ * on this machine, with the default directories, may make them again at any time).
+ */
+function goneSince(path: string, since: number): boolean {
+  const st = statSync(path, { throwIfNoEntry: false });
+  return st === undefined || st.birthtimeMs >= since;
+}
 
 function installed(): Promise<string> {
   return run('dpkg-query', ['-W', '-f=${db:Status-Status}', 'crashcart']).then((r) => (r.exitCode === 0 ? r.stdout : 'unknown'));
@@ -67,14 +76,15 @@ describe('the .deb', () => {
       const targets = await readdir(join(STATE, 'targets')).catch(() => []);
       if (targets.length) throw new Error(`${STATE}/targets has sessions (${targets.join(', ')}): this test removes ${STATE}; run it when no crashcart session is open`);
       aside = await setAside([CACHE, LOG, STATE]);
-      // the host's cached toolkit images, linked into the fresh cache: the demo attaches with
-      // the default image without building it again, and purge removes only the links
+      // the host's cached toolkit images, copied into the fresh cache: the demo attaches with
+      // the default image without building it again (copies: nothing done to them reaches
+      // the host's)
       const saved = join('/var/lib', `.crashcart.set-aside-by-test`, 'images');
       if (existsSync(saved)) {
         await mkdir(join(CACHE, 'images'), { recursive: true, mode: 0o700 });
         await chmod(CACHE, 0o700);
         await chmod(join(CACHE, 'images'), 0o700);
-        for (const f of await readdir(saved)) await link(join(saved, f), join(CACHE, 'images', f));
+        for (const f of await readdir(saved)) if (f.endsWith('.img') || f.endsWith('.img.json')) await copyFile(join(saved, f), join(CACHE, 'images', f));
       }
     } catch (err) {
       setupError = err;
@@ -188,20 +198,23 @@ describe('the .deb', () => {
   test('dpkg -r leaves only the image cache (and the audit log); dpkg --purge removes them', async (t) => {
     if (!ready(t)) return;
     assert.ok(files.length > 0, 'the package is not installed');
+    const removed = Date.now();
     const r = await run('dpkg', ['-r', 'crashcart']);
     assert.equal(r.exitCode, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /kept/);
     for (const f of files) {
       if (existedBefore.has(f)) continue; // directories: checked below
       assert.ok(!existsSync(f), `${f} is left after dpkg -r`);
     }
     assert.ok(existsSync(join(CACHE, 'images')), 'dpkg -r removed the image cache');
     assert.ok(existsSync(join(LOG, 'audit.log')), 'dpkg -r removed the audit log');
-    assert.ok(!existsSync(STATE), `${STATE} is left after dpkg -r with no session open`);
+    assert.ok(goneSince(STATE, removed), `${STATE} is left after dpkg -r with no session open`);
+    const purged = Date.now();
     const p = await run('dpkg', ['--purge', 'crashcart']);
     assert.equal(p.exitCode, 0, p.stderr);
     assert.ok(['unknown', 'not-installed'].includes(await installed()));
-    assert.ok(!existsSync(CACHE), `${CACHE} is left after dpkg --purge`);
-    assert.ok(!existsSync(LOG), `${LOG} is left after dpkg --purge`);
+    assert.ok(goneSince(CACHE, purged), `${CACHE} is left after dpkg --purge`);
+    assert.ok(goneSince(LOG, purged), `${LOG} is left after dpkg --purge`);
     // every directory of the package is as it was: there if the machine had it, else gone
     for (const [dir, was] of existedBefore) assert.equal(existsSync(dir), was, dir);
   });

@@ -102,7 +102,7 @@ describe('the OCI image', () => {
     await runcTarget?.remove();
     if (d) {
       // the containers went with --rm; the images go with the daemon's data root
-      await d.docker(['rm', '-f', `crashcart-oci-${suffix}`]);
+      await d.docker(['rm', '-f', `crashcart-oci-docker-${suffix}`]);
       await d.docker(['rmi', '-f', IMAGE, SLEEPER_TAG]);
       await stopAndCheck(d, 'the private dockerd');
     }
@@ -127,7 +127,7 @@ describe('the OCI image', () => {
 
   test('attaches from inside the image to a docker container of the host\'s dockerd', async (t) => {
     if (!ready(t)) return;
-    const name = `crashcart-oci-${suffix}`;
+    const name = `crashcart-oci-docker-${suffix}`;
     await docker(['run', '-d', '--read-only', '--network', 'none', '--name', name, SLEEPER_TAG, '/bin/sleeper', '100000']);
     const [info] = JSON.parse(await docker(['inspect', '--type', 'container', name])) as [{ State: { Pid: number } }];
     // the node's docker socket, where a node has it: here the private daemon's
