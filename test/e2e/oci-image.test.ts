@@ -13,6 +13,7 @@ import { stopAndCheck } from '../helpers/daemon.js';
 import { importScratchImage, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
 import { assertNoLeaks, projectRoot, requireCommand, requireRoot, sleeperPath, snapshotHost } from '../helpers/host.js';
 import { buildPackage } from '../helpers/packages.js';
+import { startPodman, ULIMITS, type PrivatePodman } from '../helpers/podman.js';
 import { until } from '../helpers/wait.js';
 
 const SLEEPER_TAG = 'mini:latest';
@@ -134,5 +135,21 @@ describe('the OCI image', () => {
     const ms = await attachFromImage(info.State.Pid, [name], ['-v', `${d!.socket}:${d!.socket}`, '-e', `DOCKER_HOST=${d!.env.DOCKER_HOST}`]);
     process.stderr.write(`# docker run crashcart ${name}: ${ms} ms\n`);
     await docker(['rm', '-f', name]);
+  });
+
+  test('podman load reads the same archive, and the image runs there too', async (t) => {
+    if (!ready(t) || !requireCommand(t, 'podman')) return;
+    let p: PrivatePodman | undefined;
+    try {
+      p = await startPodman();
+      const load = await p.podman(['load', '-i', oci!.file]);
+      assert.equal(load.code, 0, load.stderr);
+      assert.match(load.stdout, new RegExp(`Loaded image.*${IMAGE.replace('.', '\\.')}`));
+      const v = await p.podman(['run', '--rm', '--network=none', ...ULIMITS, IMAGE, '--version']);
+      assert.equal(v.code, 0, v.stderr);
+      assert.equal(v.stdout, version);
+    } finally {
+      await p?.stop();
+    }
   });
 });
