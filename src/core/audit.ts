@@ -17,7 +17,7 @@ export interface AuditTarget {
 }
 
 export interface AuditEntry {
-  event: 'attach' | 'mount' | 'unmount' | 'gc';
+  event: 'attach' | 'mount' | 'unmount' | 'gc' | 'sandbox';
   target?: AuditTarget;
   image?: { path: string; sha256: string | null };
   command?: string[];
