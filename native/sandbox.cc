@@ -225,11 +225,19 @@ int RunOp(int rootFd, const Op& op) {
     close(target);
     return kStepNone;
   }
-  // mounted on ".", with the target as working directory: never on a path
+  // mounted on ".", with the target as working directory, or on the opened file through
+  // /proc/self/fd (a bind of a file: hostname, resolv.conf): never on a path
   char source[32];
-  int rc = fchdir(target);
+  char onFile[32];
+  struct stat st;
+  int rc = fstat(target, &st);
+  bool isFile = rc == 0 && !S_ISDIR(st.st_mode);
+  if (rc == 0 && !isFile) rc = fchdir(target);
   if (rc == 0 && op.kind == kOpBind) {
-    rc = mount(FdPath(source, op.sourceFd), ".", nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr);
+    rc = mount(FdPath(source, op.sourceFd), isFile ? FdPath(onFile, target) : ".", nullptr, MS_BIND | (op.recursive ? MS_REC : 0), nullptr);
+  } else if (rc == 0 && isFile) {
+    errno = ENOTDIR;
+    rc = -1;
   } else if (rc == 0) {
     rc = mount(op.source.c_str(), ".", op.fsType.c_str(), op.flags, op.data.empty() ? nullptr : op.data.c_str());
   }
@@ -247,7 +255,8 @@ int RunOp(int rootFd, const Op& op) {
   rc = static_cast<int>(syscall(SYS_mount_setattr, mounted, "", AT_EMPTY_PATH | (op.recursive ? AT_RECURSIVE : 0), &attr, sizeof attr));
   int step = kStepMountSetattr;
   if (rc < 0 && errno == ENOSYS) {  // before Linux 5.12: the top mount only
-    rc = fchdir(mounted) == 0 ? mount(nullptr, ".", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) : -1;
+    rc = isFile ? mount(nullptr, FdPath(onFile, mounted), nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr)
+                : fchdir(mounted) == 0 ? mount(nullptr, ".", nullptr, MS_REMOUNT | MS_BIND | MS_RDONLY, nullptr) : -1;
     step = kStepMount;
   }
   err = errno;

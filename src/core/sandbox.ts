@@ -256,7 +256,8 @@ async function run(c: StoppedContainer, opts: SandboxOptions, argv: string[]): P
         layers: c.layers,
         join: ns.join,
         unshare: ns.unshare,
-        hostname: c.config.hostname || displayName(c).slice(0, 64),
+        // none in its config: it had the host's, copied into its own UTS namespace, as here
+        hostname: c.config.hostname.slice(0, 64),
         loopback: opts.net === 'none' && !c.join,
         ops: ops.map(({ what: _what, ...op }) => op),
         workdir,

@@ -43,12 +43,16 @@ export interface ContainerRecord {
   sandboxId?: string;
 }
 
+/** The end of year 9999, as Timestamp allows it. */
+const MAX_SECONDS = 253_402_300_799;
+
 /** google.protobuf.Timestamp (seconds = 1, nanos = 2) as ISO 8601; undefined when unset. */
 export function timestamp(msg: Buffer | undefined): string | undefined {
   if (!msg) return undefined;
   const f = decode(msg);
   const seconds = num(f, 1);
-  if (seconds <= 0) return undefined;
+  // unset, or Go's zero time (year 1: negative seconds, read back as a varint near 2^64)
+  if (seconds <= 0 || seconds > MAX_SECONDS) return undefined;
   return new Date(seconds * 1000 + Math.floor(num(f, 2) / 1e6)).toISOString();
 }
 

@@ -7,7 +7,7 @@ import { closeSync, openSync } from 'node:fs';
 import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { execa } from 'execa';
 import { buildScratchRoot } from '../../src/demo/scratch.js';
 import { sleeperPath } from './host.js';
@@ -26,7 +26,8 @@ export const CRASHY = {
 
 const SCRIPT = `#!/bin/sh
 echo "last words of $(hostname)" > /tmp/last-words
-[ -d /data ] && echo "note from $(id -u)" > /data/note
+# a read-only /data (the sandbox's default) must not end the script before its own exit
+[ -d /data ] && (echo "note from $(id -u)" > /data/note) 2>/dev/null
 exit ${CRASHY.exitCode}
 `;
 
@@ -57,6 +58,31 @@ export async function withCrashyTar<T>(workDir: string, use: (tar: string) => Pr
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The crashy root as image `ref` in a containerd namespace, its config naming crashy's user,
+ * working directory, environment and entrypoint (ctr takes them from the image). ctr imports
+ * docker-archives only: manifest.json, the config and one layer.
+ */
+export async function importCrashyImage(ctr: (args: string[]) => Promise<{ code: number; stderr: string }>, workDir: string, ns: string, ref: string): Promise<void> {
+  await withCrashyTar(workDir, async (layer) => {
+    const work = dirname(layer);
+    const diffId = createHash('sha256').update(await readFile(layer)).digest('hex');
+    const config = JSON.stringify({
+      architecture: process.arch === 'arm64' ? 'arm64' : 'amd64',
+      os: 'linux',
+      config: { User: `${CRASHY.uid}:${CRASHY.gid}`, WorkingDir: CRASHY.cwd, Env: [...CRASHY.env], Cmd: [...CRASHY.entrypoint] },
+      rootfs: { type: 'layers', diff_ids: [`sha256:${diffId}`] },
+    });
+    const configName = `${createHash('sha256').update(config).digest('hex')}.json`;
+    await writeFile(join(work, configName), config);
+    await writeFile(join(work, 'manifest.json'), JSON.stringify([{ Config: configName, RepoTags: [ref], Layers: [basename(layer)] }]));
+    const tar = join(work, 'image.tar');
+    await execa('tar', ['-C', work, '-cf', tar, 'manifest.json', configName, basename(layer)], { stdin: 'ignore' });
+    const r = await ctr(['-n', ns, 'images', 'import', tar]);
+    if (r.code !== 0) throw new Error(`ctr -n ${ns} images import ${tar} failed: ${r.stderr}`);
+  });
 }
 
 export interface CrashedOci {
