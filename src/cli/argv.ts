@@ -6,10 +6,10 @@
 // --pod names the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--rootfs', '--from-image', '--net']);
+  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--add', '--rootfs', '--from-image', '--net']);
 /** Options that name what to open instead of a target: after them the first word is the command's. */
 const TARGET_OPTIONS = ['--pod', '--rootfs', '--from-image'];
-const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'help']);
+const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'help']);
 
 export interface SplitArgv {
   /** what yargs parses */

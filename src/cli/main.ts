@@ -10,6 +10,7 @@ import { splitArgv } from './argv.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
 import { imageCommands } from './commands/image.js';
 import { psCommand } from './commands/ps.js';
+import { cpOptions, forwardOptions } from './commands/reach-options.js';
 import { report } from './output.js';
 
 // yargs' CommonJS build loads in a third of the time its ES module entry takes, and every
@@ -51,6 +52,19 @@ export async function main(argv: string[]): Promise<number> {
         .option('audit', { type: 'boolean', default: true, describe: 'record the run in the audit log' }),
       (a) => run(import('./commands/gc.js').then(({ gc }) => gc(a as never))),
     )
+    .command(
+      'forward <target> [ports..]',
+      "forward host ports into the target's network namespace: to a port or a unix socket inside",
+      (y) => forwardOptions(y),
+      (a) => run(import('./commands/forward.js').then(({ forward }) => forward(a as never))),
+    )
+    .command(
+      'cp <source> <destination>',
+      "copy files into or out of a container (TARGET:PATH on one side; '-' for a tar stream)",
+      (y) => cpOptions(y),
+      // yargs gives a lone '-' as '': the stream of docker cp's syntax
+      (a) => run(import('./commands/cp.js').then(({ cp, lonelyDash }) => cp(lonelyDash(a as never, own)))),
+    )
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command(
       'doctor',
@@ -77,7 +91,7 @@ export async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
-const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [] };
+const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], forward: [], cp: [] };
 
 /** The subcommand words of a command line: ['image', 'pull'], or [] for an attach. */
 function commandWords(argv: string[]): string[] {

@@ -67,6 +67,7 @@ const PAUSED = new Set(['paused', 'pausing', 'frozen', 'stopping', 'restarting']
 export function running(c: Container, query: string): Target {
   if (c.status !== 'running' || c.pid <= 0) {
     throw new CrashcartError(`container ${query} is not running (status: ${c.status})`, {
+      code: 'ENOTRUNNING',
       hint: PAUSED.has(c.status) ? `start it first; crashcart attaches to running containers only (${describe(c)})`
         : `start it first, or open its files in a sandbox with crashcart --stopped ${query} (${describe(c)})`,
     });

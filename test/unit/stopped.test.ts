@@ -266,7 +266,7 @@ describe('the sandbox', () => {
 
   const args = (o: Partial<StoppedArgs>): StoppedArgs => ({
     'mount-only': false, unmount: false, keep: false, verbose: false, env: [], 'target-env': true, cgroup: true, method: 'auto', 'allow-host': false,
-    'insecure-image': false, exec: false, caps: 'root', audit: true, stopped: false, entrypoint: false, 'rw-volumes': false, ...o,
+    'insecure-image': false, exec: false, caps: 'root', audit: true, stopped: false, entrypoint: false, 'rw-volumes': false, add: [], ...o,
   });
 
   test('options that are wrong with a sandbox are refused before anything is looked up', () => {

@@ -10,6 +10,7 @@ import { runSession } from '../../core/session.js';
 import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
+import { attachAdds } from '../../image/profile.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 
@@ -36,6 +37,7 @@ export interface AttachArgs {
   exec: boolean;
   caps: 'root' | 'target';
   audit: boolean;
+  add: string[];
   // a sandbox instead of an attach (commands/stopped.ts)
   stopped: boolean;
   rootfs?: string;
@@ -49,6 +51,7 @@ export function attachOptions<T>(y: Argv<T>) {
   return y
     .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod)' })
     .option('image', { requiresArg: true, alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
+    .option('add', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'graft the default toolkit plus this Debian package, built once and cached (repeatable, or A,B)' })
     .option('mount-only', { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' })
     .option('unmount', { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' })
     .option('keep', { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' })
@@ -110,8 +113,9 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     image: args.image ?? process.env.CRASHCART_IMAGE,
     progress: progress(args.verbose),
     insecureImage: args['insecure-image'],
+    ...(args.add.length ? { add: args.add } : {}),
   });
-  log(`image: ${image.path}`);
+  log(`image: ${image.path}${image.built ? ' (built now)' : ''}`);
   const sha256 = await recordedDigest(image.path);
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
   if (args['mount-only']) {
@@ -143,6 +147,11 @@ function checkArgs(args: AttachArgs, command: string[]): void {
     if (args[o] === '') throw new CrashcartError(`--${o} needs a value`, { hint: 'see crashcart --help' });
   }
   if (args['mount-only'] && args.unmount) throw new CrashcartError('--mount-only and --unmount exclude each other', { hint: 'give one of them' });
+  if (args.add.length) {
+    if (args.image !== undefined) throw new CrashcartError('--add and --image exclude each other', { hint: '--add builds on the default toolkit; to add to your image, build it with crashcart image build --add ... -o FILE' });
+    if (args.unmount) throw new CrashcartError('--add applies to grafting, and --unmount takes the toolkit out', { hint: 'drop --add' });
+    attachAdds(args.add, []); // the names are checked before anything is looked up
+  }
   const noCommand = args.unmount ? '--unmount' : args['mount-only'] ? '--mount-only' : undefined;
   if (noCommand) {
     if (command.length > 0) throw new CrashcartError(`${noCommand} runs no command, but one was given: ${command.join(' ')}`, { hint: `drop the command, or ${noCommand}` });

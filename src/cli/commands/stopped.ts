@@ -11,6 +11,7 @@ import { firstLine, runSandbox } from '../../core/sandbox.js';
 import { describeEnd, displayName, EMPTY_CONFIG, type StoppedContainer } from '../../core/stopped.js';
 import { StateStore } from '../../core/state.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
+import { attachAdds } from '../../image/profile.js';
 import { describe as describeContainer, pickRuntimes, resolveAmong, RUNTIMES, type Container, type Runtime, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 import type { AttachArgs } from './attach.js';
@@ -88,6 +89,10 @@ export function checkSandboxArgs(args: StoppedArgs, command: string[]): void {
   }
   if (args.user !== undefined) checkUserSpec(args.user);
   envAssignments(args.env);
+  if (args.add.length) {
+    if (args.image !== undefined) throw new CrashcartError('--add and --image exclude each other', { hint: '--add builds on the default toolkit; to add to your image, build it with crashcart image build --add ... -o FILE' });
+    attachAdds(args.add, []); // the names are checked before anything is looked up
+  }
 }
 
 /** The runtimes --stopped asks: those present that can say where a stopped container's files are. */
@@ -183,8 +188,13 @@ export async function stopped(args: StoppedArgs, command: string[]): Promise<num
     : args['from-image'] !== undefined ? await describeImage(args['from-image'], args.runtime)
       : await describeStoppedTarget(args);
   log(`${c.kind}: ${c.runtime} ${c.id}: layers ${c.layers.join(' ')}`);
-  const image = await resolveImage({ image: args.image ?? process.env.CRASHCART_IMAGE, progress: progress(args.verbose), insecureImage: args['insecure-image'] });
-  log(`image: ${image.path}`);
+  const image = await resolveImage({
+    image: args.image ?? process.env.CRASHCART_IMAGE,
+    progress: progress(args.verbose),
+    insecureImage: args['insecure-image'],
+    ...(args.add.length ? { add: args.add } : {}),
+  });
+  log(`image: ${image.path}${image.built ? ' (built now)' : ''}`);
   const net = args.net ?? 'none';
   const found = c.kind === 'image' ? `${c.name} (${c.runtime}, ${c.id.slice(0, 12)})` : `${displayName(c)} ${describeEnd(c.state)}`;
   process.stderr.write(`crashcart: ${firstLine(c, found, networkWords(c, net))}\n`);
