@@ -176,7 +176,8 @@ export function stoppedFromRecord(ns: string, rec: ContainerRecord, task: TaskEn
   let layers: string[] | undefined;
   if (rec.snapshotKey) {
     layers = snapshotLayers(mounts ?? []);
-    if (!layers) throw unknownDriver(what, `${rec.snapshotter} snapshotter (${(mounts ?? []).map((m) => m.type).join(', ') || 'no'} mounts)`, 'overlayfs and native snapshots');
+    if (!layers) throw unknownDriver(what, `the ${rec.snapshotter} snapshotter (${(mounts ?? []).map((m) => m.type).join(', ') || 'no'} mounts)`, 'overlayfs and native snapshots',
+        `mount its snapshot read-only (ctr -n ${ns} snapshots mounts) and open that with --rootfs DIR`);
   } else {
     const path = rec.spec?.root?.path;
     if (typeof path !== 'string' || !path.startsWith('/')) throw new CrashcartError(`${what} has neither a snapshot nor an absolute root path in its spec`, { hint: 'see ctr containers info' });

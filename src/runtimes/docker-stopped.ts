@@ -33,16 +33,16 @@ export interface Inspected {
 const OVERLAY_DRIVERS = new Set(['overlay2', 'overlay']);
 
 /** Thrown for a storage driver the sandbox cannot open. */
-export function unknownDriver(what: string, driver: string, known: string): CrashcartError {
-  return new CrashcartError(`${what} is stored by the ${driver || 'unnamed'} storage driver, which crashcart cannot open (it opens ${known})`, {
-    hint: 'export its files (docker export, podman export) into a directory and open that with --rootfs DIR',
-  });
+/** `storage`: how the runtime stores it, as a noun ("the vfs storage driver"); `hint`: how to open it anyway. */
+export function unknownDriver(what: string, storage: string, known: string,
+  hint = 'export its files (docker export, podman export) into a directory and open that with --rootfs DIR'): CrashcartError {
+  return new CrashcartError(`${what} is stored by ${storage}, which crashcart cannot open (it opens ${known})`, { hint });
 }
 
 /** Its layers, the writable (or top) one first. */
 export function overlayLayers(i: Inspected, what: string, driverWord: string): string[] {
   const driver = typeof i.GraphDriver?.Name === 'string' ? i.GraphDriver.Name : '';
-  if (!OVERLAY_DRIVERS.has(driver)) throw unknownDriver(what, driver, `${driverWord}'s ${[...OVERLAY_DRIVERS].join(' and ')}`);
+  if (!OVERLAY_DRIVERS.has(driver)) throw unknownDriver(what, `the ${driver || 'unnamed'} storage driver`, `${driverWord}'s ${[...OVERLAY_DRIVERS].join(' and ')}`);
   const data = i.GraphDriver?.Data ?? {};
   const upper = typeof data.UpperDir === 'string' ? data.UpperDir : '';
   const lower = typeof data.LowerDir === 'string' ? data.LowerDir.split(':').filter(Boolean) : [];

@@ -45,7 +45,8 @@ export function fromLxcConfig(name: string, text: string, status: string): Stopp
   const rootfs = last('lxc.rootfs.path') ?? last('lxc.rootfs');
   if (!rootfs) throw new CrashcartError(`LXC container ${name} has no lxc.rootfs.path in its config`, { hint: 'see its config under the lxcpath' });
   const layers = lxcLayers(rootfs);
-  if (!layers) throw unknownDriver(`LXC container ${name}`, `${rootfs.split(':')[0]} backend (lxc.rootfs.path = ${rootfs})`, "LXC's dir and overlay backends");
+  if (!layers) throw unknownDriver(`LXC container ${name}`, `the ${rootfs.split(':')[0]} backend (lxc.rootfs.path = ${rootfs})`, "LXC's dir and overlay backends",
+      'mount its root filesystem read-only and open that with --rootfs DIR');
   const uid = last('lxc.init.uid');
   const gid = last('lxc.init.gid');
   return {

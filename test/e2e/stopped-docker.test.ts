@@ -91,6 +91,10 @@ describe('--stopped with docker', () => {
         'changes are thrown away, none of its processes run, network: loopback only',
       also: { script: 'cat /data/note /bind/f /etc/hostname; grep -c " /data ro," /proc/self/mountinfo', lines: [`note from ${CRASHY.uid}`, 'bind data', CRASHY.hostname, '1'] },
     });
+    const ps = await runCrashcart(['ps', '-a', '--json', '--runtime', 'docker'], { env: d!.env });
+    assert.equal(ps.code, 0, ps.stderr);
+    const row = (JSON.parse(ps.stdout) as Record<string, unknown>[]).find((x) => x.id === i.Id);
+    assert.deepEqual([row?.status, row?.exitCode, row?.finishedAt, row?.opens], ['exited', 3, i.State.FinishedAt, true]);
   });
 
   test('--entrypoint after a command: the crash again, under the command', async (t) => {
@@ -137,6 +141,10 @@ describe('--stopped with docker', () => {
       await crashed(vfs, name);
       const host = await snapshot();
       const r = await runCrashcart(['-i', image, '--runtime', 'docker', '--stopped', name, '--', 'true'], { env: vfs.env });
+      const ps = await runCrashcart(['ps', '-a', '--json', '--runtime', 'docker'], { env: vfs.env });
+      const row = (JSON.parse(ps.stdout) as Record<string, unknown>[]).find((x) => x.name === name);
+      assert.deepEqual([row?.opens, row?.exitCode], [false, null]);
+      assert.match(String(row?.why), /is stored by the vfs storage driver/);
       assertFailure(r, 125, `crashcart: docker container ${name} is stored by the vfs storage driver, which crashcart cannot open (it opens docker's overlay2 and overlay); ` +
         'export its files (docker export, podman export) into a directory and open that with --rootfs DIR');
       await assertClean(host);

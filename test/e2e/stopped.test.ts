@@ -61,6 +61,16 @@ describe('--stopped with runc and crun, and --rootfs', { skip: !(process.getuid?
     });
   });
 
+  test('ps -a: the crashed container, openable by --stopped; runc records no exit code', async (t) => {
+    if (!ready(t)) return;
+    const r = await runCrashcart(['ps', '-a', '--json', '--runtime', 'runc'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const row = (JSON.parse(r.stdout) as Record<string, unknown>[]).find((x) => x.id === runc!.id);
+    assert.deepEqual(row, { runtime: 'runc', id: runc!.id, name: null, pid: 0, status: 'stopped', grafted: false, sessions: 0, pinned: false, exitCode: null, finishedAt: null, opens: true });
+    const table = await runCrashcart(['ps', '-a', '--runtime', 'runc'], { env });
+    assert.match(table.stdout, new RegExp(`^runc +${runc!.id} +- +- +stopped +- +- +- +- +yes$`, 'm'));
+  });
+
   test('crun: the same from its state directory', async (t) => {
     if (!ready(t) || !requireCommand(t, 'crun')) return;
     const crun = await crashedOci('crun', `crashy-${randomBytes(3).toString('hex')}`, env.CRASHCART_CRUN_ROOT);

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { splitArgv } from '../../src/cli/argv.js';
+import { psRows, psTable } from '../../src/cli/commands/ps.js';
 import { acceptStopped, checkSandboxArgs, type StoppedArgs } from '../../src/cli/commands/stopped.js';
 import { CrashcartError } from '../../src/core/errors.js';
 import { cleanDestination, firstLine, planMounts, sandboxArgv } from '../../src/core/sandbox.js';
@@ -196,7 +197,7 @@ describe('LXC: its config', () => {
     assert.deepEqual(lxcLayers('overlay:/base:/delta'), ['/delta', '/base']);
     assert.equal(lxcLayers('lvm:/dev/vg/crashy'), undefined);
     refused(() => fromLxcConfig('crashy', 'lxc.rootfs.path = lvm:/dev/vg/crashy\n', 'stopped'),
-      "LXC container crashy is stored by the lvm backend (lxc.rootfs.path = lvm:/dev/vg/crashy) storage driver, which crashcart cannot open (it opens LXC's dir and overlay backends)");
+      "LXC container crashy is stored by the lvm backend (lxc.rootfs.path = lvm:/dev/vg/crashy), which crashcart cannot open (it opens LXC's dir and overlay backends)");
     assert.deepEqual(lxcMounts(['garbage']), []);
   });
 });
@@ -332,5 +333,29 @@ describe('containerd and Kubernetes: task ends, snapshots, attempts', () => {
       'container app of pod default/web runs (a0) and has no exited attempt: --stopped opens containers that do not run', 'attach to it as it runs: crashcart --pod web --container app');
     refused(() => pickExitedAttempt([rec('a0', 0, 'stopped'), rec('s0', 0, 'stopped', 'side')], q), 'pod default/web has 2 containers: app, side', 'name one with --container');
     refused(() => pickExitedAttempt([], q), 'no pod web in Kubernetes namespace default (searched: containerd namespace k8s.io)');
+  });
+});
+
+describe('crashcart ps -a: how containers that do not run ended, and whether --stopped opens them', () => {
+  test('rows and table', () => {
+    const web = { runtime: 'runc', id: 'web', pid: 7, status: 'running' };
+    const crashy = { runtime: 'docker', id: 'c'.repeat(64), name: 'crashy', pid: 0, status: 'exited' };
+    const vfs = { runtime: 'docker', id: 'vfs1', name: 'old', pid: 0, status: 'exited' };
+    const ended = new Map([
+      [crashy, { exitCode: 3, finishedAt: '2026-12-01T17:58:22.123456789Z', opens: true }],
+      [vfs, { exitCode: null, finishedAt: null, opens: false, why: 'docker container old is stored by the vfs storage driver' }],
+    ]);
+    const rows = psRows([web, crashy, vfs], () => ({ grafted: false, sessions: 0, pinned: false }), true, ended);
+    assert.deepEqual(rows[1], { runtime: 'docker', id: crashy.id, name: 'crashy', pid: 0, status: 'exited', grafted: false, sessions: 0, pinned: false,
+      exitCode: 3, finishedAt: '2026-12-01T17:58:22.123456789Z', opens: true });
+    assert.equal(rows[2]!.why, 'docker container old is stored by the vfs storage driver');
+    assert.equal(psTable(rows, true), [
+      'RUNTIME  ID            NAME    PID  STATUS   TOOLKIT  SESSIONS  EXIT  FINISHED              --STOPPED',
+      'runc     web           -       7    running  -        -         -     -                     -',
+      'docker   cccccccccccc  crashy  -    exited   -        -         3     2026-12-01T17:58:22Z  yes',
+      'docker   vfs1          old     -    exited   -        -         -     -                     no',
+      '',
+    ].join('\n'));
+    assert.doesNotMatch(psTable(rows), /EXIT/);
   });
 });
