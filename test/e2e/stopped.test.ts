@@ -17,7 +17,7 @@ import { buildCrashyRoot, crashedOci, CRASHY, digests, type CrashedOci } from '.
 import { assertClean, assertFailure, snapshot } from '../helpers/expect.js';
 import { onPath, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { descendants, processes } from '../helpers/procs.js';
-import { checkStopped, crashcartTemps, sandboxProcesses } from '../helpers/sandbox.js';
+import { checkStopped, privateTmp, sandboxProcesses } from '../helpers/sandbox.js';
 import { waitFor } from '../helpers/wait.js';
 
 const FIRST = (name: string, runtime: string) =>
@@ -158,12 +158,13 @@ describe('--stopped with runc and crun, and --rootfs', { skip: !(process.getuid?
   test('SIGKILL of crashcart mid-session: the command goes on, and once it ends nothing is left', async (t) => {
     if (!ready(t)) return;
     const host = await snapshot();
-    const temps = await crashcartTemps();
+    const tmp = await privateTmp();
+    t.after(() => tmp.remove());
     // cat waits on a FIFO in its volume: it ends when the test opens and closes the other side
     const fifo = join(runc!.volume, 'stop.fifo');
     await execa('mkfifo', [fifo]);
     t.after(() => rmSync(fifo, { force: true }));
-    const cc = startCrashcart(['-i', image, '--stopped', runc!.id, '--', 'cat', '/data/stop.fifo'], { env });
+    const cc = startCrashcart(['-i', image, '--stopped', runc!.id, '--', 'cat', '/data/stop.fifo'], { env: { ...env, ...tmp.env } });
     const cat = await waitFor('cat runs in the sandbox', () => descendants(cc.pid!).find((p) => p.comm === 'cat'));
     const box = sandboxProcesses();
     assert.equal(box.length, 2, 'the box and its init');
@@ -175,7 +176,7 @@ describe('--stopped with runc and crun, and --rootfs', { skip: !(process.getuid?
     assert.equal((await cc).signal, 'SIGKILL');
     await waitFor('the sandbox is gone', () => sandboxProcesses().length === 0 && !processes().some((p) => p.pid === cat.pid && p.start === cat.start), { ms: 10_000 });
     await assertClean(host);
-    assert.deepEqual(await crashcartTemps(), temps);
+    assert.deepEqual(await tmp.left(), [], 'temporary files left');
   });
 
   const POINTS = ['sandbox-opened', 'sandbox-unshared', 'sandbox-overlay', 'sandbox-mounted', 'sandbox-pivoted', 'sandbox-before-exec', 'sandbox-running'];

@@ -4,7 +4,8 @@
 // --entrypoint runs its crash again and exits with its code; and nothing is left on the
 // host: no mount, loop device, temporary directory, session record or process.
 import assert from 'node:assert/strict';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runCrashcart, type CliResult } from './cli.js';
 import { CRASHY, digests } from './crashy.js';
@@ -30,8 +31,14 @@ export interface StoppedCase {
 /** The processes a sandbox is made of (native/sandbox.cc names them). */
 export const sandboxProcesses = () => processes().filter((p) => p.comm === 'crashcart-box' || p.comm === 'crashcart-init');
 
-/** crashcart's own temporary directories (a sandbox must make none). */
-export const crashcartTemps = async () => (await readdir(tmpdir())).filter((n) => n.startsWith('crashcart')).sort();
+/**
+ * A private TMPDIR for crashcart's runs, so that a temporary file or directory the sandbox
+ * left is seen (a sandbox must make none), whatever else uses the shared /tmp meanwhile.
+ */
+export async function privateTmp(): Promise<{ env: { TMPDIR: string }; left: () => Promise<string[]>; remove: () => Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'crashcart-sandbox-tmp-'));
+  return { env: { TMPDIR: dir }, left: async () => (await readdir(dir)).sort(), remove: () => rm(dir, { recursive: true, force: true }) };
+}
 
 function assertFirstLine(r: CliResult, line: string | RegExp): string[] {
   const lines = r.stderr.split('\n').filter(Boolean);
@@ -40,13 +47,22 @@ function assertFirstLine(r: CliResult, line: string | RegExp): string[] {
   return lines.slice(1);
 }
 
-/** Everything above, on one stopped container. Returns the first run's stderr lines after the first. */
+/** Everything above, on one stopped container. */
 export async function checkStopped(c: StoppedCase): Promise<void> {
+  const tmp = await privateTmp();
+  try {
+    await check(c, tmp.env);
+    assert.deepEqual(await tmp.left(), [], 'temporary files left');
+  } finally {
+    await tmp.remove();
+  }
+}
+
+async function check(c: StoppedCase, tmpEnv: { TMPDIR: string }): Promise<void> {
   const want = { hostname: CRASHY.hostname, cwd: CRASHY.cwd, uid: CRASHY.uid, gid: CRASHY.gid, lastWords: CRASHY.lastWords, exitCode: CRASHY.exitCode, ...c.expect };
-  const run = (extra: string[]) => runCrashcart(['-i', c.image, ...c.args, ...extra], { env: c.env });
+  const run = (extra: string[]) => runCrashcart(['-i', c.image, ...c.args, ...extra], { env: { ...c.env, ...tmpEnv } });
   const before = await digests(c.unchanged);
   const host = await snapshot();
-  const temps = await crashcartTemps();
 
   const look = await run(['--', 'sh', '-c', 'cat /tmp/last-words; hostname; pwd; id -u; id -g; echo "CRASHY=$CRASHY"; echo "PATH=$PATH"; echo "pid1 $(cat /proc/1/comm)"']);
   assert.equal(look.code, 0, look.stderr);
@@ -74,6 +90,5 @@ export async function checkStopped(c: StoppedCase): Promise<void> {
 
   assert.deepEqual(await digests(c.unchanged), before, "the container's layers and volumes are byte-identical");
   await assertClean(host);
-  assert.deepEqual(await crashcartTemps(), temps, 'temporary directories left');
   await waitFor('no sandbox process is left', () => sandboxProcesses().length === 0, { ms: 5_000 });
 }
