@@ -281,6 +281,8 @@ describe('the sandbox', () => {
     refused(() => checkSandboxArgs(args({ stopped: true, pod: 'web', net: 'host' }), []), '--net host and --pod exclude each other: the sandbox joins the network of the pod');
     refused(() => checkSandboxArgs(args({ rootfs: '/r', entrypoint: true }), []), '--entrypoint: a directory has no entrypoint');
     refused(() => checkSandboxArgs(args({ stopped: true, target: 'x', workdir: 'rel' }), []), '--workdir rel: not an absolute path');
+    refused(() => checkSandboxArgs(args({ stopped: true, target: 'x', add: ['strace'], image: '/i.img' }), []), '--add and --image exclude each other');
+    checkSandboxArgs(args({ rootfs: '/r', add: ['strace'] }), []);
   });
 
   test('--rootfs and --from-image name what to open: the first word after the options is the command', () => {
