@@ -11,6 +11,7 @@
         "native/spawn.cc",
         "native/lock.cc",
         "native/inroot.cc",
+        "native/sandbox.cc",
         "native/net.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

@@ -1,12 +1,15 @@
 // Registers the addon's functions; each lives in the file of its concern.
 #include <napi.h>
+#include <fcntl.h>
 #include <sched.h>
+#include <sys/mount.h>
 
 #include "graft.h"
 #include "inroot.h"
 #include "lock.h"
 #include "loop.h"
 #include "net.h"
+#include "sandbox.h"
 #include "spawn.h"
 
 namespace {
@@ -20,6 +23,12 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("CLONE_NEWPID", CLONE_NEWPID);
   c.Set("CLONE_NEWUSER", CLONE_NEWUSER);
   c.Set("CLONE_NEWCGROUP", CLONE_NEWCGROUP);
+  c.Set("O_PATH", O_PATH);
+  c.Set("MS_RDONLY", static_cast<int>(MS_RDONLY));
+  c.Set("MS_NOSUID", static_cast<int>(MS_NOSUID));
+  c.Set("MS_NODEV", static_cast<int>(MS_NODEV));
+  c.Set("MS_NOEXEC", static_cast<int>(MS_NOEXEC));
+  c.Set("MS_RELATIME", static_cast<int>(MS_RELATIME));
   return c;
 }
 
@@ -32,6 +41,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ungraft", Napi::Function::New(env, crashcart::Ungraft, "ungraft"));
   exports.Set("fsopen", Napi::Function::New(env, crashcart::FsOpen, "fsopen"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
+  exports.Set("sandbox", Napi::Function::New(env, crashcart::Sandbox, "sandbox"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
   exports.Set("openAt", Napi::Function::New(env, crashcart::OpenAt, "openAt"));
   exports.Set("reopen", Napi::Function::New(env, crashcart::Reopen, "reopen"));

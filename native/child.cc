@@ -34,6 +34,12 @@ const char* StepName(int step) {
     case kStepExecve: return "execve";
     case kStepSetfsuid: return "setfsuid";
     case kStepFault: return "fault";
+    case kStepUnshare: return "unshare";
+    case kStepPivotRoot: return "pivot_root";
+    case kStepSethostname: return "sethostname";
+    case kStepLoopback: return "ioctl SIOCSIFFLAGS";
+    case kStepSymlink: return "symlinkat";
+    case kStepMountSetattr: return "mount_setattr";
     default: return "child";
   }
 }
@@ -80,6 +86,9 @@ Fault ParseFault(Napi::Env env, const Napi::Object& req) {
       {"after-mknod", kFaultAfterMknod},         {"after-mount", kFaultAfterMount},
       {"restore-dev", kFaultRestoreDev},         {"during-ungraft", kFaultDuringUngraft},
       {"in-target", kFaultInTarget},             {"before-exec", kFaultBeforeExec},         {"no-close-range", kFaultNoCloseRange},
+      {"sandbox-unshared", kFaultSandboxUnshared},   {"sandbox-overlay", kFaultSandboxOverlay},
+      {"sandbox-mounted", kFaultSandboxMounted},     {"sandbox-pivoted", kFaultSandboxPivoted},
+      {"sandbox-before-exec", kFaultSandboxBeforeExec},
   };
   for (const auto& [name, id] : kPoints) {
     if (point == name) f.point = id;

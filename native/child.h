@@ -48,6 +48,13 @@ enum Step : int {
   kStepExecve,
   kStepSetfsuid,
   kStepFault,  // a fault injected on purpose (CRASHCART_FAULT)
+  // the sandbox of a stopped container (sandbox.cc)
+  kStepUnshare,
+  kStepPivotRoot,
+  kStepSethostname,
+  kStepLoopback,
+  kStepSymlink,
+  kStepMountSetattr,
 };
 
 const char* StepName(int step);
@@ -89,6 +96,11 @@ enum FaultPoint : int {
   kFaultInTarget,
   kFaultBeforeExec,
   kFaultNoCloseRange,
+  kFaultSandboxUnshared,
+  kFaultSandboxOverlay,
+  kFaultSandboxMounted,
+  kFaultSandboxPivoted,
+  kFaultSandboxBeforeExec,
 };
 enum FaultAction : int { kFaultFail = 0, kFaultKill, kFaultStop };
 

@@ -6,7 +6,9 @@
 // --pod names the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--add']);
+  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--add', '--rootfs', '--from-image', '--net']);
+/** Options that name what to open instead of a target: after them the first word is the command's. */
+const TARGET_OPTIONS = ['--pod', '--rootfs', '--from-image'];
 const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'completion', 'help']);
 
 export interface SplitArgv {
@@ -22,7 +24,7 @@ export function splitArgv(args: string[]): SplitArgv {
     const a = args[i];
     if (a === '--') return { own: args.slice(0, i), command: args.slice(i + 1) };
     if (a.startsWith('-') && a !== '-') {
-      if (a === '--pod' || a.startsWith('--pod=')) seenTarget = true;
+      if (TARGET_OPTIONS.some((o) => a === o || a.startsWith(`${o}=`))) seenTarget = true;
       if (!a.includes('=') && VALUE_OPTIONS.has(a)) i++; // its value
       continue;
     }

@@ -17,7 +17,7 @@ export interface AuditTarget {
 }
 
 export interface AuditEntry {
-  event: 'attach' | 'mount' | 'unmount' | 'gc' | 'forward' | 'cp';
+  event: 'attach' | 'mount' | 'unmount' | 'gc' | 'forward' | 'cp' | 'sandbox';
   /** forward: one line when the listeners are up, one when it ends */
   state?: 'started' | 'ended';
   target?: AuditTarget;

@@ -22,12 +22,20 @@ export const FAULT_POINTS = {
   'no-close-range': 'close_range is taken to be missing (the fallback marks fds one by one)',
   'after-spawn': 'the command runs',
   'during-ungraft': 'the toolkit is unmounted, its directory not yet removed',
+  'sandbox-opened': 'a sandbox: the stopped container is described and the loop device held, nothing forked',
+  'sandbox-unshared': "a sandbox: its namespaces are made and its sources opened, nothing mounted",
+  'sandbox-overlay': "a sandbox: its root overlay is mounted, nothing inside it yet",
+  'sandbox-mounted': 'a sandbox: its whole mount table is made, the toolkit too, before pivot_root',
+  'sandbox-pivoted': 'a sandbox: its root is pivoted and the old one detached, no process forked',
+  'sandbox-before-exec': "a sandbox: the command is forked inside it, as its user, not yet executed",
+  'sandbox-running': 'a sandbox: the command runs',
 } as const;
 
 export type FaultPoint = keyof typeof FAULT_POINTS;
 type Action = FaultRequest['action'];
 
-const NATIVE: ReadonlySet<FaultPoint> = new Set(['after-mknod', 'after-mount', 'restore-dev', 'in-target', 'before-exec', 'no-close-range', 'during-ungraft']);
+const NATIVE: ReadonlySet<FaultPoint> = new Set(['after-mknod', 'after-mount', 'restore-dev', 'in-target', 'before-exec', 'no-close-range', 'during-ungraft',
+  'sandbox-unshared', 'sandbox-overlay', 'sandbox-mounted', 'sandbox-pivoted', 'sandbox-before-exec']);
 
 let parsed: { point: FaultPoint; action: Action } | null | undefined;
 

@@ -140,6 +140,61 @@ export interface SpawnRequest {
   fault?: FaultRequest;
 }
 
+/** One step of a sandbox's mount table, made inside its new root (see native/sandbox.cc). */
+export interface SandboxOp {
+  /** bind: the host path `source`; mount: a new filesystem; mknod, symlink, mkdir */
+  op: 'bind' | 'mount' | 'mknod' | 'symlink' | 'mkdir';
+  /** absolute path inside the new root; symlinks on the way resolve inside it */
+  target: string;
+  /** bind: a host path (opened after unshare, before anything is mounted); mount: the device or a name */
+  source?: string;
+  /** bind: submounts too */
+  recursive?: boolean;
+  /** bind: read-only afterwards (submounts too with `recursive`) */
+  readOnly?: boolean;
+  /** mount: its type ('tmpfs', 'proc', 'ext3', ...), MS_* flags and data */
+  fsType?: string;
+  flags?: number;
+  data?: string;
+  /** what to make at `target` when it is missing */
+  create?: 'dir' | 'file';
+  /** mknod: mode (type and permissions) and device numbers */
+  mode?: number;
+  major?: number;
+  minor?: number;
+  /** symlink: what it points to */
+  linkTo?: string;
+  /** made by the sandbox's init after pivot_root (a /proc of its PID namespace) */
+  late?: boolean;
+}
+
+export interface SandboxRequest {
+  /** host directories, the top layer first: the lower layers of the root overlay */
+  layers: string[];
+  /** namespaces to join first (a pod's): [fd, CLONE_NEW* flag] */
+  join: Array<[number, number]>;
+  /** CLONE_NEW* flags of the namespaces to make (CLONE_NEWNS at least) */
+  unshare: number;
+  /** sethostname in the new UTS namespace ('' leaves it) */
+  hostname: string;
+  /** bring lo up in the new network namespace */
+  loopback: boolean;
+  /** the mount table, in order */
+  ops: SandboxOp[];
+  /** working directory inside the sandbox */
+  workdir: string;
+  uid: number;
+  gid: number;
+  groups: number[];
+  /** absolute paths tried in order with execve */
+  candidates: string[];
+  argv: string[];
+  env: string[];
+  forwardSignals: number[];
+  terminalSignals: number[];
+  fault?: FaultRequest;
+}
+
 export interface OpenInRootRequest {
   /** fd of the directory that is / for the path (/proc/PID/root) */
   rootFd: number;
@@ -238,6 +293,7 @@ interface Addon {
   fsopen(req: FsOpenRequest): number;
   spawn(req: SpawnRequest): SpawnHandle;
   openInRoot(req: OpenInRootRequest): number;
+  sandbox(req: SandboxRequest): SpawnHandle;
   openAt(req: OpenAtRequest): number;
   reopen(req: { fd: number; kind: 'read' | 'dir' }): number;
   readDir(req: { fd: number }): DirEntry[];
@@ -293,6 +349,8 @@ export const ungraft = (req: UngraftRequest) => native().ungraft(req);
 export const fsopen = (req: FsOpenRequest) => native().fsopen(req);
 export const spawn = (req: SpawnRequest) => native().spawn(req);
 export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
+/** A command in a new sandbox; `pid` is the process that mirrors its status. */
+export const sandbox = (req: SandboxRequest) => native().sandbox(req);
 /** openat2 below a directory fd: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. */
 export const openAt = (req: OpenAtRequest) => native().openAt(req);
 /** A new fd on the inode of an O_PATH fd, through /proc/self/fd (no name looked up again). */

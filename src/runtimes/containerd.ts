@@ -217,4 +217,5 @@ export const containerd: Runtime = {
   daemon: () => `containerd at ${containerdAddress()}`,
   couldName: (query) => query.length <= 76 && CONTAINERD_ID.test(query),
   execCommand: (c, req) => ctrExecCommand(c, req),
+  describeStopped: async (c, signal) => (await import('./containerd-stopped.js')).describeContainerd(c, signal),
 };

@@ -111,6 +111,7 @@ export const DOCKER_NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/;
 export const docker: Runtime = {
   name: 'docker',
   execCommand: (c, req) => dockerExec(c.id, req),
+  describeStopped: async (c, signal) => (await import('./docker-stopped.js')).describeDocker(c, signal),
   present: () => existsSync(dockerSocket()),
   list: (_scope, signal) => lookup(() => true, signal),
   find: (query, _scope, signal) => lookup((c) => mayMatch(c, query), signal),

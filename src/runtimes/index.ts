@@ -61,11 +61,15 @@ function pidTarget(query: string): Target | undefined {
   return { pid, runtime: 'pid', id: String(pid), name: readComm(pid) };
 }
 
+/** Statuses whose processes still exist: neither an attach nor --stopped opens them. */
+const PAUSED = new Set(['paused', 'pausing', 'frozen', 'stopping', 'restarting']);
+
 export function running(c: Container, query: string): Target {
   if (c.status !== 'running' || c.pid <= 0) {
     throw new CrashcartError(`container ${query} is not running (status: ${c.status})`, {
       code: 'ENOTRUNNING',
-      hint: `start it first; crashcart attaches to running containers only (${describe(c)})`,
+      hint: PAUSED.has(c.status) ? `start it first; crashcart attaches to running containers only (${describe(c)})`
+        : `start it first, or open its files in a sandbox with crashcart --stopped ${query} (${describe(c)})`,
     });
   }
   return { pid: c.pid, runtime: c.runtime, id: c.id, name: c.name, ...(c.namespace ? { namespace: c.namespace } : {}), container: c };
@@ -84,6 +88,8 @@ export interface LookupOptions {
   graceMs?: number;
   /** when every runtime's answer is given up on (LOOKUP_DEADLINE_MS) */
   deadlineMs?: number;
+  /** what a match becomes (default: running(), which refuses a container that does not run) */
+  accept?: (c: Container, query: string) => Target;
 }
 
 export async function resolveTarget(query: string, runtimeName?: string, scope: Scope = {}, opts: LookupOptions = {}): Promise<Target> {
@@ -153,7 +159,7 @@ export async function resolveAmong(query: string, runtimes: Runtime[], o: Lookup
   /** Uses `m`, warning about each runtime in `unanswered` whose answer could have changed it. */
   const use = (m: Match, unanswered: Runtime[], waited: number): Target => {
     // a match that cannot be used (not running, a zombie) fails alone, without warnings
-    const target = 'container' in m ? running(m.container, query) : m.pid();
+    const target = 'container' in m ? (o.accept ?? running)(m.container, query) : m.pid();
     for (const r of unanswered.filter((u) => u.couldName?.(query) ?? true)) {
       o.warn?.(`${daemonOf(r)} did not answer within ${seconds(waited)}; going on with ${'container' in m ? describe(m.container) : `process ${query}`} ` +
         `without it (a ${r.name} container with the ID or name '${query}' would have ${'container' in m ? 'made it ambiguous' : 'come first'})`);
@@ -171,7 +177,7 @@ export async function resolveAmong(query: string, runtimes: Runtime[], o: Lookup
       if (exact.length > 1) throw ambiguous(query, exact);
       const pending = answers.filter((a) => !a.done).map((a) => a.runtime);
       const now = performance.now();
-      if (pending.length === 0 || now - start >= deadlineMs) return decide(query, known, answers, pending, o.pids, ns, deadlineMs, use);
+      if (pending.length === 0 || now - start >= deadlineMs) return decide(query, known, answers, pending, o.pids, ns, deadlineMs, use, o.accept ?? running);
 
       let until = start + deadlineMs;
       const match: Match | undefined = exact.length === 1 ? { container: exact[0] } : o.pids ? pidMatch() : undefined;
@@ -199,7 +205,7 @@ export async function resolveAmong(query: string, runtimes: Runtime[], o: Lookup
 
 /** The choice once every runtime has answered, or the deadline has passed for those in `hung`. */
 function decide(query: string, known: Container[], answers: { runtime: Runtime; error?: Error }[], pending: Runtime[], pids: boolean, ns: string | undefined,
-  deadlineMs: number, use: (m: Match, unanswered: Runtime[], waited: number) => Target): Target {
+  deadlineMs: number, use: (m: Match, unanswered: Runtime[], waited: number) => Target, accept: (c: Container, query: string) => Target): Target {
   // hung: still waited for at the deadline, or ended by a deadline of its own
   const timedOut = (a: { error?: Error }) => (a.error as CrashcartError | undefined)?.code === 'ETIMEDOUT';
   const hung = answers.filter((a) => pending.includes(a.runtime) || timedOut(a)).map((a) => a.runtime);
@@ -213,7 +219,7 @@ function decide(query: string, known: Container[], answers: { runtime: Runtime; 
   const prefixed = known.filter((c) => c.id.startsWith(query));
   if (prefixed.length > 1) throw ambiguous(query, prefixed);
   if (prefixed.length === 1) {
-    if (hung.length === 0) return running(prefixed[0], query);
+    if (hung.length === 0) return accept(prefixed[0], query);
     throw new CrashcartError(`'${query}' starts the ID of ${describe(prefixed[0])}, but not every runtime answered ` +
       `(${answers.filter((a) => hung.includes(a.runtime)).map(why).join('; ')}), and a container of theirs may start the same way`, {
       hint: 'give the whole ID or the name, or the runtime with --runtime',
@@ -231,6 +237,7 @@ function decide(query: string, known: Container[], answers: { runtime: Runtime; 
     });
   }
   throw new CrashcartError(`no container or process matches '${query}'${where} (asked: ${asked.join(', ') || 'none present'})`, {
+    code: 'ENOMATCH',
     hint: `check the ID with your runtime (e.g. ${listCommand(runtimes, ns)})${ns === undefined ? (pids && /^[0-9]+$/.test(query) ? `; no process has pid ${query} either` : ', or give a PID') : ''}`,
   });
 }

@@ -145,4 +145,5 @@ export const lxc: Runtime = {
   // a container of that name has a directory with a config, as definedContainers() decides
   couldName: (query) => query !== '' && query !== '.' && query !== '..' && !query.includes('/') && existsSync(join(lxcPath(), query, 'config')),
   execCommand: (c: Container, req: ExecRequest) => lxcAttachCommand(lxcPath(), c.id, req),
+  describeStopped: async (c: Container) => (await import('./lxc-stopped.js')).describeLxc(c),
 };

@@ -250,6 +250,7 @@ export const podman: Runtime = {
     return (await listAll(signal)).filter((c) => mayMatch(c, query));
   },
   execCommand: (c, req) => podmanExec(c, req),
+  describeStopped: async (c, signal) => (await import('./podman-stopped.js')).describePodman(c, signal),
   // only its CLI (SQLite databases) takes time: ~50 ms, more on a loaded host
   daemon: () => `'podman ${PS.join(' ')}'`,
   couldName: (query) => PODMAN_NAME.test(query),

@@ -1,5 +1,6 @@
 // One module per container runtime, each behind this interface. A runtime lists the
 // containers it knows; resolution (names, ID prefixes, ambiguity) is shared in index.ts.
+import type { StoppedContainer } from '../core/stopped.js';
 import type { Container, ExecCommand, ExecRequest } from '../core/target.js';
 
 export type { Container, ExecCommand, ExecRequest } from '../core/target.js';
@@ -30,6 +31,11 @@ export interface Runtime {
    * or an ID it prefixes); a superset is fine. Without it, list() is used.
    */
   find?(query: string, scope?: Scope, signal?: AbortSignal): Promise<Container[]>;
+  /**
+   * Where a container that does not run keeps its files, mounts and config, and how it
+   * ended (--stopped); the module that knows is loaded only when this is asked.
+   */
+  describeStopped?(c: Container, signal?: AbortSignal): Promise<StoppedContainer>;
   /** The runtime's own exec (docker exec, runc exec, ...) running `req` inside `c`. */
   execCommand?(c: Container, req: ExecRequest): ExecCommand;
   /**

@@ -183,8 +183,9 @@ const plant = (make: () => Promise<unknown>, remove: () => Promise<unknown>) => 
   };
 };
 
-const notRunning = (id: string, status: string) =>
-  `crashcart: container ${id} is not running (status: ${status}); start it first; crashcart attaches to running containers only (runc ${id})`;
+const notRunning = (id: string, status: string) => status === 'paused'
+  ? `crashcart: container ${id} is not running (status: ${status}); start it first; crashcart attaches to running containers only (runc ${id})`
+  : `crashcart: container ${id} is not running (status: ${status}); start it first, or open its files in a sandbox with crashcart --stopped ${id} (runc ${id})`;
 const foreignMount = () =>
   `crashcart: runc container ${ID('busybox')} has tmpfs none mounted at /dev/crashcart, not a crashcart toolkit: crashcart leaves it alone; unmount it inside the container if it is yours to remove`;
 const badImage = (path: string, why: string) =>

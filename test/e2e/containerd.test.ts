@@ -125,8 +125,8 @@ describe('containerd', () => {
     await d!.runSleeper('default', stopped, rootfs);
     await ctr(['-n', 'default', 'tasks', 'kill', '-s', 'SIGKILL', stopped]);
     await waitFor(`task ${stopped} stopped`, async () => (await taskStatus('default', stopped)) === 'STOPPED', { every: 25 });
-    await refused([stopped], `crashcart: container ${stopped} is not running (status: stopped); start it first; ` +
-      `crashcart attaches to running containers only (containerd ${stopped} in namespace default)`);
+    await refused([stopped], `crashcart: container ${stopped} is not running (status: stopped); start it first, ` +
+      `or open its files in a sandbox with crashcart --stopped ${stopped} (containerd ${stopped} in namespace default)`);
 
     // a paused task: from the API, and from disk (an exact ID) while containerd is down
     const paused = `paused-${hex(4)}`;
@@ -144,8 +144,8 @@ describe('containerd', () => {
 
     const created = `created-${hex(4)}`;
     await ctr(['-n', 'default', 'containers', 'create', '--rootfs', rootfs, created, '/bin/sleeper']);
-    await refused([created.slice(0, 10)], `crashcart: container ${created.slice(0, 10)} is not running (status: created); start it first; ` +
-      `crashcart attaches to running containers only (containerd ${created} in namespace default)`);
+    await refused([created.slice(0, 10)], `crashcart: container ${created.slice(0, 10)} is not running (status: created); start it first, ` +
+      `or open its files in a sandbox with crashcart --stopped ${created.slice(0, 10)} (containerd ${created} in namespace default)`);
     await ctr(['-n', 'default', 'tasks', 'delete', stopped]);
     await ctr(['-n', 'default', 'containers', 'delete', stopped, created]);
   });

@@ -53,6 +53,6 @@ describe('crun', () => {
     let r = await runCrashcart(['-i', image, gone.id, '--', 'true']);
     for (let i = 0; i < 50 && !r.stderr.includes('not running'); i++) r = await runCrashcart(['-i', image, gone.id, '--', 'true']);
     assert.equal(r.code, 125);
-    assert.equal(r.stderr, `crashcart: container ${gone.id} is not running (status: stopped); start it first; crashcart attaches to running containers only (crun ${gone.id})`);
+    assert.equal(r.stderr, `crashcart: container ${gone.id} is not running (status: stopped); start it first, or open its files in a sandbox with crashcart --stopped ${gone.id} (crun ${gone.id})`);
   });
 });

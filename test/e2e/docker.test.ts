@@ -151,13 +151,13 @@ describe('docker', () => {
 
     const r = await runCrashcart(['-i', image, 'gone', '--', 'true'], { env: d!.env });
     assert.equal(r.code, 125);
-    assert.equal(r.stderr, `crashcart: container gone is not running (status: exited); start it first; ` +
-      `crashcart attaches to running containers only (docker ${gone.id} (gone))`);
+    assert.equal(r.stderr, `crashcart: container gone is not running (status: exited); start it first, ` +
+      `or open its files in a sandbox with crashcart --stopped gone (docker ${gone.id} (gone))`);
 
     const c = await runCrashcart(['-i', image, fresh.slice(0, 12), '--', 'true'], { env: d!.env });
     assert.equal(c.code, 125);
-    assert.equal(c.stderr, `crashcart: container ${fresh.slice(0, 12)} is not running (status: created); start it first; ` +
-      `crashcart attaches to running containers only (docker ${fresh} (fresh))`);
+    assert.equal(c.stderr, `crashcart: container ${fresh.slice(0, 12)} is not running (status: created); start it first, ` +
+      `or open its files in a sandbox with crashcart --stopped ${fresh.slice(0, 12)} (docker ${fresh} (fresh))`);
     assertNoLeaks(host, await snapshotHost());
     await docker(['rm', 'gone', 'fresh']);
   });

@@ -188,7 +188,7 @@ describe('hung daemons', { skip: !(process.getuid?.() === 0 && onPath('runc')) &
     });
     // runc keeps the old pid in its state; it is no process of the container any more
     assert.deepEqual(rows.find((row) => row.id === stopped.id), {
-      runtime: 'runc', id: stopped.id, name: null, pid: 0, status: 'stopped', grafted: false, sessions: 0, pinned: false,
+      runtime: 'runc', id: stopped.id, name: null, pid: 0, status: 'stopped', grafted: false, sessions: 0, pinned: false, exitCode: null, finishedAt: null, opens: true,
     });
     assert.ok(r.ms < FAIL_BOUND_MS, `${r.ms} ms`);
     await hung.allClosed();

@@ -92,8 +92,8 @@ describe('lxc', () => {
       for (const runtime of [[], ['--runtime', 'lxc']]) {
         const r = await runCrashcart(['-i', image, ...runtime, name, '--', 'true'], { env: lxc!.env });
         assert.equal(r.code, 125);
-        assert.equal(r.stderr, `crashcart: container ${name} is not running (status: stopped); start it first; ` +
-          `crashcart attaches to running containers only (lxc ${name})`);
+        assert.equal(r.stderr, `crashcart: container ${name} is not running (status: stopped); start it first, ` +
+          `or open its files in a sandbox with crashcart --stopped ${name} (lxc ${name})`);
       }
     }
     assertNoLeaks(host, await snapshotHost());

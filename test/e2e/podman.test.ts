@@ -200,13 +200,13 @@ describe('podman', () => {
 
     const r = await runCrashcart(['-i', image, 'gone', '--', 'true'], { env: p!.env });
     assert.equal(r.code, 125);
-    assert.equal(r.stderr, 'crashcart: container gone is not running (status: exited); start it first; ' +
-      `crashcart attaches to running containers only (podman ${gone.id} (gone))`);
+    assert.equal(r.stderr, 'crashcart: container gone is not running (status: exited); start it first, ' +
+      `or open its files in a sandbox with crashcart --stopped gone (podman ${gone.id} (gone))`);
 
     const c = await runCrashcart(['-i', image, fresh.slice(0, 12), '--', 'true'], { env: p!.env });
     assert.equal(c.code, 125);
-    assert.equal(c.stderr, `crashcart: container ${fresh.slice(0, 12)} is not running (status: created); start it first; ` +
-      `crashcart attaches to running containers only (podman ${fresh} (fresh))`);
+    assert.equal(c.stderr, `crashcart: container ${fresh.slice(0, 12)} is not running (status: created); start it first, ` +
+      `or open its files in a sandbox with crashcart --stopped ${fresh.slice(0, 12)} (podman ${fresh} (fresh))`);
     assertNoLeaks(host, await snapshotHost());
     await podman(['rm', 'gone', 'fresh']);
   });

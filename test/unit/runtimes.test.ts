@@ -108,7 +108,7 @@ describe('resolveTarget', () => {
   test('a container whose process is gone is stopped', async () => {
     const e = await failure('dead');
     assert.equal(e.message, 'container dead is not running (status: stopped)');
-    assert.equal(e.hint, 'start it first; crashcart attaches to running containers only (runc dead)');
+    assert.equal(e.hint, 'start it first, or open its files in a sandbox with crashcart --stopped dead (runc dead)');
   });
 
   test('a reused pid (other start time) is stopped too', async () => {

@@ -38,6 +38,13 @@ export interface AttachArgs {
   caps: 'root' | 'target';
   audit: boolean;
   add: string[];
+  // a sandbox instead of an attach (commands/stopped.ts)
+  stopped: boolean;
+  rootfs?: string;
+  'from-image'?: string;
+  entrypoint: boolean;
+  net?: 'none' | 'host';
+  'rw-volumes': boolean;
 }
 
 export function attachOptions<T>(y: Argv<T>) {
@@ -63,10 +70,21 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
     .option('caps', { requiresArg: true, choices: ['root', 'target'] as const, default: 'root' as const, describe: "the command's capabilities: full root (root), or the target process's own sets and no-new-privs (target)" })
     .option('audit', { type: 'boolean', default: true, describe: 'record the session in the audit log (--no-audit: record only that a run went unrecorded)' })
-    .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
+    .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' })
+    .option('stopped', { type: 'boolean', default: false, describe: "open the files of a container that does not run in a sandbox (changes are thrown away; with --pod: the pod container's last exited attempt)" })
+    .option('rootfs', { requiresArg: true, type: 'string', describe: 'open this directory in a sandbox instead of a target' })
+    .option('from-image', { requiresArg: true, type: 'string', describe: 'open this docker or podman image in a sandbox, from its local layers' })
+    .option('entrypoint', { type: 'boolean', default: false, describe: "with --stopped or --from-image: the container's own entrypoint and arguments after the command (alone: run them)" })
+    .option('net', { requiresArg: true, choices: ['none', 'host'] as const, describe: "the sandbox's network: loopback only (none, the default) or the host's" })
+    .option('rw-volumes', { type: 'boolean', default: false, describe: "with --stopped: the container's volumes and binds writable (as it had them), not read-only" });
 }
 
+/** Whether the command line asks for a sandbox (--stopped, --rootfs, --from-image or their options). */
+const sandboxed = (a: AttachArgs) => a.stopped || a.rootfs !== undefined || a['from-image'] !== undefined || a.entrypoint || a.net !== undefined || a['rw-volumes'];
+
 export async function attach(args: AttachArgs, command: string[]): Promise<number> {
+  // loaded only when used: plain attaches do not pay for it
+  if (sandboxed(args)) return (await import('./stopped.js')).stopped(args, command);
   requireRoot('crashcart');
   configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
   const log = logger(args.verbose);

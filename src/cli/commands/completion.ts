@@ -12,6 +12,7 @@ const OPTION_VALUES: Record<string, string[]> = {
   image: [':images', ':files'],
   output: [':files'],
   'from-dir': [':dirs'],
+  rootfs: [':dirs'],
   runtime: [...RUNTIMES.map((r) => r.name), 'pid', 'crictl'],
 };
 /** What a positional can be. */
@@ -114,7 +115,7 @@ _crashcart_candidates() {
     last=$w
     case $w in
       --) return 0 ;; # the command's own words follow
-      --pod) pod=1 ;;
+      --pod|--rootfs|--from-image) pod=1 ;; # they name what to open: the command follows
     esac
     case $w in
       -*=*) ;;
