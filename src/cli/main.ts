@@ -20,7 +20,7 @@ function version(): string {
   return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-export async function main(argv: string[]): Promise<number> {
+export async function main(argv: string[], load?: number): Promise<number> {
   const { own, command } = splitArgv(argv);
   let exitCode = 0;
   const run = (p: Promise<number>) =>
@@ -35,7 +35,7 @@ export async function main(argv: string[]): Promise<number> {
       '$0 [target]',
       'attach to a container: run bash (or the command) inside it with the toolkit',
       (y) => attachOptions(y) as never,
-      (a) => run(attach(a as AttachArgs, command)),
+      (a) => run(attach(a as AttachArgs, command, load)),
     )
     .command(
       'demo',
@@ -121,11 +121,12 @@ export function usageLine(msg: string, argv: string[] = []): string {
 }
 
 export async function run(): Promise<void> {
+  const load = performance.now(); // since the process started: Node's start and loading the CLI
   const argv = process.argv.slice(2);
   const verbose = splitArgv(argv).own.some((a) => a === '-v' || a === '--verbose');
   let code: number;
   try {
-    code = await main(argv);
+    code = await main(argv, load);
   } catch (e) {
     if (e instanceof Error && (e as { usage?: boolean }).usage) {
       process.stderr.write(`crashcart: ${usageLine(e.message, splitArgv(argv).own)}\n`);

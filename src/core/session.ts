@@ -14,6 +14,7 @@ import { checkLimits, describeLimit } from './limits.js';
 import { isFrozen, mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
 import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
 import { StateStore, targetKey, type Session } from './state.js';
+import type { Stopwatch } from './timing.js';
 import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
 import { readElf } from '../image/elf.js';
 import { isNativeError, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
@@ -37,6 +38,8 @@ export interface RunOptions extends GraftOptions {
   imageSha256?: string | null;
   /** --no-audit */
   audit: boolean;
+  /** CRASHCART_TIMING: the session's laps */
+  timing?: Stopwatch;
 }
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
@@ -82,6 +85,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       return ensureGrafted(store, target, facts, opts, session, opts.keep);
     });
     grafted(rec.method);
+    opts.timing?.lap('graft');
     await signalsSeen(); // a signal that came during the graft
     trap.throwIfReceived();
     const run = opts.runtimeExec ? runThroughRuntime : runCommand;
@@ -99,6 +103,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       });
     });
   } finally {
+    opts.timing?.lap('wait');
     // Whatever failed, and however late: if the record holds this session, leave it.
     try {
       store.withLock(() => {
@@ -113,6 +118,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       // retries the cleanup, as for a crashed session.
       opts.warn(`the toolkit could not be removed from the container: ${(e as Error).message}`);
     }
+    opts.timing?.lap('ungraft');
     trap.release();
   }
 }
@@ -185,6 +191,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
   opts.log(`started ${argv[0]} (waiting process ${handle.pid})`);
   started(handle.pid);
   trap.forwardTo(handle.pid);
+  opts.timing?.lap('spawn');
   faultPoint('after-spawn');
   try {
     return await handle.exited;
@@ -243,6 +250,7 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
     started(child.pid);
     trap.forwardTo(child.pid);
   }
+  opts.timing?.lap('spawn');
   faultPoint('after-spawn');
   return status;
 }

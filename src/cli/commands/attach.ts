@@ -9,6 +9,7 @@ import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
 import { runSession } from '../../core/session.js';
 import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
+import { stopwatch, type Stopwatch } from '../../core/timing.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
@@ -63,7 +64,17 @@ export function attachOptions<T>(y: Argv<T>) {
     .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
 }
 
-export async function attach(args: AttachArgs, command: string[]): Promise<number> {
+export async function attach(args: AttachArgs, command: string[], load?: number): Promise<number> {
+  const timing = stopwatch({ load });
+  try {
+    return await attachTimed(args, command, timing);
+  } finally {
+    const line = timing.line();
+    if (line) process.stderr.write(`crashcart: ${line}\n`);
+  }
+}
+
+async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatch): Promise<number> {
   requireRoot('crashcart');
   configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
   const log = logger(args.verbose);
@@ -73,6 +84,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
   const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
   const facts = inspectTarget(target.pid, { allowHost: args['allow-host'], what: describeTarget(target) });
+  timing.lap('lookup');
   const audited = (entry: Parameters<typeof writeAudit>[0]) => {
     const why = writeAudit(args.audit ? entry : { event: entry.event, noAudit: true });
     if (why) warn(why);
@@ -95,6 +107,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
   });
   log(`image: ${image.path}`);
   const sha256 = await recordedDigest(image.path);
+  timing.lap('image');
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
   if (args['mount-only']) {
     const rec = mountOnly(target, facts, graft);
@@ -116,6 +129,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     runtimeExec: via,
     imageSha256: sha256,
     audit: args.audit,
+    timing,
   });
 }
 
