@@ -1,6 +1,7 @@
 // Registers the addon's functions; each lives in the file of its concern.
 #include <napi.h>
 #include <sched.h>
+#include <signal.h>
 
 #include "graft.h"
 #include "inroot.h"
@@ -19,6 +20,17 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("CLONE_NEWPID", CLONE_NEWPID);
   c.Set("CLONE_NEWUSER", CLONE_NEWUSER);
   c.Set("CLONE_NEWCGROUP", CLONE_NEWCGROUP);
+  // signal numbers by name (the signals crashcart traps and forwards): node:os alone costs
+  // an attach more than all of these
+  c.Set("SIGHUP", SIGHUP);
+  c.Set("SIGINT", SIGINT);
+  c.Set("SIGQUIT", SIGQUIT);
+  c.Set("SIGKILL", SIGKILL);
+  c.Set("SIGUSR1", SIGUSR1);
+  c.Set("SIGUSR2", SIGUSR2);
+  c.Set("SIGPIPE", SIGPIPE);
+  c.Set("SIGTERM", SIGTERM);
+  c.Set("SIGCONT", SIGCONT);
   return c;
 }
 
@@ -31,6 +43,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ungraft", Napi::Function::New(env, crashcart::Ungraft, "ungraft"));
   exports.Set("fsopen", Napi::Function::New(env, crashcart::FsOpen, "fsopen"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
+  exports.Set("pipe", Napi::Function::New(env, crashcart::Pipe, "pipe"));
+  exports.Set("isatty", Napi::Function::New(env, crashcart::IsATty, "isatty"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
   exports.Set("lock", Napi::Function::New(env, crashcart::Lock, "lock"));
   exports.Set("unlock", Napi::Function::New(env, crashcart::Unlock, "unlock"));

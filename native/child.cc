@@ -34,6 +34,7 @@ const char* StepName(int step) {
     case kStepExecve: return "execve";
     case kStepSetfsuid: return "setfsuid";
     case kStepFault: return "fault";
+    case kStepDup2: return "dup2";
     default: return "child";
   }
 }

@@ -48,6 +48,7 @@ enum Step : int {
   kStepExecve,
   kStepSetfsuid,
   kStepFault,  // a fault injected on purpose (CRASHCART_FAULT)
+  kStepDup2,   // the command's stdin, stdout or stderr onto the pipe it was given
 };
 
 const char* StepName(int step);

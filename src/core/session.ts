@@ -1,8 +1,6 @@
 // A crashcart session: join (or make) the graft in a target, run a command there, and leave
 // the graft to the record's rules when the command ends (see grafts.ts).
-import { spawn as spawnChild } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { writeAudit, type AuditEntry } from './audit.js';
 import { targetCaps } from './caps.js';
 import { commandEnv, defaultCommand, execEnv, parseUser, searchCandidates } from './command.js';
@@ -14,10 +12,10 @@ import { checkLimits, describeLimit } from './limits.js';
 import { isFrozen, mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
 import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
 import { StateStore, targetKey, type Session } from './state.js';
-import type { Stopwatch } from './timing.js';
+import { now, type Stopwatch } from './timing.js';
 import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
 import { readElf } from '../image/elf.js';
-import { isNativeError, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
+import { isNativeError, signalNumber, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
 
 export type { GraftOptions, Log } from './grafts.js';
 
@@ -44,7 +42,7 @@ export interface RunOptions extends GraftOptions {
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
 export async function runSession(target: Target, facts: TargetFacts, opts: RunOptions): Promise<number> {
-  const started = performance.now();
+  const started = now();
   const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
   const entry: AuditEntry = {
     event: 'attach',
@@ -62,7 +60,7 @@ export async function runSession(target: Target, facts: TargetFacts, opts: RunOp
     status = { code: e instanceof CrashcartError ? e.exitCode : EXIT_CRASHCART, signal: null };
     throw e;
   } finally {
-    const result = { exitCode: exitCodeOf(status), signal: status.signal, durationMs: Math.round(performance.now() - started) };
+    const result = { exitCode: exitCodeOf(status), signal: status.signal, durationMs: Math.round(now() - started) };
     const why = writeAudit(opts.audit ? { ...entry, ...result } : { event: 'attach', noAudit: true });
     if (why) opts.warn(why);
   }
@@ -171,8 +169,8 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
       candidates: searchCandidates(argv[0], env),
       argv,
       env,
-      forwardSignals: FORWARDED_SIGNALS.map((s) => osConstants.signals[s]),
-      terminalSignals: TERMINAL_SIGNALS.map((s) => osConstants.signals[s]),
+      forwardSignals: FORWARDED_SIGNALS.map(signalNumber),
+      terminalSignals: TERMINAL_SIGNALS.map(signalNumber),
       ...(opts.targetCaps ? { caps: targetCaps(facts.pid) } : {}),
       ...nativeFault(),
     });
@@ -236,6 +234,8 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
   opts.log(`running ${[cmd.file, ...cmd.args].join(' ')}`);
   faultPoint('before-spawn');
   trap.throwIfReceived();
+  // loaded here: child_process (with net and streams) costs every other attach
+  const [{ spawn: spawnChild }, { constants: osConstants }] = await Promise.all([import('node:child_process'), import('node:os')]);
   const child = spawnChild(cmd.file, cmd.args, { stdio: 'inherit', env: { ...process.env, ...cmd.env } });
   const status = new Promise<ExitStatus>((resolve, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) => {

@@ -1,9 +1,8 @@
 // crashcart must never die half-way through a graft: a mount without a session record
 // would be left behind. While it works, termination signals are noted, not obeyed; the
 // caller looks at them when it is safe. While a command runs they are passed on instead.
-import { constants } from 'node:os';
-
 import { CrashcartError } from './errors.js';
+import { signalNumber } from '../native/index.js';
 
 const TERMINATING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
@@ -62,9 +61,9 @@ export function trapSignals(): SignalTrap {
     get received() {
       return received;
     },
-    exitCode: () => 128 + (received ? constants.signals[received] : 0),
+    exitCode: () => 128 + (received ? signalNumber(received) : 0),
     throwIfReceived() {
-      if (received) throw new CrashcartError(`interrupted by ${received} before the command started`, { exitCode: 128 + constants.signals[received] });
+      if (received) throw new CrashcartError(`interrupted by ${received} before the command started`, { exitCode: 128 + signalNumber(received) });
     },
     forwardTo(pid: number) {
       target = pid;

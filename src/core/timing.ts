@@ -4,6 +4,9 @@
 // crashcart's modules); the other phases are laps of one session. Off, a stopwatch is a
 // shared object whose methods do nothing, so it costs nothing.
 
+/** Milliseconds on a monotonic clock (the global `performance` loads perf_hooks on first use). */
+export const now = (): number => Number(process.hrtime.bigint()) / 1e6;
+
 export type Phase = 'lookup' | 'image' | 'graft' | 'spawn' | 'wait' | 'ungraft';
 
 const PHASES: Phase[] = ['lookup', 'image', 'graft', 'spawn', 'wait', 'ungraft'];
@@ -24,14 +27,14 @@ export const timingOn = (env: NodeJS.ProcessEnv = process.env) => env.CRASHCART_
 export function stopwatch(opts: { load?: number; on?: boolean } = {}): Stopwatch {
   if (!(opts.on ?? timingOn())) return OFF;
   const spent = new Map<Phase, number>();
-  const t0 = performance.now();
+  const t0 = now();
   let last = t0;
   return {
     on: true,
     lap(phase) {
-      const now = performance.now();
-      spent.set(phase, (spent.get(phase) ?? 0) + now - last);
-      last = now;
+      const t = now();
+      spent.set(phase, (spent.get(phase) ?? 0) + t - last);
+      last = t;
     },
     line() {
       const ms = (n: number) => n.toFixed(1);

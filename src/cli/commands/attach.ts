@@ -2,7 +2,6 @@
 import type { Argv } from 'yargs';
 import { checkUserSpec, envAssignments } from '../../core/command.js';
 import { CrashcartError } from '../../core/errors.js';
-import type { MethodChoice } from '../../core/graft.js';
 import { writeAudit } from '../../core/audit.js';
 import { configuredFault } from '../../core/fault.js';
 import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
@@ -13,55 +12,25 @@ import { stopwatch, type Stopwatch } from '../../core/timing.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
+import { isatty } from '../../native/index.js';
+import { ATTACH_OPTIONS, type AttachArgs, type OptionSpec } from '../attach-args.js';
 
-export interface AttachArgs {
-  target?: string;
-  image?: string;
-  'mount-only': boolean;
-  unmount: boolean;
-  keep: boolean;
-  verbose: boolean;
-  user?: string;
-  workdir?: string;
-  env: string[];
-  'target-env': boolean;
-  cgroup: boolean;
-  method: MethodChoice;
-  runtime?: string;
-  namespace?: string;
-  pod?: string;
-  container?: string;
-  'k8s-namespace'?: string;
-  'allow-host': boolean;
-  'insecure-image': boolean;
-  exec: boolean;
-  caps: 'root' | 'target';
-  audit: boolean;
-}
+export type { AttachArgs } from '../attach-args.js';
 
-export function attachOptions<T>(y: Argv<T>) {
-  return y
-    .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod)' })
-    .option('image', { requiresArg: true, alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
-    .option('mount-only', { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' })
-    .option('unmount', { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' })
-    .option('keep', { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' })
-    .option('user', { requiresArg: true, type: 'string', describe: 'run as uid[:gid] or name[:group] (of the container)' })
-    .option('workdir', { requiresArg: true, alias: 'w', type: 'string', describe: "working directory inside the container (default: its process's own)" })
-    .option('env', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'set NAME=VALUE in the command environment (repeatable)' })
-    .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
-    .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
-    .option('method', { requiresArg: true, choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { requiresArg: true, alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, lxc, nspawn, pid)' })
-    .option('namespace', { requiresArg: true, type: 'string', describe: "look in this containerd namespace only (k8s.io, moby, default, ...; with --pod: instead of k8s.io)" })
-    .option('pod', { requiresArg: true, type: 'string', describe: 'a Kubernetes pod instead of a target: its container, found by the kubelet\'s labels' })
-    .option('container', { requiresArg: true, type: 'string', describe: "with --pod: the container's name in the pod (needed when it has several)" })
-    .option('k8s-namespace', { requiresArg: true, type: 'string', describe: 'with --pod: the Kubernetes namespace of the pod (default: default)' })
-    .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
-    .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
-    .option('caps', { requiresArg: true, choices: ['root', 'target'] as const, default: 'root' as const, describe: "the command's capabilities: full root (root), or the target process's own sets and no-new-privs (target)" })
-    .option('audit', { type: 'boolean', default: true, describe: 'record the session in the audit log (--no-audit: record only that a run went unrecorded)' })
-    .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' });
+/** The attach options for yargs, from the table parseAttachArgs reads too. */
+export function attachOptions<T>(y: Argv<T>): Argv<T> {
+  let r: Argv<T> = y.positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod); several: t1,t2,t3' });
+  for (const [name, s] of Object.entries(ATTACH_OPTIONS) as [string, OptionSpec][]) {
+    r = r.option(name, {
+      type: s.type,
+      describe: s.describe,
+      ...(s.alias ? { alias: s.alias } : {}),
+      ...(s.default !== undefined ? { default: s.default } : {}),
+      ...(s.choices ? { choices: s.choices } : {}),
+      ...(s.array ? { array: true, nargs: 1 } : s.type !== 'boolean' ? { requiresArg: true } : {}),
+    }) as Argv<T>;
+  }
+  return r;
 }
 
 export async function attach(args: AttachArgs, command: string[], load?: number): Promise<number> {
@@ -118,7 +87,7 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
   return runSession(target, facts, {
     ...graft,
     command,
-    interactive: Boolean(process.stdin.isTTY),
+    interactive: isatty(0),
     keep: args.keep,
     user: args.user,
     workdir: args.workdir,
