@@ -3,10 +3,11 @@
 // that is not one of crashcart's options, or after a `--` that follows the target's options.
 //   crashcart -v web -i img -- ls -l      own: -v web -i img     command: ls -l
 //   crashcart web ls -- -l                own: web               command: ls -- -l
-// --pod names the target, so then the first word is the command's:
+// --pod and --all name the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
+//   crashcart --all ps                    own: --all             command: ps
 const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps']);
+  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--filter', '--parallel']);
 const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'help']);
 
 export interface SplitArgv {
@@ -22,7 +23,7 @@ export function splitArgv(args: string[]): SplitArgv {
     const a = args[i];
     if (a === '--') return { own: args.slice(0, i), command: args.slice(i + 1) };
     if (a.startsWith('-') && a !== '-') {
-      if (a === '--pod' || a.startsWith('--pod=')) seenTarget = true;
+      if (a === '--pod' || a.startsWith('--pod=') || a === '--all') seenTarget = true;
       if (!a.includes('=') && VALUE_OPTIONS.has(a)) i++; // its value
       continue;
     }

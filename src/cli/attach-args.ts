@@ -39,6 +39,9 @@ export interface AttachArgs {
   json: boolean;
 }
 
+/** Several targets: a comma-separated list where one target goes, or --all. */
+export const isFanOut = (args: Pick<AttachArgs, 'all' | 'target'>) => args.all || (args.target?.includes(',') ?? false);
+
 export interface OptionSpec {
   type: 'string' | 'boolean' | 'number';
   alias?: string;
@@ -95,7 +98,8 @@ export function parseAttachArgs(own: string[]): AttachArgs | undefined {
   const seen = new Set<string>();
   for (let i = 0; i < own.length; i++) {
     const a = own[i]!;
-    if (a === '-' || !a.startsWith('-')) {
+    if (a === '-') return undefined; // yargs reads it as ''
+    if (!a.startsWith('-')) {
       if (out.target !== undefined || SUBCOMMANDS.has(a) || a === '') return undefined;
       out.target = a;
       continue;

@@ -6,7 +6,7 @@ import { targetCaps } from './caps.js';
 import { commandEnv, defaultCommand, execEnv, parseUser, searchCandidates } from './command.js';
 import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
 import { faultPoint, injectedFault, nativeFault } from './fault.js';
-import { describeTarget, ensureGrafted, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
+import { describeTarget, ensureGrafted, newSessionId, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
 import { existsInRoot, readBytesInRoot, readInRoot, statInRoot } from './inroot.js';
 import { checkLimits, describeLimit } from './limits.js';
 import { isFrozen, mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
@@ -38,6 +38,14 @@ export interface RunOptions extends GraftOptions {
   audit: boolean;
   /** CRASHCART_TIMING: the session's laps */
   timing?: Stopwatch;
+  /** the caller's signal trap, shared by sessions that run at once (else one of the session's own) */
+  signals?: SignalTrap;
+  /** fds that become the command's stdin, stdout and stderr (default: crashcart's own) */
+  stdio?: [number, number, number];
+  /** forget dead sessions everywhere first (default true; the caller did it already for several targets) */
+  prune?: boolean;
+  /** called once the command's process exists (the caller closes its copies of the stdio pipes) */
+  onSpawn?: () => void;
 }
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
@@ -74,12 +82,13 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       hint: 'resume the container first (runc resume, docker unpause, ...), or pass --no-cgroup to run beside it',
     });
   }
-  const session: Session = { processes: [self()] };
-  const trap = trapSignals();
+  const session: Session = { id: newSessionId(), processes: [self()] };
+  const mine = (s: Session) => s.id === session.id;
+  const trap = opts.signals ?? trapSignals();
   const key = targetKey(facts.mntNs);
   try {
     const rec = store.withLock(() => {
-      pruneStale(store, opts.log);
+      if (opts.prune ?? true) pruneStale(store, opts.log);
       return ensureGrafted(store, target, facts, opts, session, opts.keep);
     });
     grafted(rec.method);
@@ -93,9 +102,9 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       if (start === undefined) return;
       store.withLock(() => {
         const r = store.read(key);
-        const mine = r?.sessions.find((s) => s.processes[0].pid === process.pid);
-        if (r && mine) {
-          mine.processes.push({ pid, start });
+        const recorded = r?.sessions.find(mine);
+        if (r && recorded) {
+          recorded.processes.push({ pid, start });
           store.write(r);
         }
       });
@@ -106,7 +115,6 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
     try {
       store.withLock(() => {
         const r = store.read(key);
-        const mine = (s: Session) => s.processes[0].pid === process.pid;
         if (!r?.sessions.some(mine)) return;
         r.sessions = r.sessions.filter((s) => !mine(s));
         releaseIfUnused(store, r, opts.log);
@@ -117,7 +125,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       opts.warn(`the toolkit could not be removed from the container: ${(e as Error).message}`);
     }
     opts.timing?.lap('ungraft');
-    trap.release();
+    if (trap !== opts.signals) trap.release();
   }
 }
 
@@ -172,6 +180,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
       forwardSignals: FORWARDED_SIGNALS.map(signalNumber),
       terminalSignals: TERMINAL_SIGNALS.map(signalNumber),
       ...(opts.targetCaps ? { caps: targetCaps(facts.pid) } : {}),
+      ...(opts.stdio ? { stdio: opts.stdio } : {}),
       ...nativeFault(),
     });
   } catch (e) {
@@ -186,6 +195,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
   const nsOrder = handles.namespaceOrder();
   const cgroupFiles = handles.cgroupFiles;
   handles.close();
+  opts.onSpawn?.();
   opts.log(`started ${argv[0]} (waiting process ${handle.pid})`);
   started(handle.pid);
   trap.forwardTo(handle.pid);
@@ -236,7 +246,8 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
   trap.throwIfReceived();
   // loaded here: child_process (with net and streams) costs every other attach
   const [{ spawn: spawnChild }, { constants: osConstants }] = await Promise.all([import('node:child_process'), import('node:os')]);
-  const child = spawnChild(cmd.file, cmd.args, { stdio: 'inherit', env: { ...process.env, ...cmd.env } });
+  const child = spawnChild(cmd.file, cmd.args, { stdio: opts.stdio ?? 'inherit', env: { ...process.env, ...cmd.env } });
+  opts.onSpawn?.();
   const status = new Promise<ExitStatus>((resolve, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) => {
       reject(new CrashcartError(`cannot run ${cmd.file} for --exec: ${e.code ?? e.message}`, {

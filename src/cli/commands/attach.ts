@@ -10,10 +10,11 @@ import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
 import { stopwatch, type Stopwatch } from '../../core/timing.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
+import { parseFilter } from '../../runtimes/filter.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 import { isatty } from '../../native/index.js';
-import { ATTACH_OPTIONS, type AttachArgs, type OptionSpec } from '../attach-args.js';
+import { ATTACH_OPTIONS, isFanOut, type AttachArgs, type OptionSpec } from '../attach-args.js';
 
 export type { AttachArgs } from '../attach-args.js';
 
@@ -34,6 +35,12 @@ export function attachOptions<T>(y: Argv<T>): Argv<T> {
 }
 
 export async function attach(args: AttachArgs, command: string[], load?: number): Promise<number> {
+  if (isFanOut(args)) {
+    preflight(args, command);
+    // loaded only for several targets: it reads the commands' output through node:net
+    const { fanOut } = await import('./fanout.js');
+    return fanOut(args, command, load);
+  }
   const timing = stopwatch({ load });
   try {
     return await attachTimed(args, command, timing);
@@ -43,12 +50,17 @@ export async function attach(args: AttachArgs, command: string[], load?: number)
   }
 }
 
-async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatch): Promise<number> {
+/** What is checked before anything is looked up, built or grafted. */
+function preflight(args: AttachArgs, command: string[]): void {
   requireRoot('crashcart');
   configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
-  const log = logger(args.verbose);
   checkArgs(args, command);
-  new StateStore().checkTrust(); // before anything is looked up, built or grafted
+  new StateStore().checkTrust();
+}
+
+async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatch): Promise<number> {
+  preflight(args, command);
+  const log = logger(args.verbose);
   const target = await findTarget(args);
   const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
@@ -136,6 +148,34 @@ function checkArgs(args: AttachArgs, command: string[]): void {
   }
   if (args.user !== undefined) checkUserSpec(args.user);
   envAssignments(args.env);
+  checkTargets(args, command);
+}
+
+/** Several targets (t1,t2 or --all) and the options that go with them. */
+function checkTargets(args: AttachArgs, command: string[]): void {
+  if (args.all && args.target !== undefined) {
+    throw new CrashcartError(`--all and the target ${args.target} exclude each other`, { hint: 'give one; with --all, the words after the options are the command' });
+  }
+  if (!isFanOut(args)) {
+    const several = [args.filter.length > 0 && '--filter', args.parallel !== undefined && '--parallel', !args.prefix && '--no-prefix', args.json && '--json'].find(Boolean);
+    if (several) throw new CrashcartError(`${several} applies to several targets`, { hint: 'name them as t1,t2,t3 or pick them with --all' });
+    return;
+  }
+  if (args.target?.split(',').some((w) => w === '')) {
+    throw new CrashcartError(`the target list '${args.target}' has an empty name`, { hint: 'separate the names with single commas: t1,t2,t3' });
+  }
+  if (args.filter.length > 0 && !args.all) throw new CrashcartError('--filter applies to --all', { hint: 'add --all, or list the targets as t1,t2,t3' });
+  for (const f of args.filter) parseFilter(f);
+  if (args.parallel !== undefined && !(Number.isInteger(args.parallel) && args.parallel >= 1)) {
+    throw new CrashcartError(`--parallel ${args.parallel}: not a positive whole number`, { hint: 'give how many targets may run at once, e.g. --parallel 4' });
+  }
+  const one = [args['mount-only'] && '--mount-only', args.unmount && '--unmount', args.pod !== undefined && '--pod'].find(Boolean);
+  if (one) throw new CrashcartError(`${one} takes one target`, { hint: 'run it once for each target' });
+  if (command.length === 0) {
+    throw new CrashcartError('several targets need a command: an interactive shell runs in one target at a time', {
+      hint: `give the command after --, e.g. crashcart ${args.all ? '--all' : args.target} -- ps`,
+    });
+  }
 }
 
 /** The positional target, or the container of --pod. */
