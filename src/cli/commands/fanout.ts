@@ -14,7 +14,7 @@ import { CrashcartError, EXIT_CRASHCART } from '../../core/errors.js';
 import { describeTarget, pruneStale } from '../../core/grafts.js';
 import { acquireLoop, releaseLoop } from '../../core/loop.js';
 import { runSession } from '../../core/session.js';
-import { signalHub, type SignalHub } from '../../core/signals.js';
+import { signalHub, signalsSeen, type SignalHub } from '../../core/signals.js';
 import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
 import { stopwatch } from '../../core/timing.js';
@@ -67,7 +67,10 @@ async function plan(args: AttachArgs): Promise<Planned[]> {
     });
   }
   const short = (id: string) => (/^[0-9a-f]{64}$/.test(id) ? id.slice(0, 12) : id);
-  return labels(chosen.map((c) => c.name ?? short(c.id))).map((label, i) => ({ label, target: running(chosen[i]!, chosen[i]!.id) }));
+  // in the order of their names, whatever order the runtimes listed them in
+  const name = (c: (typeof chosen)[number]) => c.name ?? short(c.id);
+  chosen.sort((a, b) => name(a).localeCompare(name(b), 'en') || a.runtime.localeCompare(b.runtime));
+  return labels(chosen.map(name)).map((label, i) => ({ label, target: running(chosen[i]!, chosen[i]!.id) }));
 }
 
 export async function fanOut(args: AttachArgs, command: string[], load?: number): Promise<number> {
@@ -94,6 +97,8 @@ export async function fanOut(args: AttachArgs, command: string[], load?: number)
     const worker = async () => {
       for (let i = next++; i < planned.length; i = next++) {
         const p = planned[i]!;
+        // a signal that ended the last command (Ctrl-C reaches the commands too) was meant for this one as well
+        await signalsSeen();
         if (!p.target) results[i] = failed(p.label, p.error);
         else if (hub.received) results[i] = { target: p.label, code: hub.session().exitCode(), error: `not started: interrupted by ${hub.received}` };
         else results[i] = await runOne(p.label, p.target, { args, command, image: image.path, sha256, loop, hub, emit, load, timings });
