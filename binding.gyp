@@ -10,7 +10,8 @@
         "native/graft.cc",
         "native/spawn.cc",
         "native/lock.cc",
-        "native/inroot.cc"
+        "native/inroot.cc",
+        "native/net.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],

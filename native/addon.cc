@@ -7,6 +7,7 @@
 #include "inroot.h"
 #include "lock.h"
 #include "loop.h"
+#include "net.h"
 #include "spawn.h"
 
 namespace {
@@ -46,6 +47,21 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, crashcart::Pipe, "pipe"));
   exports.Set("isatty", Napi::Function::New(env, crashcart::IsATty, "isatty"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
+  exports.Set("openAt", Napi::Function::New(env, crashcart::OpenAt, "openAt"));
+  exports.Set("reopen", Napi::Function::New(env, crashcart::Reopen, "reopen"));
+  exports.Set("readDir", Napi::Function::New(env, crashcart::ReadDir, "readDir"));
+  exports.Set("readLink", Napi::Function::New(env, crashcart::ReadLink, "readLink"));
+  exports.Set("mkdirAt", Napi::Function::New(env, crashcart::MkdirAt, "mkdirAt"));
+  exports.Set("symlinkAt", Napi::Function::New(env, crashcart::SymlinkAt, "symlinkAt"));
+  exports.Set("mkfifoAt", Napi::Function::New(env, crashcart::MkfifoAt, "mkfifoAt"));
+  exports.Set("renameAt", Napi::Function::New(env, crashcart::RenameAt, "renameAt"));
+  exports.Set("unlinkAt", Napi::Function::New(env, crashcart::UnlinkAt, "unlinkAt"));
+  exports.Set("linkAt", Napi::Function::New(env, crashcart::LinkAt, "linkAt"));
+  exports.Set("fchown", Napi::Function::New(env, crashcart::Chown, "fchown"));
+  exports.Set("utimes", Napi::Function::New(env, crashcart::Utimes, "utimes"));
+  exports.Set("netHelper", Napi::Function::New(env, crashcart::NetHelper, "netHelper"));
+  exports.Set("netConnect", Napi::Function::New(env, crashcart::NetConnect, "netConnect"));
+  exports.Set("netStop", Napi::Function::New(env, crashcart::NetStop, "netStop"));
   exports.Set("lock", Napi::Function::New(env, crashcart::Lock, "lock"));
   exports.Set("unlock", Napi::Function::New(env, crashcart::Unlock, "unlock"));
   exports.Set("constants", Constants(env));

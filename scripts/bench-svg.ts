@@ -20,6 +20,7 @@ export interface Results {
   hung?: Record<string, Stat>;
   load?: Record<string, { wall: Stat; cpu: Stat }>;
   images?: Record<string, number>;
+  forward?: Record<string, { latencyMs: number; mibps: number; concurrentMs: number }>;
 }
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');

@@ -11,12 +11,14 @@
 //   hung     docker's and containerd's sockets accept and never answer
 //   load     20 sessions at once, from 20 processes
 //   images   toolkit image sizes and build times
+//   forward  crashcart forward next to socat + nsenter per connection and to no relay at all
 // It prints the table, and writes results.json and speed.svg (the comparison and the
 // scaling curve, with the machine) into docs/ (or --out DIR).
 //   npm run bench [-- --rounds N] [--only attach,phases,...] [--out DIR]
 import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { cpus, loadavg, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -28,7 +30,7 @@ import { startDockerd, type PrivateDockerd } from '../test/helpers/dockerd.js';
 import { importScratchRoot } from '../test/helpers/rootfs.js';
 import { drawSvg, type Results, type Stat } from './bench-svg.js';
 
-const SECTIONS = ['attach', 'phases', 'rss', 'fanout', 'hung', 'load', 'images'] as const;
+const SECTIONS = ['attach', 'phases', 'rss', 'fanout', 'hung', 'load', 'images', 'forward'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function options() {
@@ -152,6 +154,7 @@ async function phases(args: string[]): Promise<Record<string, number>> {
 }
 
 const MiB = 1048576;
+const median = (xs: number[]) => stat(xs).median;
 
 async function build(profile: string, out: string, cache: string): Promise<{ s: number; mib: number }> {
   const t0 = performance.now();
@@ -163,6 +166,106 @@ async function build(profile: string, out: string, cache: string): Promise<{ s: 
 function childCpu(): number {
   const f = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
   return (Number(f[13]) + Number(f[14])) / 100; // cutime, cstime: clock ticks (USER_HZ 100)
+}
+
+/** One connection: `size` random bytes out, then a FIN; resolves when all came back (ms). */
+function echoRoundTrip(port: number, size: number): Promise<number> {
+  const data = randomBytes(size);
+  const want = createHash('sha256').update(data).digest('hex');
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const s = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    const h = createHash('sha256');
+    s.on('data', (d: Buffer) => h.update(d));
+    s.on('end', () => {
+      s.end();
+      if (h.digest('hex') !== want) reject(new Error(`port ${port}: the bytes did not come back whole`));
+      else resolve(performance.now() - t0);
+    });
+    s.on('error', (e) => reject(new Error(`port ${port}: ${e.message}`)));
+    s.end(data);
+  });
+}
+
+/** Until something accepts on 127.0.0.1:port. */
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = connect({ port, host: '127.0.0.1' }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port}`);
+}
+
+/**
+ * crashcart forward next to socat (a listener on the host that forks nsenter + socat into
+ * the container's network namespace for each connection), into an echo server bound to
+ * 127.0.0.1 in a runc container's own namespace.
+ */
+async function forwardFigures(made: ScratchContainer[], closers: (() => Promise<void>)[], forwardRounds: number): Promise<Record<string, { latencyMs: number; mibps: number; concurrentMs: number }>> {
+  const echo = join(work, 'echo');
+  await execa('gcc', ['-static', '-O2', '-o', echo, join(projectDir, 'test/fixtures/echo.c')], { stdin: 'ignore' });
+  const c = await createScratchContainer({ sleeperPath: echo, programPath: '/bin/echo', args: ['/bin/echo', '8080'], readOnly: false });
+  made.push(c);
+  const fwd = execa(cli, ['forward', c.id, ':8080'], { env, stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    fwd.kill('SIGINT');
+    await fwd;
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    fwd.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /:(\d+) -> /.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
+    void fwd.then((r) => reject(new Error(`crashcart forward exited: ${r.stderr}`)));
+  });
+  const socatPort = port === 18099 || port === 18097 ? 18095 : 18099;
+  // -t 60: by default socat gives the other direction only 0.5 s after one side's EOF, and
+  // cuts a long echo short (a half-close it does not wait for)
+  const socat = execa('socat', ['-t', '60', `TCP-LISTEN:${socatPort},bind=127.0.0.1,reuseaddr,fork,backlog=512`, `EXEC:nsenter -t ${c.pid} -n socat -t 60 - TCP\\:127.0.0.1\\:8080`], { stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    socat.kill('SIGTERM');
+    await socat;
+  });
+  await listening(socatPort);
+  // the floor: the same server and client with no relay and no namespace between them
+  const directPort = socatPort - 2;
+  const direct = execa(echo, [String(directPort)], { stdin: 'ignore', reject: false });
+  closers.push(async () => {
+    direct.kill('SIGTERM');
+    await direct;
+  });
+  await listening(directPort);
+  const relays: Record<string, number> = { 'no relay (the server on the host)': directPort, 'crashcart forward': port, 'socat + nsenter per connection': socatPort };
+  const rows: Record<string, { latency: number[]; mibps: number[]; concurrent: number[] }> = {};
+  for (const name of Object.keys(relays)) rows[name] = { latency: [], mibps: [], concurrent: [] };
+  const big = 128 << 20;
+  for (let i = 0; i < forwardRounds; i++) {
+    for (const [name, p] of Object.entries(relays)) {
+      const lat: number[] = [];
+      for (let j = 0; j < 50; j++) lat.push(await echoRoundTrip(p, 1));
+      rows[name]!.latency.push(median(lat));
+      rows[name]!.mibps.push((2 * big) / MiB / ((await echoRoundTrip(p, big)) / 1000));
+      const t0 = performance.now();
+      await Promise.all(Array.from({ length: 200 }, () => echoRoundTrip(p, 65_536)));
+      rows[name]!.concurrent.push(performance.now() - t0);
+    }
+  }
+  console.log(`crashcart forward: ${forwardRounds} rounds, medians; an echo server on 127.0.0.1 in a runc container's own network namespace`);
+  console.log(`  ${''.padEnd(32)} ${'connect+1 byte'.padStart(15)} ${'1 connection'.padStart(14)} ${'200 at once, 64 KiB each'.padStart(25)}`);
+  for (const [name, r] of Object.entries(rows)) {
+    console.log(`  ${name.padEnd(32)} ${`${median(r.latency).toFixed(2)} ms`.padStart(15)} ${`${median(r.mibps).toFixed(0)} MiB/s`.padStart(14)} ${`${median(r.concurrent).toFixed(0)} ms`.padStart(25)}`);
+  }
+  console.log('  (throughput counts both directions: 128 MiB out and the same back)');
+  return Object.fromEntries(Object.entries(rows).map(([name, r]) => [name, { latencyMs: median(r.latency), mibps: median(r.mibps), concurrentMs: median(r.concurrent) }]));
 }
 
 function machine() {
@@ -354,6 +457,7 @@ async function main() {
       console.log('toolkit images');
       for (const [k, v] of Object.entries(results.images)) console.log(`  ${k.padEnd(36)} ${f1(v).padStart(7)}${k in targets ? `  (target <= ${targets[k]}: ${v <= targets[k]! ? 'ok' : 'OVER'})` : ''}`);
     }
+    if (opts.only.has('forward')) results.forward = await forwardFigures(made, closers, Math.max(3, Math.ceil(opts.rounds / 5)));
     t0 = performance.now();
   } finally {
     for (const close of closers) await close().catch((e: Error) => console.error(`cleanup: ${e.message}`));

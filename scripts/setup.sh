@@ -5,7 +5,8 @@
 #        lxc and systemd-container (systemd-nspawn) for the LXC and nspawn tests, e2fsprogs
 #        (mke2fs for images), busybox-static and bash-static (the static toolkit), patchelf
 #        (relocates the full and minimal toolkits' executables into /dev/crashcart), a C/C++
-#        toolchain for the addon, musl-tools (musl-gcc: the toolkit matrix's musl container)
+#        toolchain for the addon, musl-tools (musl-gcc: the toolkit matrix's musl container),
+#        socat (the benchmark's relay that crashcart forward is measured against)
 #   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
 #   and a crashcart command in /usr/local/bin
 set -euo pipefail
@@ -20,7 +21,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   runc crun e2fsprogs busybox-static bash-static patchelf util-linux tmux docker.io containerd podman netavark lxc systemd-container \
-  g++ gcc libc6-dev make python3 ca-certificates musl-tools >/dev/null
+  g++ gcc libc6-dev make python3 ca-certificates musl-tools socat >/dev/null
 
 # node-gyp downloads Node's headers unless it is told where they are; Debian's and
 # distribution builds of Node ship them next to the binary.

@@ -6,9 +6,8 @@
 // --pod and --all name the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
 //   crashcart --all ps                    own: --all             command: ps
-const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--filter', '--parallel']);
-const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'help']);
+// Which options take a value comes from the attach options' table (attach-args.ts).
+import { SUBCOMMANDS, VALUE_OPTIONS } from './attach-args.js';
 
 export interface SplitArgv {
   /** what yargs parses */

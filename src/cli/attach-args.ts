@@ -7,6 +7,8 @@
 export interface AttachArgs {
   target?: string;
   image?: string;
+  /** --add: the default toolkit plus these Debian packages (repeatable, or A,B) */
+  add: string[];
   'mount-only': boolean;
   unmount: boolean;
   keep: boolean;
@@ -53,6 +55,7 @@ export interface OptionSpec {
 
 export const ATTACH_OPTIONS = {
   image: { alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' },
+  add: { type: 'string', array: true, default: [] as string[], describe: 'graft the default toolkit plus this Debian package, built once and cached (repeatable, or A,B)' },
   'mount-only': { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' },
   unmount: { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' },
   keep: { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' },
@@ -84,7 +87,12 @@ export const VERBOSE: OptionSpec = { alias: 'v', type: 'boolean', default: false
 
 const SPECS: Record<string, OptionSpec> = { ...ATTACH_OPTIONS, verbose: VERBOSE };
 const BY_ALIAS: Record<string, string> = Object.fromEntries(Object.entries(SPECS).flatMap(([name, s]) => (s.alias ? [[s.alias, name]] : [])));
-const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'help']);
+/** The words that name a subcommand where an attach's target would go. */
+export const SUBCOMMANDS: ReadonlySet<string> = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'help']);
+
+/** The options that take a value (`--image FILE`, `-i FILE`): splitArgv skips their values. */
+export const VALUE_OPTIONS: ReadonlySet<string> = new Set(Object.entries(SPECS).filter(([, s]) => s.type !== 'boolean')
+  .flatMap(([name, s]) => [`--${name}`, ...(s.alias ? [`-${s.alias}`] : [])]));
 
 /**
  * crashcart's own words of a plain attach (`own` of splitArgv) as yargs would read them,

@@ -23,7 +23,11 @@ function version(): string {
 export async function main(argv: string[], load?: number): Promise<number> {
   const { own, command } = splitArgv(argv);
   const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
-  const [{ imageCommands }, { psCommand }] = await Promise.all([import('./commands/image.js'), import('./commands/ps.js')]);
+  const [{ imageCommands }, { psCommand }, { cpOptions, forwardOptions }] = await Promise.all([
+    import('./commands/image.js'),
+    import('./commands/ps.js'),
+    import('./commands/reach-options.js'),
+  ]);
   let exitCode = 0;
   const run = (p: Promise<number>) =>
     p.then((code) => {
@@ -53,6 +57,19 @@ export async function main(argv: string[], load?: number): Promise<number> {
         .option('audit', { type: 'boolean', default: true, describe: 'record the run in the audit log' }),
       (a) => run(import('./commands/gc.js').then(({ gc }) => gc(a as never))),
     )
+    .command(
+      'forward <target> [ports..]',
+      "forward host ports into the target's network namespace: to a port or a unix socket inside",
+      (y) => forwardOptions(y),
+      (a) => run(import('./commands/forward.js').then(({ forward }) => forward(a as never))),
+    )
+    .command(
+      'cp <source> <destination>',
+      "copy files into or out of a container (TARGET:PATH on one side; '-' for a tar stream)",
+      (y) => cpOptions(y),
+      // yargs gives a lone '-' as '': the stream of docker cp's syntax
+      (a) => run(import('./commands/cp.js').then(({ cp, lonelyDash }) => cp(lonelyDash(a as never, own)))),
+    )
     .command({ ...psCommand, handler: (a) => run(Promise.resolve(psCommand.handler(a)).then(() => 0)) })
     .command(
       'doctor',
@@ -79,7 +96,7 @@ export async function main(argv: string[], load?: number): Promise<number> {
   return exitCode;
 }
 
-const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [] };
+const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], forward: [], cp: [] };
 
 /** The subcommand words of a command line: ['image', 'pull'], or [] for an attach. */
 function commandWords(argv: string[]): string[] {

@@ -17,7 +17,9 @@ export interface AuditTarget {
 }
 
 export interface AuditEntry {
-  event: 'attach' | 'mount' | 'unmount' | 'gc';
+  event: 'attach' | 'mount' | 'unmount' | 'gc' | 'forward' | 'cp';
+  /** forward: one line when the listeners are up, one when it ends */
+  state?: 'started' | 'ended';
   target?: AuditTarget;
   image?: { path: string; sha256: string | null };
   command?: string[];
@@ -27,6 +29,12 @@ export interface AuditEntry {
   durationMs?: number;
   /** gc: what it removed */
   removed?: string[];
+  /** forward: each listener and where it leads ('127.0.0.1:18080 -> web:8080') */
+  forwards?: string[];
+  /** forward: connections opened inside the target, at the end */
+  connections?: number;
+  /** cp: which way, both sides, and how much */
+  copy?: { direction: 'in' | 'out'; from: string; to: string; archive: boolean; files: number; dirs: number; symlinks: number; bytes: number; skipped: number };
   /** --no-audit: only the fact that a run went unrecorded is recorded */
   noAudit?: boolean;
 }

@@ -3,6 +3,7 @@
 // takes it away; a session that died is noticed by whoever looks next (any attach, or
 // `crashcart gc`), and what it left is cleaned up then.
 import { statSync } from 'node:fs';
+import { imageLabel } from '../image/store.js';
 import { CrashcartError } from './errors.js';
 import { faultPoint } from './fault.js';
 import { findGraft, findToolkit, graftToolkit, isToolkitMount, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
@@ -70,11 +71,7 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
         hint: 'unmount it inside the container if it is yours to remove',
       });
     }
-    if (!loopBacks(index, { dev: image.dev, ino: image.ino })) {
-      throw new CrashcartError(`${describeTarget(target)} already has another toolkit image grafted at /dev/crashcart (/dev/loop${index}: ${loopBackingFile(index) ?? '?'})`, {
-        hint: 'use that image with -i, or take it out with crashcart -u once its sessions end',
-      });
-    }
+    if (!loopBacks(index, { dev: image.dev, ino: image.ino })) throw anotherImage(target, rec, index);
     opts.log(`reusing the toolkit already grafted from /dev/loop${index}`);
     if (!rec.loop) Object.assign(rec, { loop: `/dev/loop${index}`, method: 'unknown', createdDir: true, image: opts.image });
   } else {
@@ -108,6 +105,21 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
   store.write(rec);
   faultPoint('after-state-write');
   return rec;
+}
+
+/**
+ * The graft in the target is of another image: which one (its cache name and what it adds,
+ * from its sidecar), on which loop device, and who holds it.
+ */
+function anotherImage(target: Target, rec: TargetRecord, index: number): CrashcartError {
+  const backing = loopBackingFile(index);
+  const label = backing === undefined ? undefined : imageLabel(backing.replace(/ \(deleted\)$/, ''));
+  const live = rec.sessions.length; // the live ones: ensureGrafted has filtered them
+  const held = live > 0 ? `, held by ${live} other session${live === 1 ? '' : 's'}` : rec.pinned ? ', kept by crashcart -m' : '';
+  const use = label === undefined ? 'use that image with -i' : `use it with ${label.added.length ? `--add ${label.added.join(',')} or ` : ''}-i ${label.name}`;
+  return new CrashcartError(`${describeTarget(target)} already has another toolkit image grafted at /dev/crashcart${held}: ${label?.text ?? 'an image sysfs does not name'} on /dev/loop${index}`, {
+    hint: `${use}, or take it out with crashcart -u once its sessions end`,
+  });
 }
 
 /** What releaseIfUnused did: kept it (in use), unmounted or detached the graft, swept

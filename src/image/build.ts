@@ -14,10 +14,10 @@ import { layoutTree, normalizeTree } from './layout.js';
 import { sweepDeadTemps } from './temp.js';
 import { mib } from './bytes.js';
 import { eachLimit } from './files.js';
-import { hashFiles, loadProfile, parsePackageList, recipeDigest, type Extras, type ProfileName } from './profile.js';
+import { addedPackages, hashFiles, loadProfile, recipeDigest, type Extras, type ProfileName } from './profile.js';
 import { excludedDependency } from './relocate.js';
 
-export { recipeDigest } from './profile.js';
+export { addedPackages, recipeDigest } from './profile.js';
 
 /** Used when neither the caller nor SOURCE_DATE_EPOCH gives a time (2023-11-14T22:13:20Z). */
 export const DEFAULT_EPOCH = 1700000000;
@@ -34,19 +34,6 @@ export interface BuildOptions {
   add?: string[];
   /** A directory of tools built for the prefix, copied as it is over the profile's tree. */
   fromDir?: string;
-}
-
-/** --add names, checked like packages.txt lines; the profile's own are dropped. */
-export function addedPackages(add: string[] | undefined, profilePackages: string[]): string[] {
-  if (!add?.length) return [];
-  let names: string[];
-  try {
-    names = parsePackageList(add.join('\n'));
-  } catch {
-    const bad = add.find((a) => !/^[a-z0-9][a-z0-9+.-]+$/.test(a.trim()));
-    throw imageError('EBUILD', `invalid package name '${bad}' for --add`, { hint: 'Debian names have lowercase letters, digits, + - . only' });
-  }
-  return names.filter((n) => !profilePackages.includes(n));
 }
 
 /** The digest and file count of a --from-dir directory; it must exist and be a directory. */
@@ -96,6 +83,12 @@ async function extract(deb: string, dir: string): Promise<void> {
 const UNUSED = ['usr/share/doc', 'usr/share/man', 'usr/share/info', 'usr/share/lintian', 'usr/share/bug', 'usr/share/locale'];
 const UNPACK_TMP = /^\.unpack-(\d+)-/;
 
+/** The unpacked tree of `deb` in the cache, or undefined when it is not there yet. */
+async function unpackedDir(deb: DebInfo, debDir: string): Promise<string | undefined> {
+  const dir = join(debDir, '.unpacked', deb.sha256);
+  return (await stat(dir).then((st) => st.isDirectory(), () => false)) ? dir : undefined;
+}
+
 /**
  * The unpacked contents of a .deb, kept in `${debDir}/.unpacked/<sha256>` so that the next
  * build skips dpkg (the slowest step of a warm build). Made in a private directory and
@@ -103,7 +96,7 @@ const UNPACK_TMP = /^\.unpack-(\d+)-/;
  */
 async function unpacked(deb: DebInfo, file: string, debDir: string): Promise<string> {
   const dir = join(debDir, '.unpacked', deb.sha256);
-  if (await stat(dir).then(() => true, () => false)) return dir;
+  if (await unpackedDir(deb, debDir)) return dir;
   const tmp = await mkdtemp(join(debDir, '.unpacked', `.unpack-${process.pid}-`));
   try {
     await extract(file, tmp);
@@ -157,15 +150,20 @@ export async function buildImage(opts: BuildOptions): Promise<BuildResult> {
         names = await dependencyClosure(roots, excludedDependency);
       }
       const debs = await candidates(names);
-      const files = await fetchDebs(debs, debDir, (deb, cached) => say(`${cached ? 'using cached' : 'downloading'} ${deb.name} ${deb.version}`));
+      // A package already unpacked (under the checksum its .deb was verified against) needs
+      // neither its .deb nor another sha256 of it: hashing them was most of a warm build.
+      const ready = await Promise.all(debs.map((deb) => unpackedDir(deb, debDir)));
+      for (const [i, deb] of debs.entries()) if (ready[i]) say(`using unpacked ${deb.name} ${deb.version}`);
+      const fetch = debs.filter((_, i) => !ready[i]);
+      const fetched = await fetchDebs(fetch, debDir, (deb, cached) => say(`${cached ? 'using cached' : 'downloading'} ${deb.name} ${deb.version}`));
 
       step();
       await mkdir(join(debDir, '.unpacked'), { recursive: true, mode: 0o700 });
       await sweepDeadTemps(join(debDir, '.unpacked'), UNPACK_TMP);
-      const extracted: { deb: DebInfo; dir: string }[] = debs.map((deb) => ({ deb, dir: '' }));
+      const extracted: { deb: DebInfo; dir: string }[] = debs.map((deb, i) => ({ deb, dir: ready[i] ?? '' }));
       // a few dpkg at a time: a full toolkit is over a hundred packages
-      await eachLimit([...debs.keys()], 8, async (i) => {
-        extracted[i]!.dir = await unpacked(debs[i]!, files[i]!, debDir);
+      await eachLimit([...fetch.keys()], 8, async (i) => {
+        extracted[debs.indexOf(fetch[i]!)]!.dir = await unpacked(fetch[i]!, fetched[i]!, debDir);
       });
 
       step();

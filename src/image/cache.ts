@@ -40,9 +40,11 @@ export interface Sidecar {
   sizeBytes: number;
   /** recipeDigest() of the profile the image was made from. */
   recipe: string;
+  /** The packages an image of `crashcart --add` has on top of its profile. */
+  added?: string[];
 }
 
-export async function writeSidecar(image: string, profile: ProfileName, result: BuildResult): Promise<Sidecar> {
+export async function writeSidecar(image: string, profile: ProfileName, result: BuildResult, added: string[] = []): Promise<Sidecar> {
   const sidecar: Sidecar = {
     sha256: result.sha256,
     profile,
@@ -50,6 +52,7 @@ export async function writeSidecar(image: string, profile: ProfileName, result: 
     built: new Date().toISOString(),
     sizeBytes: result.sizeBytes,
     recipe: result.recipe,
+    ...(added.length ? { added } : {}),
   };
   const tmp = `${image}.json.${process.pid}.${Date.now()}.${tmpCount++}.tmp`;
   try {
@@ -75,6 +78,8 @@ export interface ResolveOptions {
   progress?: (line: string) => void;
   /** --insecure-image: use an image file a non-root user could change. */
   insecureImage?: boolean;
+  /** --add: the default profile plus these Debian packages (not with `image`). */
+  add?: string[];
 }
 
 /**
@@ -116,8 +121,8 @@ async function urlImage(url: string, opts: ResolveOptions): Promise<{ path: stri
   return { path: r.path, built: false, pulled: true };
 }
 
-/** Why the cached default image cannot be used as it is, or undefined when it can. */
-async function staleReason(path: string): Promise<string | undefined> {
+/** Why a cached built image cannot be used as it is, or undefined when it can. */
+async function staleReason(path: string, recipe: () => Promise<string>): Promise<string | undefined> {
   try {
     statSync(path);
   } catch {
@@ -130,7 +135,7 @@ async function staleReason(path: string): Promise<string | undefined> {
   }
   const sidecar = await readSidecar(path);
   // no sidecar: someone put the file there by hand, use it as it is
-  if (sidecar?.recipe !== undefined && sidecar.recipe !== (await currentRecipe(DEFAULT_PROFILE))) {
+  if (sidecar?.recipe !== undefined && sidecar.recipe !== (await recipe())) {
     return 'cached image was made by another crashcart version';
   }
   return undefined;
@@ -142,23 +147,48 @@ async function staleReason(path: string): Promise<string | undefined> {
  * place; the results are byte-identical, so whichever rename lands last is fine.
  */
 export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: string; built: boolean; pulled?: boolean }> {
+  if (opts.add?.length) return derivedImage(opts.add, opts);
   if (opts.image !== undefined && opts.image !== '') return { path: await userImage(opts.image, opts.insecureImage), built: false };
   const url = process.env.CRASHCART_IMAGE_URL;
   if (url) return urlImage(url, opts);
 
   const path = defaultImagePath();
-  const why = await staleReason(path);
+  const why = await staleReason(path, () => currentRecipe(DEFAULT_PROFILE));
   // the cached default is mounted as root like any other image: the same trust rule
   if (why === undefined) return { path: opts.insecureImage ? path : await trustedImage(path), built: false };
 
   opts.progress?.(`${why}; building ${path}`);
+  await buildCached(path, [], opts);
+  return { path, built: true };
+}
+
+/**
+ * `crashcart --add PACKAGE... TARGET`: the default profile plus those packages, built once
+ * into the cache under its recipe (derivedImageName) and used as it is from then on: a name
+ * that matches is the image, nothing is hashed or rebuilt.
+ */
+async function derivedImage(add: string[], opts: ResolveOptions): Promise<{ path: string; built: boolean }> {
+  const { attachAdds, derivedImageName, loadProfile, recipeDigest } = await import('./profile.js');
+  const profile = await loadProfile(DEFAULT_PROFILE);
+  const added = attachAdds(add, profile.packages);
+  if (!added.length) return resolveImage({ ...opts, add: [] }); // only the profile's own
+  const name = derivedImageName(profile, added);
+  const path = join(imagesDir(), `${name}.img`);
+  const why = await staleReason(path, async () => recipeDigest(profile, { add: added }));
+  if (why === undefined) return { path: opts.insecureImage ? path : await trustedImage(path), built: false };
+  opts.progress?.(`${why}; building ${path}: the ${profile.name} toolkit plus ${added.join(', ')} (once: later runs use it)`);
+  await buildCached(path, added, opts);
+  return { path, built: true };
+}
+
+/** Builds the default profile (plus `add`) into the cache file `path`, with its sidecar. */
+async function buildCached(path: string, add: string[], opts: ResolveOptions): Promise<void> {
   await ensureCacheDir();
   await ensureCacheDir(join(cacheDir(), 'images'));
   // Loaded only when needed: building pulls in modules an attach does not use.
   const { buildImage } = await import('./build.js');
-  const result = await buildImage({ profile: DEFAULT_PROFILE, output: path, progress: opts.progress });
-  await writeSidecar(path, DEFAULT_PROFILE, result);
-  return { path, built: true };
+  const result = await buildImage({ profile: DEFAULT_PROFILE, output: path, progress: opts.progress, ...(add.length ? { add } : {}) });
+  await writeSidecar(path, DEFAULT_PROFILE, result, add);
 }
 
 /**

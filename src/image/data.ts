@@ -4,6 +4,7 @@
 import { copyFile, lstat, mkdir, readdir, readFile, readlink, symlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { replaceBytes } from './bytes.js';
+import { isElf } from './elf.js';
 import { imageError } from './errors.js';
 import { PREFIX } from './prefix.js';
 import type { Extracted } from './relocate.js';
@@ -18,17 +19,50 @@ const TERMINFO_EXTRA = [
 ];
 
 /**
+ * nmap's data for port scans, host discovery and version detection (-sV), which starts the
+ * scripting engine: its core, with no scripts (an empty script.db). The scripts and their
+ * libraries (-sC, --script: 13 MB of Lua) and the OS fingerprints (-O: 5 MB) are left out.
+ */
+const NMAP_DATA = [
+  'nmap-services', 'nmap-protocols', 'nmap-rpc', 'nmap-mac-prefixes', 'nmap-payloads', 'nmap-service-probes',
+  'nse_main.lua', 'nselib/stdnse.lua', 'nselib/strict.lua', 'nselib/tableaux.lua', 'nselib/lpeg-utility.lua',
+];
+
+const TMUX_CONF = '/etc/tmux.conf:~/.tmux.conf:$XDG_CONFIG_HOME/tmux/tmux.conf:~/.config/tmux/tmux.conf\0';
+
+/** libcrypto's OPENSSLDIR in the toolkit: as long as Debian's /usr/lib/ssl, and never there. */
+export const NO_OPENSSLDIR = '/proc/0//ssl';
+
+/** A NUL-terminated `${PREFIX}/${rest}` as long as `from`, extra slashes after the prefix. */
+export function paddedPath(from: string, rest: string): string {
+  const pad = Buffer.byteLength(from) - Buffer.byteLength(`${PREFIX}/${rest}\0`);
+  if (pad < 0) throw new Error(`${PREFIX}/${rest} is longer than ${from}`);
+  return `${PREFIX}/${'/'.repeat(pad)}${rest}\0`;
+}
+
+export interface PathPatch {
+  file: string;
+  from: string;
+  to: string;
+  /** a link at the prefix's root that `to` names */
+  link?: { name: string; target: string };
+}
+
+/**
  * Default search paths compiled into libraries and programs, pointed into the prefix so that
  * tools find their data even when started without the toolkit's bashrc (`crashcart TARGET
- * -- htop`). Same-length replacements, each with a link at the prefix's root to the real
- * place:
+ * -- htop`). Same-length replacements: a short link at the prefix's root to the real place,
+ * or the real place with slashes to make up the length (paddedPath):
  * - libtinfo: the toolkit's terminfo first, then /etc/terminfo (what ncurses reads for the
  *   empty entries) and /usr/share/terminfo; the container's /lib/terminfo drops out, the
  *   toolkit carries the same ncurses-base entries.
  * - libmagic: the container's /etc/magic (local additions, as on Debian), then ours.
  * - ltrace: its prototypes of libc functions (without them it prints raw numbers).
+ * - libxtables, libcrypto: their plugin directories (MODULE_DIRS in relocate.ts); libcrypto's
+ *   configuration directory, which points nowhere (see below).
+ * - tmux: its configuration files; sar: its data collector.
  */
-export const PATH_PATCHES = [
+export const PATH_PATCHES: readonly PathPatch[] = [
   {
     file: 'lib/libtinfo.so.6',
     from: '/etc/terminfo:/lib/terminfo:/usr/share/terminfo\0',
@@ -47,7 +81,41 @@ export const PATH_PATCHES = [
     to: `${PREFIX}/l\0`,
     link: { name: 'l', target: 'etc/ltrace.conf' },
   },
-] as const;
+  // iptables' and nft's extensions (XTABLES_LIBDIR); MODULE_DIRS in relocate.ts
+  {
+    file: 'lib/libxtables.so.12',
+    from: '/usr/lib/x86_64-linux-gnu/xtables\0',
+    to: paddedPath('/usr/lib/x86_64-linux-gnu/xtables\0', 'lib/xtables'),
+  },
+  // OpenSSL's providers and engines (OPENSSL_MODULES, OPENSSL_ENGINES): the toolkit's own,
+  // never the container's; `openssl version -a` says so.
+  ...[['MODULESDIR', 'ossl-modules'], ['ENGINESDIR', 'engines-3']].flatMap(([key, dir]) => {
+    const from = `/usr/lib/x86_64-linux-gnu/${dir}\0`;
+    const shown = `${key}: "/usr/lib/x86_64-linux-gnu/${dir}"\0`;
+    const to = `${key}: "${PREFIX}/lib/${dir}"`;
+    return [
+      { file: 'lib/libcrypto.so.3', from, to: paddedPath(from, `lib/${dir}`) },
+      { file: 'lib/libcrypto.so.3', from: shown, to: `${to}${' '.repeat(Buffer.byteLength(shown) - Buffer.byteLength(to) - 1)}\0` },
+    ];
+  }),
+  // OPENSSLDIR, where libcrypto finds openssl.cnf: a configuration can load modules by path,
+  // so the container's is never read. The path is too short to point into the prefix; it
+  // names a directory that cannot exist (procfs has no /proc/0). `openssl` itself runs with
+  // the toolkit's openssl.cnf (its wrapper sets OPENSSL_CONF). The trusted certificates are
+  // other strings, and stay the container's (/usr/lib/ssl/certs, /usr/lib/ssl/cert.pem).
+  { file: 'lib/libcrypto.so.3', from: '/usr/lib/ssl\0', to: `${NO_OPENSSLDIR}\0` },
+  { file: 'lib/libcrypto.so.3', from: 'OPENSSLDIR: "/usr/lib/ssl"\0', to: `OPENSSLDIR: "${NO_OPENSSLDIR}"\0` },
+  // tmux reads the toolkit's tmux.conf only (a shell, and no file of the container's); it is
+  // wrapped (libexec/), unless a profile has no wrapper for it
+  ...['libexec/tmux', 'bin/tmux'].map((file) => ({ file, from: TMUX_CONF, to: paddedPath(TMUX_CONF, 'etc/tmux.conf') })),
+  // sar starts sysstat's data collector
+  {
+    file: 'bin/sar.sysstat',
+    from: '/usr/lib/sysstat/sadc\0',
+    to: paddedPath('/usr/lib/sysstat/sadc\0', 'sadc'),
+    link: { name: 'sadc', target: 'libexec/sadc' },
+  },
+];
 
 export async function patchSearchPaths(root: string): Promise<void> {
   for (const p of PATH_PATCHES) {
@@ -56,11 +124,12 @@ export async function patchSearchPaths(root: string): Promise<void> {
     if (!(await exists(path))) continue;
     while ((await lstat(path)).isSymbolicLink()) path = join(root, dir, basename(await readlink(path)));
     const buf = await readFile(path);
+    if (!isElf(buf)) continue; // a wrapper: the program is in libexec/
     if (replaceBytes(buf, p.from, p.to) < 1) {
       throw imageError('EBUILD', `${dir}/${basename(path)} does not contain ${JSON.stringify(p.from.replace(/\0$/, ''))}, so it cannot be pointed into the prefix`, { hint: 'its package changed: report it' });
     }
     await writeFile(path, buf);
-    await symlink(p.link.target, join(root, p.link.name));
+    if (p.link) await symlink(p.link.target, join(root, p.link.name));
   }
 }
 
@@ -105,6 +174,16 @@ export async function copyData(pkgs: Extracted[], root: string): Promise<void> {
   if (mgc) await copyTree(join(mgc, 'usr', 'lib', 'file', 'magic.mgc'), join(root, 'share', 'misc', 'magic.mgc'));
   const ltrace = by('ltrace');
   if (ltrace) await copyTree(join(ltrace, 'etc', 'ltrace.conf'), join(root, 'etc', 'ltrace.conf'));
+  // nmap looks in <its directory>/../share/nmap before its compiled-in /usr/share/nmap
+  const nmap = by('nmap-common');
+  if (nmap) {
+    for (const f of NMAP_DATA) await copyTree(join(nmap, 'usr', 'share', 'nmap', f), join(root, 'share', 'nmap', f));
+    await mkdir(join(root, 'share', 'nmap', 'scripts'), { recursive: true });
+    await writeFile(join(root, 'share', 'nmap', 'scripts', 'script.db'), '');
+  }
+  // what `openssl req`, `ca` and friends read (wrap/openssl names it in OPENSSL_CONF)
+  const openssl = by('openssl');
+  if (openssl) await copyTree(join(openssl, 'etc', 'ssl', 'openssl.cnf'), join(root, 'etc', 'ssl', 'openssl.cnf'));
   const netbase = by('netbase');
   if (netbase) {
     for (const f of ['services', 'protocols']) await copyTree(join(netbase, 'etc', f), join(root, 'etc', f));

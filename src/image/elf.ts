@@ -86,3 +86,45 @@ function cString(buf: Buffer, start: number, end: number): string {
   const nul = buf.indexOf(0, start);
   return buf.toString('latin1', start, nul === -1 || nul > end ? end : nul);
 }
+
+const SHT_DYNSYM = 11;
+
+/**
+ * Where the bytes of the first defined dynamic symbol matching `name` lie in the file: its offset and
+ * size. Undefined when the file has no such symbol, or it has no file bytes (.bss).
+ */
+export function symbolExtent(buf: Buffer, name: RegExp): { offset: number; size: number } | undefined {
+  if (!isElf(buf) || buf[4] !== 2 || buf[5] !== 1 || buf.length < 64) return undefined;
+  const shoff = Number(buf.readBigUInt64LE(40));
+  const shentsize = buf.readUInt16LE(58);
+  const shnum = buf.readUInt16LE(60);
+  if (shoff === 0 || shoff + shnum * shentsize > buf.length) return undefined;
+  const section = (i: number) => {
+    const sh = shoff + i * shentsize;
+    return { type: buf.readUInt32LE(sh + 4), offset: Number(buf.readBigUInt64LE(sh + 24)), size: Number(buf.readBigUInt64LE(sh + 32)), link: buf.readUInt32LE(sh + 40) };
+  };
+  for (let i = 0; i < shnum; i++) {
+    const sym = section(i);
+    if (sym.type !== SHT_DYNSYM || sym.link >= shnum) continue;
+    const strtab = section(sym.link);
+    for (let p = sym.offset; p + 24 <= sym.offset + sym.size && p + 24 <= buf.length; p += 24) {
+      const shndx = buf.readUInt16LE(p + 6);
+      if (shndx === 0 || !name.test(cString(buf, strtab.offset + buf.readUInt32LE(p), strtab.offset + strtab.size))) continue;
+      const value = Number(buf.readBigUInt64LE(p + 8));
+      const size = Number(buf.readBigUInt64LE(p + 16));
+      // a virtual address: the segment that loads it says where it is in the file
+      const phoff = Number(buf.readBigUInt64LE(32));
+      const phentsize = buf.readUInt16LE(54);
+      for (let j = 0; j < buf.readUInt16LE(56); j++) {
+        const ph = phoff + j * phentsize;
+        if (buf.readUInt32LE(ph) !== PT_LOAD) continue;
+        const offset = Number(buf.readBigUInt64LE(ph + 8));
+        const vaddr = Number(buf.readBigUInt64LE(ph + 16));
+        const filesz = Number(buf.readBigUInt64LE(ph + 32));
+        if (value >= vaddr && value + size <= vaddr + filesz) return { offset: offset + (value - vaddr), size };
+      }
+      return undefined;
+    }
+  }
+  return undefined;
+}

@@ -1,7 +1,7 @@
 // Writes and checks the ext3 image. The filesystem is made by mke2fs -d from a staging
 // directory, so building never needs a mount or a loop device.
 import { createHash } from 'node:crypto';
-import { lstat, readdir, readlink, writeFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { causeLine, imageError } from './errors.js';
 
@@ -16,8 +16,9 @@ export interface TreeSize {
   paths: string[];
 }
 
-// mke2fs copies names verbatim and the debugfs command file quotes them: keep them plain.
-const SAFE_NAME = /^[A-Za-z0-9_.+[\]-]+$/;
+// mke2fs copies names verbatim and the debugfs command file quotes them: keep them plain
+// ('~' for Debian versions in library names: libisc-9.18.49-1~deb12u3-Debian.so).
+const SAFE_NAME = /^[A-Za-z0-9_.+[\]~-]+$/;
 
 export async function measureTree(root: string): Promise<TreeSize> {
   const size: TreeSize = { entries: 0, dataKiB: 0, paths: [] };
@@ -30,7 +31,7 @@ export async function measureTree(root: string): Promise<TreeSize> {
       // ext2 dirent: 8 bytes + name padded to 4, plus "." and ".."
       let bytes = 24;
       for (const name of names) {
-        if (!SAFE_NAME.test(name)) throw imageError('EBUILD', `unsupported file name '${name}' in ${rel || '/'}`, { hint: 'names in the image may use letters, digits and _ . + [ ] - only' });
+        if (!SAFE_NAME.test(name)) throw imageError('EBUILD', `unsupported file name '${name}' in ${rel || '/'}`, { hint: 'names in the image may use letters, digits and _ . + [ ] ~ - only' });
         bytes += 8 + Math.ceil(name.length / 4) * 4;
         await walk(join(abs, name), `${rel}/${name}`);
       }
@@ -39,13 +40,26 @@ export async function measureTree(root: string): Promise<TreeSize> {
       // targets under 60 bytes live in the inode itself
       if ((await readlink(abs)).length >= 60) size.dataKiB += 1;
     } else if (st.isFile()) {
-      size.dataKiB += Math.ceil(st.size / 1024);
+      // mke2fs stores no block that is all zeros (ELF padding, hollowed data)
+      size.dataKiB += await nonZeroKiB(abs);
     } else {
       throw imageError('EBUILD', `unsupported file type at ${rel}`, { hint: 'an image holds files, directories and symlinks only' });
     }
   };
   await walk(root, '');
   return size;
+}
+
+/** The 1 KiB blocks of a file that hold anything but zeros (what mke2fs -d writes of it). */
+async function nonZeroKiB(path: string): Promise<number> {
+  const buf = await readFile(path);
+  const zero = Buffer.alloc(1024);
+  let n = 0;
+  for (let at = 0; at < buf.length; at += 1024) {
+    const block = buf.subarray(at, at + 1024);
+    if (!block.equals(zero.subarray(0, block.length))) n++;
+  }
+  return n;
 }
 
 /**

@@ -114,7 +114,7 @@ export async function hashFiles(dir: string, skip: string[] = []): Promise<Recor
 }
 
 /** Bumped whenever the tree layout changes, so cached images of an older layout are rebuilt. */
-export const LAYOUT_VERSION = 1;
+export const LAYOUT_VERSION = 2;
 
 /** What goes into an image besides its profile. */
 export interface Extras {
@@ -141,4 +141,31 @@ export function recipeDigest(profile: Pick<Profile, 'name' | 'packages' | 'bashr
 /** One digest for a directory's contents (names, types, exec bits, data). */
 export async function dirDigest(dir: string): Promise<string> {
   return createHash('sha256').update(JSON.stringify(await hashFiles(dir))).digest('hex');
+}
+
+const DEBIAN_NAME = /^[a-z0-9][a-z0-9+.-]+$/;
+
+/** --add names, checked like packages.txt lines; the profile's own are dropped. */
+export function addedPackages(add: string[] | undefined, profilePackages: string[]): string[] {
+  if (!add?.length) return [];
+  const bad = add.find((a) => !DEBIAN_NAME.test(a.trim()));
+  if (bad !== undefined) throw imageError('EBUILD', `invalid package name '${bad}' for --add`, { hint: 'Debian names have lowercase letters, digits, + - . only' });
+  return parsePackageList(add.join('\n')).filter((n) => !profilePackages.includes(n));
+}
+
+/**
+ * The packages of `crashcart --add A,B --add C TARGET`: split at commas, checked, the
+ * profile's own dropped, sorted, so that the same set always names the same image.
+ */
+export function attachAdds(add: string[], profilePackages: string[]): string[] {
+  return addedPackages(add.flatMap((a) => a.split(',').map((n) => n.trim())), profilePackages).sort();
+}
+
+/**
+ * The cache name of the image made of `profile` plus the packages `add` (attachAdds):
+ * `full+<the first 12 hex digits of its recipe digest>`. It changes with the profile's
+ * recipe, so an image made by another crashcart version is never taken for this one.
+ */
+export function derivedImageName(profile: Parameters<typeof recipeDigest>[0], add: string[]): string {
+  return `${profile.name}+${recipeDigest(profile, { add }).slice(0, 12)}`;
 }

@@ -1,13 +1,13 @@
 // Lays out a relocated toolkit: Debian's dynamic binaries and their libraries under the
 // prefix, each executable patched to load the prefix's ld.so and libraries (RPATH), so
 // nothing is loaded from the container's /lib, /usr or /etc.
-import { copyFile, lstat, mkdir, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { basename, join, posix } from 'node:path';
 import { execa } from 'execa';
 import { causeLine, imageError } from './errors.js';
 import { copyData, patchSearchPaths } from './data.js';
-import { readElf, type ElfInfo } from './elf.js';
+import { readElf, symbolExtent, type ElfInfo } from './elf.js';
 import { INTERP, PREFIX, RPATH } from './prefix.js';
 import type { Profile } from './profile.js';
 import { eachLimit, exists, listDir } from './files.js';
@@ -17,9 +17,11 @@ import { eachLimit, exists, listDir } from './files.js';
  * library (a library they do need fails the DT_NEEDED check instead). Perl and Python are
  * big and would need their own relocation; PAM and the login stack make no sense in a
  * debugging shell; libelogind0 collides with libsystemd0; the rest are packaging machinery.
+ * The embeddable interpreters themselves (libperl5.36, libpython3.11: one shared object
+ * each) are allowed: perf links both, and starts neither unless asked to run a script.
  */
 const EXCLUDED = [
-  /^perl(-base|-modules-.*)?$/, /^libperl/, /-perl$/, /^python/, /^libpython/,
+  /^perl(-base|-modules-.*)?$/, /^libperl(?!5\.\d+$)/, /-perl$/, /^python/, /^libpython(?!3\.\d+$)/,
   /^libpam/, /^passwd$/, /^login$/, /^adduser$/, /^libelogind/,
   /^c?debconf$/, /^dpkg$/, /^install-info$/, /^init-system-helpers$/, /^ucf$/, /^usrmerge$/, /^usr-is-merged$/,
   /^base-files$/, /^debianutils$/, /^sensible-utils$/, /^readline-common$/, /^libdebuginfod-common$/,
@@ -75,7 +77,36 @@ const ALTERNATIVES: [string, string[]][] = [
   ['editor', ['nano', 'vim.tiny']],
   ['pager', ['less']],
   ['sh', ['bash']],
+  // iptables' nf_tables flavour, as Debian chooses it (the legacy one when that is all there is)
+  ...['iptables', 'ip6tables', 'arptables', 'ebtables'].flatMap((t) =>
+    ['', '-save', '-restore'].map((s): [string, string[]] => [`${t}${s}`, [`${t}-nft${s}`, `${t}-legacy${s}`]])),
+  // traceroute names its programs *.db; busybox would otherwise fill traceroute in
+  ...['traceroute', 'traceroute6', 'lft', 'traceproto', 'tcptraceroute'].map((t): [string, string[]] => [t, [`${t}.db`]]),
+  ['sar', ['sar.sysstat']],
 ];
+
+/**
+ * Libraries Debian puts in a subdirectory and links from lib/ with update-alternatives
+ * (libblas3 for nmap's liblinear): name in lib/ -> candidates below the library directory.
+ */
+const LIB_ALTERNATIVES: [string, string[]][] = [
+  ['libblas.so.3', ['blas/libblas.so.3', 'openblas-pthread/libblas.so.3', 'atlas/libblas.so.3']],
+  ['liblapack.so.3', ['lapack/liblapack.so.3', 'openblas-pthread/liblapack.so.3', 'atlas/liblapack.so.3']],
+];
+
+/**
+ * Directories of plugins a library loads with dlopen() from a path compiled into it (which
+ * data.ts points into the prefix): lib/<name>/, kept when `loader` is. iptables' and
+ * nft's extensions; OpenSSL's providers (legacy) and engines.
+ */
+export const MODULE_DIRS = [
+  { name: 'xtables', loader: 'libxtables.so.12' },
+  { name: 'ossl-modules', loader: 'libcrypto.so.3' },
+  { name: 'engines-3', loader: 'libcrypto.so.3' },
+] as const;
+
+/** Helper programs outside bin/ that a tool runs by a compiled-in path (data.ts points it here). */
+const HELPERS = [{ pkg: 'sysstat', path: 'usr/lib/sysstat/sadc' }];
 
 const BIN_DIRS = ['bin', 'sbin', 'usr/bin', 'usr/sbin'];
 const LIB_DIRS = ['lib/x86_64-linux-gnu', 'usr/lib/x86_64-linux-gnu'];
@@ -122,7 +153,10 @@ async function flattenBin(pkgs: Extracted[], bin: string, keep: (name: string, p
   }
 }
 
-/** lib/: every shared object of every package (pruned to what is used later). */
+/**
+ * lib/: every shared object of every package (pruned to what is used later), the libraries
+ * of LIB_ALTERNATIVES, and the plugin directories of MODULE_DIRS.
+ */
 async function flattenLib(pkgs: Extracted[], lib: string): Promise<void> {
   for (const pkg of pkgs) {
     for (const sub of LIB_DIRS) {
@@ -140,6 +174,30 @@ async function flattenLib(pkgs: Extracted[], lib: string): Promise<void> {
       }
     }
   }
+  for (const [name, candidates] of LIB_ALTERNATIVES) {
+    if (await exists(join(lib, name))) continue;
+    const found = await firstExisting(pkgs.flatMap((p) => LIB_DIRS.flatMap((sub) => candidates.map((c) => join(p.dir, sub, c)))));
+    if (found) await copyFile(found, join(lib, name)); // through the package's own links
+  }
+  for (const { name } of MODULE_DIRS) {
+    for (const pkg of pkgs) {
+      for (const sub of LIB_DIRS) {
+        const dir = join(pkg.dir, sub, name);
+        for (const f of (await listDir(dir)).sort()) {
+          if (!f.endsWith('.so') || (await exists(join(lib, name, f)))) continue;
+          const st = await lstat(join(dir, f));
+          if (!st.isFile()) continue;
+          await mkdir(join(lib, name), { recursive: true });
+          await copyFile(join(dir, f), join(lib, name, f));
+        }
+      }
+    }
+  }
+}
+
+async function firstExisting(paths: string[]): Promise<string | undefined> {
+  for (const p of paths) if (await exists(p)) return p;
+  return undefined;
 }
 
 /** The interpreter line of a script, or undefined. */
@@ -207,18 +265,30 @@ async function pruneLib(root: string, dirs: string[]): Promise<void> {
     if ((await exists(join(lib, target))) && !(await exists(join(lib, alias)))) await symlink(target, join(lib, alias));
   }
   for (const n of [...DLOPENED, ...Object.keys(DLOPEN_ALIASES)]) if (await exists(join(lib, n))) need(n, 'dlopen');
-  while (queue.length) {
-    const { name, by } = queue.shift()!;
-    const path = join(lib, name);
-    if (!(await exists(path))) {
-      throw imageError('EBUILD', `${by} needs ${name}, which no package of the image provides`, { hint: 'add its package with --add or to packages.txt' });
+  const follow = async () => {
+    while (queue.length) {
+      const { name, by } = queue.shift()!;
+      const path = join(lib, name);
+      if (!(await exists(path))) {
+        throw imageError('EBUILD', `${by} needs ${name}, which no package of the image provides`, { hint: 'add its package with --add or to packages.txt' });
+      }
+      const st = await lstat(path);
+      if (st.isSymbolicLink()) {
+        need(await readlink(path), `lib/${name}`);
+        continue;
+      }
+      for (const n of (await elfOf(path))?.needed ?? []) need(n, `lib/${name}`);
     }
-    const st = await lstat(path);
-    if (st.isSymbolicLink()) {
-      need(await readlink(path), `lib/${name}`);
-      continue;
+  };
+  await follow();
+  // a plugin directory stays with the library that loads it, and brings what its plugins need
+  for (const { name, loader } of MODULE_DIRS) {
+    if (!keep.has(loader) || !(await exists(join(lib, name)))) continue;
+    keep.add(name);
+    for (const f of (await listDir(join(lib, name))).sort()) {
+      for (const n of (await elfOf(join(lib, name, f)))?.needed ?? []) need(n, `lib/${name}/${f}`);
     }
-    for (const n of (await elfOf(path))?.needed ?? []) need(n, `lib/${name}`);
+    await follow();
   }
   for (const name of await readdir(lib)) {
     if (!keep.has(name)) await rm(join(lib, name), { recursive: true });
@@ -231,7 +301,7 @@ async function pruneLib(root: string, dirs: string[]): Promise<void> {
  */
 export async function checkNeeded(root: string): Promise<void> {
   const lib = join(root, 'lib');
-  for (const dir of ['bin', 'libexec', 'lib']) {
+  for (const dir of ['bin', 'libexec', 'lib', ...MODULE_DIRS.map((m) => `lib/${m.name}`)]) {
     for (const name of (await listDir(join(root, dir))).sort()) {
       const info = await elfOf(join(root, dir, name));
       if (info?.interp !== undefined && dir !== 'lib' && info.interp !== INTERP) {
@@ -316,6 +386,12 @@ export async function flattenRelocated(root: string, pkgs: Extracted[], profile:
     }
   }
 
+  // Programs other programs start from a directory of their own, into libexec/
+  for (const { pkg, path } of HELPERS) {
+    const from = pkgs.find((p) => p.name === pkg && p.tools);
+    if (from && (await exists(join(from.dir, path))) && !(await exists(join(libexec, basename(path))))) await copyFile(join(from.dir, path), join(libexec, basename(path)));
+  }
+
   // Wrappers: images/<profile>/wrap/NAME replaces bin/NAME, which moves to libexec/NAME.
   const wrapDir = join(profile.dir, 'wrap');
   for (const name of (await listDir(wrapDir)).sort()) {
@@ -326,12 +402,48 @@ export async function flattenRelocated(root: string, pkgs: Extracted[], profile:
 }
 
 /**
+ * Data that no program of the toolkit reads, zeroed in place: mke2fs stores no blocks for
+ * zeros, so it costs nothing in the image. bind's libisc (dig, host, nslookup) starts
+ * libxml2, which links ICU, whose 30 MB of tables only libxml2's conversion of unusual
+ * character sets would open; without them ICU says its data is missing.
+ */
+const HOLLOWED = [{ file: /^libicudata\.so\.\d+\.\d+$/, symbol: /^icudt\d+_dat$/ }];
+
+async function hollowData(lib: string): Promise<void> {
+  for (const name of (await listDir(lib)).sort()) {
+    const h = HOLLOWED.find((x) => x.file.test(name));
+    if (!h || !(await lstat(join(lib, name))).isFile()) continue;
+    const buf = await readFile(join(lib, name));
+    const extent = symbolExtent(buf, h.symbol);
+    if (!extent) throw imageError('EBUILD', `lib/${name} has no symbol matching ${h.symbol}, so its data cannot be left out`, { hint: 'its package changed: report it' });
+    buf.fill(0, extent.offset, extent.offset + extent.size);
+    await writeSparse(join(lib, name), buf);
+  }
+}
+
+/** Writes `buf` to `path` leaving holes where whole 64 KiB chunks are zero. */
+async function writeSparse(path: string, buf: Buffer): Promise<void> {
+  const zero = Buffer.alloc(65536);
+  const fh = await open(path, 'w');
+  try {
+    for (let at = 0; at < buf.length; at += zero.length) {
+      const part = buf.subarray(at, at + zero.length);
+      if (!part.equals(zero.subarray(0, part.length))) await fh.write(part, 0, part.length, at);
+    }
+    await fh.truncate(buf.length);
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
  * Second half, once bin/ is complete: lib/ pruned to what bin/ and libexec/ load, every
  * dynamic executable pointed at the prefix's loader and libraries, the data they read.
  */
 export async function finishRelocated(root: string, pkgs: Extracted[], say: (line: string) => void): Promise<void> {
   say('pruning libraries to what the tools load');
   await pruneLib(root, ['bin', 'libexec']);
+  await hollowData(join(root, 'lib'));
   say('relocating executables into the prefix');
   await relocateExecutables(root);
   await copyData(pkgs, root);

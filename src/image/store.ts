@@ -3,7 +3,7 @@
 // every attach: only node: modules here, and the synchronous fs (node:fs/promises alone
 // loads streams and readline).
 import { readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { unsafeReason as trustReason } from '../core/trust.js';
 import { cacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
@@ -28,6 +28,8 @@ export interface CachedImage {
   sizeBytes: number;
   source?: string;
   profile?: string;
+  /** The packages an image of `crashcart --add` has on top of its profile. */
+  added?: string[];
   /** When it was pulled or built (ISO); the file's mtime when there is no sidecar. */
   date: string;
 }
@@ -46,6 +48,43 @@ async function readJson(path: string): Promise<Record<string, unknown> | undefin
 }
 
 const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+const strings = (v: unknown): string[] | undefined => (Array.isArray(v) && v.length && v.every((x) => typeof x === 'string') ? (v as string[]) : undefined);
+
+function realpathOr(path: string): string {
+  try {
+    return realpathSync(path);
+  } catch {
+    return path;
+  }
+}
+
+/** Where an image comes from, as `image ls` says it: its URL, `profile full`, `profile full + jq, tmux`. */
+export function imageSource(i: Pick<CachedImage, 'source' | 'profile' | 'added'>): string {
+  if (i.source) return i.source;
+  if (!i.profile) return '-';
+  return `profile ${i.profile}${i.added?.length ? ` + ${i.added.join(', ')}` : ''}`;
+}
+
+/**
+ * How the image file at `path` is named in messages: its cache name and what it is made of
+ * (`full+3f2a1b0c9d8e (profile full + linux-perf)`), or the path of a file outside the cache.
+ * Synchronous: it is read while the state lock is held.
+ */
+export function imageLabel(path: string): { name: string; added: string[]; text: string } {
+  const dir = dirname(path);
+  const inCache = path.endsWith('.img') && (dir === imagesDir() || dir === realpathOr(imagesDir()));
+  const name = inCache ? basename(path, '.img') : path;
+  let side: Record<string, unknown> = {};
+  try {
+    const v = JSON.parse(readFileSync(`${path}.json`, 'utf8')) as unknown;
+    if (v && typeof v === 'object' && !Array.isArray(v)) side = v as Record<string, unknown>;
+  } catch {
+    // no sidecar: the name is all there is to say
+  }
+  const added = strings(side['added']) ?? [];
+  const source = imageSource({ source: str(side['source']), profile: str(side['profile']), added });
+  return { name, added, text: source === '-' ? name : `${name} (${source})` };
+}
 
 /** The cached images, sorted by name; none when the cache does not exist yet. */
 export async function listImages(): Promise<CachedImage[]> {
@@ -77,6 +116,7 @@ export async function listImages(): Promise<CachedImage[]> {
     const name = file.slice(0, -'.img'.length);
     const side = (await readJson(`${path}.json`)) ?? {};
     const sha = str(side['sha256']) ?? DIGEST_NAME.exec(name)?.[1];
+    const added = strings(side['added']);
     out.push({
       name,
       path,
@@ -84,6 +124,7 @@ export async function listImages(): Promise<CachedImage[]> {
       sizeBytes: st.size,
       source: str(side['source']),
       profile: str(side['profile']),
+      ...(added ? { added } : {}),
       date: str(side['pulled']) ?? str(side['built']) ?? st.mtime.toISOString(),
     });
   }

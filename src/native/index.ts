@@ -146,8 +146,67 @@ export interface OpenInRootRequest {
   /** fd of the directory that is / for the path (/proc/PID/root) */
   rootFd: number;
   path: string;
-  /** 'read': O_RDONLY|O_NONBLOCK; 'path': O_PATH */
-  kind: 'read' | 'path';
+  /** 'read': O_RDONLY|O_NONBLOCK; 'path': O_PATH; 'dir': O_RDONLY|O_DIRECTORY */
+  kind: 'read' | 'path' | 'dir';
+  /** a symlink as the last component is not followed (with 'path': its own fd) */
+  nofollow?: boolean;
+}
+
+export interface OpenAtRequest {
+  /** the directory the path is below (RESOLVE_BENEATH: no '..' out of it, no symlink on the way) */
+  dirFd: number;
+  path: string;
+  /** 'path': O_PATH (a trailing symlink comes back itself); 'create': O_WRONLY|O_CREAT|O_EXCL */
+  kind: 'read' | 'path' | 'dir' | 'create';
+  /** for 'create' (default 0600) */
+  mode?: number;
+}
+
+export interface DirEntry {
+  name: string;
+  /** d_type: f d l p s c b, '?' when the filesystem does not say */
+  type: string;
+}
+
+export type Timespec = [seconds: number, nanoseconds: number];
+
+/** What netHelper reports when it ends: its exit code (NET_EXIT_*) or signal. */
+export interface NetHelperExit {
+  code: number | null;
+  signal: number | null;
+}
+
+export interface NetHelperRequest {
+  /** fd of /proc/PID/ns/net: the helper's network namespace */
+  netNsFd: number;
+  /** fd of /proc/PID/root: unix socket paths are opened inside it */
+  rootFd: number;
+  /** the target's process: the helper ends when it exits */
+  targetPid: number;
+  /** connects in progress at once; netConnect beyond that waits in the socket buffer */
+  capacity: number;
+  connectTimeoutMs: number;
+  /** a connection is open (fd, errno 0) or failed (fd -1, errno) */
+  onConnect: (id: number, fd: number, errno: number) => void;
+  /** the helper ended; after this nothing more comes */
+  onExit: (status: NetHelperExit) => void;
+}
+
+/** The helper's exit codes. */
+export const NET_EXIT_STOPPED = 0;
+export const NET_EXIT_TARGET_GONE = 3;
+
+export interface NetConnectRequest {
+  /** the control socket netHelper returned */
+  control: number;
+  id: number;
+  kind: 'tcp' | 'unix' | 'abstract';
+  /** tcp: 4 or 6, and the address's 4 or 16 bytes */
+  family?: 4 | 6;
+  address?: Buffer;
+  port?: number;
+  /** unix: a path in the target's root; abstract: the name without its leading NUL */
+  path?: string;
 }
 
 export interface ExitStatus {
@@ -183,6 +242,21 @@ interface Addon {
   pipe(): [number, number];
   isatty(fd: number): boolean;
   openInRoot(req: OpenInRootRequest): number;
+  openAt(req: OpenAtRequest): number;
+  reopen(req: { fd: number; kind: 'read' | 'dir' }): number;
+  readDir(req: { fd: number }): DirEntry[];
+  readLink(req: { fd: number }): string;
+  mkdirAt(req: { dirFd: number; name: string; mode: number }): void;
+  symlinkAt(req: { dirFd: number; name: string; target: string }): void;
+  mkfifoAt(req: { dirFd: number; name: string; mode: number }): void;
+  renameAt(req: { dirFd: number; from: string; to: string; noReplace: boolean }): void;
+  unlinkAt(req: { dirFd: number; name: string; dir: boolean }): void;
+  linkAt(req: { fd: number; dirFd: number; name: string }): void;
+  fchown(req: { fd: number; uid: number; gid: number }): void;
+  utimes(req: { dirFd: number; name?: string; atime: Timespec; mtime: Timespec }): void;
+  netHelper(req: NetHelperRequest): { pid: number; control: number };
+  netConnect(req: NetConnectRequest): boolean;
+  netStop(req: { control: number }): void;
   lock(fd: number, exclusive: boolean): void;
   unlock(fd: number): void;
   constants: Record<string, number>;
@@ -227,6 +301,28 @@ export const pipe = () => native().pipe();
 /** isatty(3) of one of crashcart's fds, without opening it as a Node stream. */
 export const isatty = (fd: number) => native().isatty(fd);
 export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
+/** openat2 below a directory fd: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. */
+export const openAt = (req: OpenAtRequest) => native().openAt(req);
+/** A new fd on the inode of an O_PATH fd, through /proc/self/fd (no name looked up again). */
+export const reopen = (fd: number, kind: 'read' | 'dir') => native().reopen({ fd, kind });
+export const readDir = (fd: number) => native().readDir({ fd });
+export const readLink = (fd: number) => native().readLink({ fd });
+/** The *At calls take one name (no '/') in a directory fd. */
+export const mkdirAt = (req: { dirFd: number; name: string; mode: number }) => native().mkdirAt(req);
+export const symlinkAt = (req: { dirFd: number; name: string; target: string }) => native().symlinkAt(req);
+export const mkfifoAt = (req: { dirFd: number; name: string; mode: number }) => native().mkfifoAt(req);
+export const renameAt = (req: { dirFd: number; from: string; to: string; noReplace: boolean }) => native().renameAt(req);
+export const unlinkAt = (req: { dirFd: number; name: string; dir: boolean }) => native().unlinkAt(req);
+export const linkAt = (req: { fd: number; dirFd: number; name: string }) => native().linkAt(req);
+/** fchownat(fd, "", AT_EMPTY_PATH): any fd, an O_PATH one of a symlink included. */
+export const fchown = (req: { fd: number; uid: number; gid: number }) => native().fchown(req);
+/** utimensat of `name` in dirFd (not followed), or futimens of dirFd itself without a name. */
+export const utimes = (req: { dirFd: number; name?: string; atime: Timespec; mtime: Timespec }) => native().utimes(req);
+/** Starts the network helper of `crashcart forward` in a target's network namespace. */
+export const netHelper = (req: NetHelperRequest) => native().netHelper(req);
+export const netConnect = (req: NetConnectRequest) => native().netConnect(req);
+/** Ends the helper: it sees EOF and exits; onExit follows. */
+export const netStop = (control: number) => native().netStop({ control });
 export const lock = (fd: number, exclusive = true) => native().lock(fd, exclusive);
 export const unlock = (fd: number) => native().unlock(fd);
 export const constants = (): Record<string, number> => native().constants;

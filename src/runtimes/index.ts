@@ -65,6 +65,7 @@ function pidTarget(query: string): Target | undefined {
 export function running(c: Container, query: string): Target {
   if (c.status !== 'running' || c.pid <= 0) {
     throw new CrashcartError(`container ${query} is not running (status: ${c.status})`, {
+      code: 'ENOTRUNNING',
       hint: `start it first; crashcart attaches to running containers only (${describe(c)})`,
     });
   }

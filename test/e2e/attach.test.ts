@@ -468,8 +468,8 @@ describe('crashcart attach', () => {
           assertFailure(
             await runCrashcart(['-i', other, c.id, '--', 'true']),
             125,
-            `crashcart: runc container ${c.id} already has another toolkit image grafted at /dev/crashcart (/dev/loop${/^\d+ \d+ 7:(\d+) /.exec(before[0]!)?.[1]}: ${image}); ` +
-              'use that image with -i, or take it out with crashcart -u once its sessions end',
+            `crashcart: runc container ${c.id} already has another toolkit image grafted at /dev/crashcart, kept by crashcart -m: ` +
+              `${image} on /dev/loop${/^\d+ \d+ 7:(\d+) /.exec(before[0]!)?.[1]}; use it with -i ${image}, or take it out with crashcart -u once its sessions end`,
           );
           assert.deepEqual(grafts(c.pid), before);
         } finally {

@@ -67,14 +67,18 @@ async function entries(dir: string): Promise<string[]> {
 async function checkRelocated(root: string): Promise<{ dynamic: number; static: number; scripts: number }> {
   const lib = new Set(await entries(join(root, 'lib')));
   const seen = { dynamic: 0, static: 0, scripts: 0 };
-  for (const dir of ['bin', 'libexec', 'lib']) {
+  // the plugin directories (xtables, ossl-modules, engines-3) are libraries too
+  const plugins: string[] = [];
+  for (const n of await entries(join(root, 'lib'))) if ((await lstat(join(root, 'lib', n))).isDirectory()) plugins.push(`lib/${n}`);
+  for (const dir of ['bin', 'libexec', 'lib', ...plugins]) {
+    const isLib = dir === 'lib' || dir.startsWith('lib/');
     for (const name of await entries(join(root, dir))) {
       const path = join(root, dir, name);
       if (!(await lstat(path)).isFile()) continue;
       const buf = await readFile(path);
       const elf = readElf(buf, `${dir}/${name}`);
       if (!elf) {
-        if (dir === 'lib') continue;
+        if (isLib) continue;
         const line = buf.toString('latin1', 0, Math.max(0, buf.indexOf(0x0a)));
         assert.match(line, /^#!\/dev\/crashcart\/bin\/(ba)?sh( |$)/, `${dir}/${name} is a script for another interpreter`);
         seen.scripts++;
@@ -82,8 +86,8 @@ async function checkRelocated(root: string): Promise<{ dynamic: number; static: 
       }
       for (const n of elf.needed) assert.ok(lib.has(n), `${dir}/${name} needs ${n}, which is not in lib/`);
       assert.equal(elf.runpath, undefined, `${dir}/${name} has a RUNPATH`);
-      if (dir === 'lib') {
-        assert.equal(elf.rpath, undefined, `lib/${name} was patched`);
+      if (isLib) {
+        assert.equal(elf.rpath, undefined, `${dir}/${name} was patched`);
         continue;
       }
       if (elf.interp === undefined) {
@@ -113,6 +117,9 @@ const FULL_TOOLS = [
   'bash', 'sh', 'ls', 'cat', 'ps', 'top', 'pgrep', 'pmap', 'free', 'pstree', 'fuser', 'killall', 'nsenter', 'setpriv', 'lsblk',
   'findmnt', 'strace', 'ltrace', 'gdb', 'lsof', 'ip', 'ss', 'ping', 'netstat', 'curl', 'tcpdump', 'socat', 'nc', 'less', 'vi',
   'vim', 'nano', 'find', 'xargs', 'grep', 'sed', 'awk', 'file', 'htop', 'tar', 'gzip', 'diff', 'getent', 'busybox', 'wget',
+  'dig', 'host', 'nslookup', 'openssl', 'jq', 'iptables', 'ip6tables', 'iptables-save', 'nft', 'conntrack', 'ethtool', 'mtr',
+  'mtr-packet', 'iperf3', 'iostat', 'pidstat', 'mpstat', 'sar', 'eu-stack', 'eu-readelf', 'capsh', 'getpcaps', 'setcap', 'tmux',
+  'traceroute', 'ngrep', 'nmap', 'nping',
 ];
 
 test('full: every executable relocated, every library found, data and manifest in place', async (t) => {
@@ -136,9 +143,35 @@ test('full: every executable relocated, every library found, data and manifest i
   assert.equal(await readlink(join(root, 'bin', 'sh')), 'bash');
   assert.equal(await readlink(join(root, 'bin', 'pkill')), 'pgrep');
   assert.equal(await readlink(join(root, 'bin', 'wget')), 'busybox');
-  // curl, gdb and tcpdump are wrappers around the real binaries in libexec/
+  assert.equal(await readlink(join(root, 'bin', 'iptables')), 'iptables-nft');
+  assert.equal(await readlink(join(root, 'bin', 'iptables-nft')), 'xtables-nft-multi');
+  assert.equal(await readlink(join(root, 'bin', 'traceroute')), 'traceroute.db', 'Debian\'s traceroute, not busybox\'s');
+  assert.equal(await readlink(join(root, 'bin', 'sar')), 'sar.sysstat');
+  assert.ok((await lstat(join(root, 'bin', 'nslookup'))).isFile(), "bind's nslookup, not busybox's");
+  // wrappers around the real binaries in libexec/, and sar's data collector
   assert.match(await readFile(join(root, 'bin', 'tcpdump'), 'utf8'), /setpriv --reuid=65534 [\s\S]*\/dev\/crashcart\/libexec\/tcpdump/);
-  assert.deepEqual(await entries(join(root, 'libexec')), ['curl', 'gdb', 'tcpdump']);
+  assert.match(await readFile(join(root, 'bin', 'ngrep'), 'utf8'), /setpriv --reuid=65534 [\s\S]*\/dev\/crashcart\/libexec\/ngrep/);
+  assert.deepEqual(await entries(join(root, 'libexec')), ['curl', 'gdb', 'iperf3', 'ngrep', 'openssl', 'sadc', 'tcpdump', 'tmux']);
+  assert.equal(await readlink(join(root, 'sadc')), 'libexec/sadc');
+  // plugins in lib/, where the patched libraries look for them
+  const lib = await entries(join(root, 'lib'));
+  for (const d of ['xtables', 'ossl-modules', 'engines-3']) assert.ok(lib.includes(d), `lib/${d}`);
+  assert.ok((await entries(join(root, 'lib', 'xtables'))).includes('libxt_comment.so'));
+  assert.deepEqual(await entries(join(root, 'lib', 'ossl-modules')), ['legacy.so']);
+  assert.ok(lib.includes('libblas.so.3'), 'libblas.so.3 (an alternatives link on Debian) for liblinear');
+  assert.ok(lib.some((n) => /^libisc-9\.\d+\.\d+-.*~.*-Debian\.so$/.test(n)), 'a library name with ~');
+  const crypto = await readFile(join(root, 'lib', 'libcrypto.so.3'));
+  for (const gone of ['/usr/lib/ssl\0', '/usr/lib/x86_64-linux-gnu/ossl-modules\0', '/usr/lib/x86_64-linux-gnu/engines-3\0']) assert.equal(crypto.indexOf(gone), -1, gone);
+  assert.notEqual(crypto.indexOf('/proc/0//ssl\0'), -1);
+  assert.notEqual((await readFile(join(root, 'lib', 'libxtables.so.12'))).indexOf('lib/xtables\0'), -1);
+  assert.notEqual((await readFile(join(root, 'libexec', 'tmux'))).indexOf('/etc/tmux.conf\0'), -1);
+  // ICU's data is zeroed: the image holds almost none of its blocks (mke2fs skips zeros)
+  const icu = lib.find((n) => /^libicudata\.so\.\d+\.\d+$/.test(n));
+  assert.ok(icu, 'libicudata');
+  assert.ok((await lstat(join(root, 'lib', icu))).size > 20 * 1048576);
+  const icuStat = (await execa('debugfs', ['-R', `stat /lib/${icu}`, (await fullImage()).path], { stdin: 'ignore', env: { LC_ALL: 'C' } })).stdout;
+  const sectors = Number(/Blockcount: (\d+)/.exec(icuStat)?.[1]);
+  assert.ok(sectors * 512 < 1048576, `lib/${icu} takes ${sectors * 512} bytes in the image`);
   // the dynamic bash reads the toolkit's bashrc, not the container's
   const bash = await readFile(join(root, 'bin', 'bash'));
   assert.equal(bash.indexOf('/etc/bash.bashrc'), -1);
@@ -148,7 +181,9 @@ test('full: every executable relocated, every library found, data and manifest i
 
   // data under the prefix
   for (const f of ['share/terminfo/x/xterm-256color', 'share/terminfo/t/tmux-256color', 'share/terminfo/s/screen', 'share/terminfo/k/kitty',
-    'share/locale/C.utf8/LC_CTYPE', 'share/misc/magic.mgc', 'etc/services', 'etc/protocols', 'share/vim/vimrc.tiny']) {
+    'share/locale/C.utf8/LC_CTYPE', 'share/misc/magic.mgc', 'etc/services', 'etc/protocols', 'share/vim/vimrc.tiny',
+    'etc/ssl/openssl.cnf', 'etc/tmux.conf', 'share/nmap/nmap-services', 'share/nmap/nmap-service-probes', 'share/nmap/nse_main.lua',
+    'share/nmap/nselib/stdnse.lua', 'share/nmap/scripts/script.db']) {
     assert.ok((await lstat(join(root, f))).isFile(), f);
   }
   const bundle = await readFile(join(root, 'etc/ssl/certs/ca-certificates.crt'), 'utf8');
@@ -293,7 +328,7 @@ test('--add and --from-dir need -o: the cached image of a profile is always the 
   if (!ready(t)) return;
   const r = await runCrashcart(['image', 'build', '--add', 'jq'], { env: { CRASHCART_CACHE_DIR: cache } });
   assert.equal(r.code, 125);
-  assert.equal(r.stderr, "crashcart: --add and --from-dir need -o FILE; the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE'");
+  assert.equal(r.stderr, "crashcart: --add and --from-dir need -o FILE; the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE', or let 'crashcart --add PACKAGE TARGET' build and cache the default toolkit plus packages");
 });
 
 test('full grafted into a scratch container: its tools run, whatever the container has in /lib', async (t) => {

@@ -1,8 +1,11 @@
 // Every tool of the full toolkit, run by the real CLI against four kinds of real runc container
 // (test/helpers/targets.ts: scratch, glibc distroless, musl, nonroot), each with the test HTTP
-// server as PID 1: ps sees it, strace/ltrace/gdb attach to it, lsof/ss/netstat/fuser find its
-// socket, curl/socat/nc/tcpdump talk to it or watch the traffic, the text tools read its files,
-// htop, vi and nano draw on a real terminal (tmux). The musl root also holds planted glibc
+// server as PID 1: ps sees it, strace/ltrace/gdb/eu-stack attach to it, lsof/ss/netstat/fuser
+// find its socket, curl/socat/nc/tcpdump/ngrep/nmap talk to it or watch the traffic, the text
+// tools read its files; dig/host/nslookup ask a DNS server started in the container
+// (test/fixtures/dnsd.c), openssl s_client verifies the toolkit's own s_server there,
+// iperf3 measures against its own server, iptables/nft/conntrack work in the container's
+// network namespace; htop, vi, nano and the toolkit's tmux draw on a real terminal (tmux). The musl root also holds planted glibc
 // files (garbage libc.so.6, ld-linux, ld.so.cache, a valid foreign libnuma.so.1) and
 // LD_LIBRARY_PATH=/garbage in PID 1's environment: every tool there runs with LD_DEBUG=libs
 // and must load nothing from outside /dev/crashcart.
@@ -18,7 +21,7 @@ import { join } from 'node:path';
 import { cliEnvWords, fullTestImage, runCrashcart } from '../helpers/cli.js';
 import { assertNoLeaks, onPath, projectRoot, requireCommand, requireRoot, snapshotHost, type HostSnapshot } from '../helpers/host.js';
 import {
-  GARBAGE_LIBRARY_PATH, HTTP_BODY, HTTP_PORT, NONROOT_ID, startTarget, TARGET_KINDS, type Target, type TargetKind,
+  DNSD, DNSD_ADDRESS, GARBAGE_LIBRARY_PATH, HTTP_BODY, HTTP_PORT, NONROOT_ID, startTarget, TARGET_KINDS, type Target, type TargetKind,
 } from '../helpers/targets.js';
 import { startTerminal, stopTerminals, type Terminal } from '../helpers/terminal.js';
 import { until } from '../helpers/wait.js';
@@ -43,6 +46,24 @@ curl -s ${URL} >/dev/null
 kill -INT $p 2>/dev/null; wait $p; echo "rc=$?"
 cat $o; rm -f $o`;
 const HOST_COMMANDS = ['runc', 'gcc', 'musl-gcc', 'ldd', 'dpkg', 'tmux'];
+const TLS_PORT = 8443;
+const IPERF_PORT = 5201;
+const DNS_ANSWER = DNSD_ADDRESS.replaceAll('.', '\\.');
+
+/** Shell: waits (10 s at most) until something listens on 127.0.0.1:`port` in the container. */
+function listening(proto: 'tcp' | 'udp', port: number): string {
+  // /proc/net/{tcp,udp}: local address 0100007F:<port in hex>, state 0A (LISTEN) or 07 (UDP bound)
+  const hex = port.toString(16).toUpperCase().padStart(4, '0');
+  return `for i in $(seq 200); do grep -q ' 0100007F:${hex} 00000000:0000 ${proto === 'tcp' ? '0A' : '07'} ' /proc/net/${proto} && break; sleep 0.05; done`;
+}
+
+/** Shell: `command` against the container's own DNS server (test/fixtures/dnsd.c) on 127.0.0.1:53. */
+function withDnsd(command: string): string {
+  return `${DNSD} & d=$!
+${listening('udp', 53)}
+${command}
+rc=$?; kill $d; wait $d; exit $rc`;
+}
 
 const canRun = () => process.getuid?.() === 0 && HOST_COMMANDS.every(onPath);
 
@@ -163,6 +184,113 @@ wait $p`,
     tool: 'getent',
     run: `getent passwd ${NONROOT_ID}`,
     expect: (t) => (hasPasswd(t) ? ok(new RegExp(`^nonroot:x:${NONROOT_ID}:${NONROOT_ID}:`, 'm')) : { code: 2, match: [/^$/] }),
+  },
+  // ---- name lookups, TLS, the firewall, the network's own tools, against servers in the container ----
+  {
+    tool: 'dig',
+    run: withDnsd('dig @127.0.0.1 +tries=1 +time=5 crashcart.test A'),
+    expect: () => ok(/status: NOERROR/, /flags: qr aa rd;/, new RegExp(`^crashcart\\.test\\.\\s+60\\s+IN\\s+A\\s+${DNS_ANSWER}$`, 'm'), /^;; SERVER: 127\.0\.0\.1#53\(127\.0\.0\.1\) \(UDP\)$/m),
+  },
+  { tool: 'host', run: withDnsd('host -W 5 -t A crashcart.test 127.0.0.1'), expect: () => ok(new RegExp(`^crashcart\\.test has address ${DNS_ANSWER}$`, 'm')) },
+  {
+    // bind's nslookup, not busybox's
+    tool: 'nslookup',
+    run: withDnsd('nslookup -version; nslookup -timeout=5 -type=A crashcart.test 127.0.0.1'),
+    expect: () => ok(/^nslookup 9\.\d+/m, /^Name:\s+crashcart\.test$/m, new RegExp(`^Address: ${DNS_ANSWER}$`, 'm')),
+  },
+  {
+    // a throwaway key and certificate, the toolkit's own s_server, and s_client verifying it
+    tool: 'openssl',
+    run: `d=$(mktemp -d /dev/shm/crashcart-tls.XXXXXX)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $d/key.pem -out $d/cert.pem -subj /CN=localhost -days 1 2>&1 | grep -v '^-*$'
+openssl s_server -accept 127.0.0.1:${TLS_PORT} -cert $d/cert.pem -key $d/key.pem -www -quiet & s=$!
+${listening('tcp', TLS_PORT)}
+${HTTP_GET} | openssl s_client -connect 127.0.0.1:${TLS_PORT} -servername localhost -CAfile $d/cert.pem -verify_return_error -brief -ign_eof 2>&1
+rc=$?
+kill $s; wait $s; rm -rf $d; exit $rc`,
+    expect: () => ok(/^Protocol version: TLSv1\.3$/m, /^Verification: OK$/m, /^Peer certificate: CN = localhost$/m, /^HTTP\/1\.0 200 ok\r?$/m),
+  },
+  {
+    // OpenSSL's modules come from the toolkit: the legacy provider loads
+    tool: 'openssl-modules',
+    run: 'openssl list -providers -provider legacy -provider default; openssl version -m',
+    expect: () => ok(/^\s+name: OpenSSL Legacy Provider$/m, /^\s+status: active$/m, /^MODULESDIR: "\/dev\/crashcart\/lib\/ossl-modules"\s*$/m),
+  },
+  {
+    tool: 'jq',
+    run: String.raw`jq -R -s -c 'split("
+") | map(select(test("^(Name|Pid):")) | split(":	") | {(.[0]): .[1]}) | add' /proc/1/status`,
+    expect: () => ok(/^\{"Name":"httpd","Pid":"1"\}$/),
+  },
+  {
+    // its nf_tables backend in the container's network namespace; -m comment loads an extension
+    tool: 'iptables',
+    run: `rule='INPUT -i lo -p tcp --dport 9 -m comment --comment crashcart-matrix -j ACCEPT'
+iptables -V && iptables -A $rule && iptables -S INPUT && iptables -L INPUT -n; rc=$?
+iptables -D $rule; exit $rc`,
+    expect: () => ok(/^iptables v1\.\d+\.\d+ \(nf_tables\)$/m, /^-A INPUT -i lo -p tcp -m tcp --dport 9 -m comment --comment crashcart-matrix -j ACCEPT$/m, /^Chain INPUT \(policy ACCEPT\)$/m),
+  },
+  {
+    tool: 'nft',
+    run: `nft add table inet crashcart_matrix && nft add chain inet crashcart_matrix probe && nft add rule inet crashcart_matrix probe tcp dport 9 counter && nft list ruleset; rc=$?
+nft delete table inet crashcart_matrix; exit $rc`,
+    expect: () => ok(/^table inet crashcart_matrix \{$/m, /^\s+tcp dport 9 counter packets 0 bytes 0$/m),
+  },
+  {
+    // a rule that needs connection tracking turns it on in the namespace; one request is a flow
+    tool: 'conntrack',
+    run: `rule='OUTPUT -o lo -p tcp --dport ${PORT} -m conntrack --ctstate NEW -m comment --comment crashcart-matrix -j ACCEPT'
+iptables -I $rule || exit 1
+curl -s ${URL} >/dev/null
+conntrack -L -p tcp --dport ${PORT}; rc=$?
+iptables -D $rule; exit $rc`,
+    expect: () => ok(new RegExp(`^tcp\\s+6\\s+\\d+ \\S+ src=127\\.0\\.0\\.1 dst=127\\.0\\.0\\.1 sport=\\d+ dport=${PORT} `, 'm'), /flow entries have been shown/),
+  },
+  { tool: 'ethtool', run: 'ethtool lo; ethtool -k lo', expect: () => ok(/^Settings for lo:$/m, /^\s+Link detected: yes$/m, /^tcp-segmentation-offload: on$/m) },
+  { tool: 'mtr', run: 'mtr --report --report-cycles 1 --no-dns 127.0.0.1', expect: () => ok(/^\s+1\.\|-- 127\.0\.0\.1\s+0\.0%\s+1\s/m) },
+  {
+    tool: 'iperf3',
+    run: `iperf3 -s -1 -B 127.0.0.1 -p ${IPERF_PORT} >/dev/null & s=$!
+${listening('tcp', IPERF_PORT)}
+iperf3 -c 127.0.0.1 -p ${IPERF_PORT} -t 1 -f m; rc=$?
+wait $s; exit $rc`,
+    expect: () => ok(/^\[\s*\d+\]\s+0\.00-1\.\d+\s+sec\s+[\d.]+ [KMG]?Bytes\s+[\d.]+ Mbits\/sec\s+receiver$/m, /^iperf Done\.$/m),
+  },
+  { tool: 'iostat', run: 'iostat 1 1', expect: () => ok(/^avg-cpu:\s+%user\s+%nice\s+%system/m, /^Device\s+tps\s+kB_read\/s/m) },
+  { tool: 'pidstat', run: 'pidstat -p 1 1 1', expect: (t) => ok(new RegExp(`^Average:\\s+${t.uid}\\s+1\\s.*\\shttpd$`, 'm')) },
+  { tool: 'mpstat', run: 'mpstat -P ALL 1 1', expect: () => ok(/^Average:\s+CPU\s+%usr/m, /^Average:\s+all\s/m, /^Average:\s+0\s/m) },
+  // sar starts its data collector (libexec/sadc) by a compiled-in path
+  { tool: 'sar', run: 'sar -u 1 1', expect: () => ok(/^Average:\s+all\s/m) },
+  {
+    // musl's libc has no unwind tables: the stack ends in it, and eu-stack says so (exit 1)
+    tool: 'eu-stack',
+    run: 'eu-stack -p 1',
+    expect: (t) => (t.kind === 'musl'
+      ? { code: 1, match: [/^PID 1 - process$/m, /^TID 1:$/m, /^#0\s+0x[0-9a-f]+ \w+$/m, /No DWARF information found$/m] }
+      : ok(/^PID 1 - process$/m, /^TID 1:$/m, /^#0\s+0x[0-9a-f]+ /m, /^#\d+\s+0x[0-9a-f]+ main$/m)),
+  },
+  { tool: 'capsh', run: 'capsh --print', expect: () => ok(/^Current: =ep\b/m, /^Bounding set =cap_chown,/m) },
+  { tool: 'getpcaps', run: 'getpcaps 1', expect: () => ok(/^1: \S/m) },
+  {
+    // Debian's traceroute (busybox would otherwise have the name)
+    tool: 'traceroute',
+    run: 'traceroute -n -q 1 -w 2 127.0.0.1',
+    expect: () => ok(/^traceroute to 127\.0\.0\.1 \(127\.0\.0\.1\), 30 hops max, 60 byte packets$/m, /^ 1  127\.0\.0\.1  [\d.]+ ms$/m),
+  },
+  {
+    // the server's answer on lo, matched by its text
+    tool: 'ngrep',
+    run: `timeout 15 ngrep -d lo -q -l -n 1 -W byline '${BODY}' 'tcp src port ${PORT}' & p=$!
+for i in $(seq 50); do kill -0 $p 2>/dev/null || break; curl -s ${URL} >/dev/null; sleep 0.2; done
+wait $p`,
+    expect: () => ok(new RegExp(`^T 127\\.0\\.0\\.1:${PORT} -> 127\\.0\\.0\\.1:\\d+ \\[`, 'm'), new RegExp(`^${BODY}\\.?$`, 'm')),
+  },
+  {
+    // a SYN scan and version detection of the server; nmap's data and OpenSSL's legacy
+    // provider (which it loads) from the toolkit
+    tool: 'nmap',
+    run: `nmap -n -Pn -sV --version-light -p ${PORT} 127.0.0.1`,
+    expect: () => ({ match: [new RegExp(`^${PORT}/tcp open\\s+http`, 'm'), /^Nmap done: 1 IP address \(1 host up\)/m, /^(?![\s\S]*(legacy provider failed|Unable to find))/] }),
   },
 ];
 
@@ -361,11 +489,23 @@ function judgeBinaries(b: BinaryReport): { problems: string[]; summary: string }
 
 // ---- terminal programs under tmux ----
 
-/** What each full-screen program must draw (and how it is left). */
-const SCREENS: { tool: string; start: string; screen: RegExp[]; quit: string[] }[] = [
+/**
+ * What each full-screen program must draw, how it is left, and (`gone`) what shows it has
+ * gone, for a program that would take the next keys as its own while it ends.
+ */
+const SCREENS: { tool: string; start: string; screen: RegExp[]; quit: string[]; gone?: RegExp }[] = [
   { tool: 'htop', start: 'htop', screen: [/\bPID USER\b/, new RegExp(`/bin/httpd ${PORT}`), /F10Quit/], quit: ['q'] },
   { tool: 'vi', start: 'vi /proc/1/status', screen: [/^Name:\s+httpd$/m, /^"\/proc\/1\/status"/m], quit: ['Escape', ':q!', 'Enter'] },
   { tool: 'nano', start: 'nano -v /proc/1/status', screen: [/GNU nano/, /^Name:\s+httpd$/m], quit: ['C-x'] },
+  {
+    // a session of the toolkit's tmux: its status line, and the toolkit's shell in its window;
+    // its socket (in /dev/shm) is gone once it ends ('leaves nothing behind')
+    tool: 'tmux',
+    start: 'tmux new-session -s mx',
+    screen: [/^\[mx\] 0:bash\*/m, /^\[crashcart \S+ [^\]]*\]# ?$/m],
+    quit: ['exit', 'Enter'],
+    gone: /^\[exited\]$/m,
+  },
 ];
 
 /** tool -> undefined (drew its screen and quit) or the error; 'session' for the shell itself. */
@@ -390,6 +530,7 @@ async function runScreens(image: string, t: Target): Promise<Map<string, Error |
       await term.send(s.start, 'Enter');
       for (const re of s.screen) await term.waitFor(re, `${s.tool} in ${t.kind}`);
       for (const k of s.quit) await term.send(k);
+      if (s.gone) await term.waitFor(s.gone, `${s.tool} in ${t.kind}: ending`);
       await term.send(`echo "${s.tool} exited $?"`, 'Enter');
       await term.waitFor(new RegExp(`^${s.tool} exited 0$`, 'm'), `${s.tool} in ${t.kind}: leaving it`);
       results.set(s.tool, undefined);

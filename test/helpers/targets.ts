@@ -1,5 +1,6 @@
 // The kinds of real runc container the toolkit must work in, each running the test HTTP server
-// (test/fixtures/httpd.c) as PID 1:
+// (test/fixtures/httpd.c) as PID 1, with a static DNS server (test/fixtures/dnsd.c) at
+// /bin/dnsd for the tests to start:
 //   scratch  a static httpd and nothing else
 //   glibc    "distroless": a dynamic httpd, the host's loader and libc, /etc/passwd and group
 //   musl     a musl-dynamic httpd and the files of Debian's musl package (an Alpine-like root)
@@ -64,6 +65,26 @@ export function httpdPath(flavor: Flavor): Promise<string> {
     compiled.set(flavor, p);
   }
   return p;
+}
+
+/** Where the tests find dnsd in every target: static, so it loads nothing in any of them. */
+export const DNSD = '/bin/dnsd';
+/** What dnsd answers to every A query. */
+export const DNSD_ADDRESS = '192.0.2.53';
+
+let dnsd: Promise<string> | undefined;
+
+/** test/fixtures/dnsd.c built with gcc -static, once per test process. */
+function dnsdPath(): Promise<string> {
+  dnsd ??= (async () => {
+    const source = join(projectRoot(), 'test/fixtures/dnsd.c');
+    const out = join(await buildDirectory(), 'dnsd');
+    await execa('gcc', ['-static', '-O2', '-Wall', '-Wextra', '-o', out, source], { stdin: 'ignore' }).catch((err: Error) => {
+      throw new Error(`compiling ${source} with gcc -static failed: ${err.message}`);
+    });
+    return out;
+  })();
+  return dnsd;
 }
 
 /** A host file and the symlinks leading to it, as rootfs entries at the same paths. */
@@ -182,7 +203,7 @@ const BASE_ENV = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:
 export async function startTarget(kind: TargetKind, opts: TargetOptions = {}): Promise<Target> {
   const flavor: Flavor = kind === 'scratch' ? 'static' : kind === 'musl' ? 'musl' : 'glibc';
   const httpd = await httpdPath(flavor);
-  const files: RootfsFile[] = [];
+  const files: RootfsFile[] = [{ path: DNSD, source: await dnsdPath(), mode: 0o755 }];
   if (flavor === 'glibc') files.push(...(await glibcLibraries(httpd)), ...distrolessEtc());
   if (flavor === 'musl') files.push(...(await muslFiles()));
   const env = [...BASE_ENV];

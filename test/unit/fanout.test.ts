@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import type { Argv } from 'yargs';
 import { splitArgv } from '../../src/cli/argv.js';
-import { isFanOut, parseAttachArgs, VERBOSE, type AttachArgs } from '../../src/cli/attach-args.js';
+import { ATTACH_OPTIONS, isFanOut, parseAttachArgs, VERBOSE, type AttachArgs } from '../../src/cli/attach-args.js';
 import { attachOptions } from '../../src/cli/commands/attach.js';
 import { lineFormat, LineSplitter, summary } from '../../src/cli/fanout-output.js';
 import { globRegExp, matches, parseFilter } from '../../src/runtimes/filter.js';
@@ -137,7 +137,7 @@ describe('--filter', () => {
 
 describe('parseAttachArgs', () => {
   const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
-  const KEYS = ['target', 'image', 'mount-only', 'unmount', 'keep', 'verbose', 'user', 'workdir', 'env', 'target-env', 'cgroup', 'method', 'runtime',
+  const KEYS = ['target', 'image', 'add', 'mount-only', 'unmount', 'keep', 'verbose', 'user', 'workdir', 'env', 'target-env', 'cgroup', 'method', 'runtime',
     'namespace', 'pod', 'container', 'k8s-namespace', 'allow-host', 'insecure-image', 'exec', 'caps', 'audit', 'all', 'filter', 'parallel', 'prefix', 'json'] as const;
 
   /** What yargs makes of `own` with crashcart's attach definition, or the error it gives. */
@@ -169,6 +169,7 @@ describe('parseAttachArgs', () => {
       '--caps target web', '-r runc web', '--runtime docker --namespace moby web', '--pod api --container app --k8s-namespace prod',
       '--allow-host --insecure-image -e web', '1234', 'a,b,c -- ps', '--all --filter name=web-* --filter label=tier=front -- ps',
       '--all --parallel 4 --no-prefix', '--json a,b', '--keep --verbose web', '--exec web -- true', '',
+      '--add jq web', '--add jq --add tmux web -- jq --version', '--add=jq,tmux web', '--add jq a,b -- true',
     ];
     for (const line of lines) {
       const fast = parseAttachArgs(own(line));
@@ -180,8 +181,18 @@ describe('parseAttachArgs', () => {
     }
   });
 
+  test('one table: every attach option yargs knows is one parseAttachArgs reads (and splitArgv skips the value of)', () => {
+    assert.deepEqual([...KEYS].filter((k) => k !== 'target' && k !== 'verbose').sort(), Object.keys(ATTACH_OPTIONS).sort());
+    for (const [name, s] of Object.entries(ATTACH_OPTIONS)) {
+      if (s.type === 'boolean') continue;
+      // --pod names the target itself: the next word is the command's
+      const own = name === 'pod' ? [`--${name}`, 'x'] : [`--${name}`, 'x', 'web'];
+      assert.deepEqual(splitArgv([`--${name}`, 'x', 'web', 'ls']), { own, command: name === 'pod' ? ['web', 'ls'] : ['ls'] }, name);
+    }
+  });
+
   test('anything unusual is left to yargs (and its messages)', () => {
-    for (const line of ['--help', '-h', '--version', '-V', 'image ls', 'ps', 'gc', 'doctor', 'demo', '--bogus web', '-x web', '-vk web', '-iimg web',
+    for (const line of ['--help', '-h', '--version', '-V', 'image ls', 'ps', 'gc', 'doctor', 'demo', 'forward web 8080', 'cp web:/etc/hosts .', '--add', '--bogus web', '-x web', '-vk web', '-iimg web',
       '--image', '--image --keep web', '--method fast web', '--caps all web', '--keep --keep web', '--image a --image b web',
       '--keep=true web', '--mountOnly web', '-', '--parallel x --all', '--user= web', '--no-image web']) {
       assert.equal(parseAttachArgs(own(line)), undefined, line);

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { execa } from 'execa';
 import { parseDepends, walkDepends } from '../../src/image/apt.js';
 import { addedPackages, fromDirInfo } from '../../src/image/build.js';
-import { isElf, readElf } from '../../src/image/elf.js';
+import { isElf, readElf, symbolExtent } from '../../src/image/elf.js';
 import { dirDigest, LAYOUT_VERSION, loadProfile, parseNameList, projectRoot, recipeDigest } from '../../src/image/profile.js';
-import { PATH_PATCHES } from '../../src/image/data.js';
+import { NO_OPENSSLDIR, PATH_PATCHES, paddedPath } from '../../src/image/data.js';
 import { INTERP, RPATH } from '../../src/image/prefix.js';
 import { droppedTool, excludedDependency } from '../../src/image/relocate.js';
 import { onPath } from '../helpers/host.js';
@@ -34,6 +34,21 @@ test('readElf: interpreter and DT_NEEDED of a dynamic executable, SONAME of a li
   const libc = readElf(await readFile(LIBC), LIBC);
   assert.equal(libc?.soname, 'libc.so.6');
   assert.deepEqual(libc?.needed, ['ld-linux-x86-64.so.2']);
+});
+
+test('symbolExtent: where a defined dynamic symbol lies in the file, as readelf says', async (t) => {
+  if (!onPath('readelf')) return t.skip('readelf (binutils) is not installed');
+  const buf = await readFile(LIBC);
+  // readelf: the symbol's address and size; the segment that loads it maps address to offset
+  const sym = /^\s*\d+: ([0-9a-f]+)\s+(\d+) OBJECT\s+GLOBAL\s+DEFAULT\s+\d+ _IO_2_1_stdin_@@GLIBC_2\.2\.5$/m.exec((await execa('readelf', ['-W', '--dyn-syms', LIBC])).stdout);
+  assert.ok(sym, 'readelf shows _IO_2_1_stdin_');
+  const loads = [...(await execa('readelf', ['-W', '-l', LIBC])).stdout.matchAll(/^\s*LOAD\s+0x([0-9a-f]+) 0x([0-9a-f]+) 0x[0-9a-f]+ 0x([0-9a-f]+)/gm)]
+    .map((m) => ({ offset: parseInt(m[1]!, 16), vaddr: parseInt(m[2]!, 16), filesz: parseInt(m[3]!, 16) }));
+  const addr = parseInt(sym[1]!, 16);
+  const seg = loads.find((l) => addr >= l.vaddr && addr < l.vaddr + l.filesz)!;
+  assert.deepEqual(symbolExtent(buf, /^_IO_2_1_stdin_$/), { offset: seg.offset + addr - seg.vaddr, size: Number(sym[2]) });
+  assert.equal(symbolExtent(buf, /^no_such_symbol$/), undefined);
+  assert.equal(symbolExtent(Buffer.from('#!/bin/sh\n'), /^x$/), undefined);
 });
 
 test('readElf: a static binary has no interpreter and needs nothing; non-ELF is undefined', async (t) => {
@@ -135,19 +150,24 @@ test('walkDepends: roots first, first allowed alternative, excluded ones left ou
 });
 
 test('excluded dependencies and dropped tools', () => {
-  for (const n of ['perl-base', 'perl-modules-5.36', 'libperl5.36', 'libfile-find-rule-perl', 'python3.11', 'libpam0g', 'libpam-modules', 'libelogind0', 'debconf', 'cdebconf', 'dpkg']) {
+  for (const n of ['perl-base', 'perl-modules-5.36', 'libperl-dev', 'libfile-find-rule-perl', 'python3.11', 'python3.11-minimal', 'libpython3.11-stdlib', 'libpython3-stdlib', 'libpam0g', 'libpam-modules', 'libelogind0', 'debconf', 'cdebconf', 'dpkg']) {
     assert.ok(excludedDependency(n), n);
   }
-  for (const n of ['libc6', 'libssl3', 'libsystemd0', 'libselinux1', 'libcurl4', 'zlib1g']) assert.ok(!excludedDependency(n), n);
+  // the interpreters' shared objects are libraries like any other (perf links both)
+  for (const n of ['libc6', 'libssl3', 'libsystemd0', 'libselinux1', 'libcurl4', 'zlib1g', 'libperl5.36', 'libpython3.11']) assert.ok(!excludedDependency(n), n);
   for (const n of ['ldd', 'ldconfig', 'login', 'su', 'mkfs', 'mkfs.minix', 'fsck.cramfs', 'mkswap', 'reboot', 'init', 'httpd']) assert.ok(droppedTool(n), n);
   for (const n of ['strace', 'nsenter', 'fsfreeze', 'mkdir', 'findmnt', 'ss']) assert.ok(!droppedTool(n), n);
 });
 
 test('search path patches keep the length of what they replace', () => {
   for (const p of PATH_PATCHES) {
-    assert.equal(Buffer.byteLength(p.to), Buffer.byteLength(p.from), p.file);
-    assert.ok(p.to.includes('/dev/crashcart/'), p.file);
+    assert.equal(Buffer.byteLength(p.to), Buffer.byteLength(p.from), `${p.file}: ${p.from}`);
+    // into the prefix, or (OpenSSL's configuration) nowhere
+    assert.ok(p.to.includes('/dev/crashcart/') || p.to.includes(NO_OPENSSLDIR), p.file);
+    assert.equal(p.to.endsWith('\0'), p.from.endsWith('\0'), `${p.file}: ${p.from}`);
   }
+  assert.equal(paddedPath('/usr/lib/x86_64-linux-gnu/xtables\0', 'lib/xtables'), `/dev/crashcart/${'/'.repeat(7)}lib/xtables\0`);
+  assert.throws(() => paddedPath('/usr/share/nmap\0', 'share/nmap'), /is longer than/);
 });
 
 test('profiles: full and minimal are relocated, static is not; tools.txt', async () => {
@@ -160,7 +180,7 @@ test('profiles: full and minimal are relocated, static is not; tools.txt', async
   for (const p of ['bash', 'strace', 'gdb-minimal', 'curl', 'tcpdump', 'busybox-static', 'ca-certificates', 'libmagic-mgc']) assert.ok(full.packages.includes(p), p);
   assert.equal(full.tools, undefined);
   assert.ok(minimal.tools?.includes('nsenter'));
-  assert.deepEqual(Object.keys(full.files).sort(), ['files/share/vim/vimrc.tiny', 'wrap/curl', 'wrap/gdb', 'wrap/tcpdump']);
+  assert.deepEqual(Object.keys(full.files).sort(), ['files/etc/tmux.conf', 'files/share/vim/vimrc.tiny', 'wrap/curl', 'wrap/gdb', 'wrap/iperf3', 'wrap/ngrep', 'wrap/openssl', 'wrap/tcpdump', 'wrap/tmux']);
   assert.match(full.files['wrap/tcpdump']!, /^x[0-9a-f]{64}$/);
   assert.deepEqual(stat.files, {});
   assert.deepEqual(parseNameList('# c\nss  # sockets\n\nip\nip\n', 'tools.txt'), ['ss', 'ip']);

@@ -8,7 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { resolveImage } from '../../src/image/cache.js';
 import { parseDigest } from '../../src/image/pull.js';
-import { findCached, listImages, loopsBacking, removeImage, trustedImage, unsafeReason } from '../../src/image/store.js';
+import { findCached, imageLabel, listImages, loopsBacking, removeImage, trustedImage, unsafeReason } from '../../src/image/store.js';
+import { attachAdds, derivedImageName, loadProfile, recipeDigest } from '../../src/image/profile.js';
+import { imageLsRows } from '../../src/cli/commands/image.js';
+import { formatTable } from '../../src/cli/output.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -219,4 +222,56 @@ test('loopsBacking reads sysfs; removeImage refuses an image a loop device uses'
   });
   assert.equal(await removeImage('static', sys), join(images, 'static.img'));
   assert.deepEqual((await listImages()).map((i) => i.name), [`sha256-${B}`]);
+});
+
+test('crashcart --add: the same set of packages names the same cached image, which is used as it is', async (t) => {
+  const images = await cache(t);
+  const full = await loadProfile('full');
+  const added = attachAdds(['linux-perf,bpftrace', 'linux-perf', 'bash'], full.packages);
+  assert.deepEqual(added, ['bpftrace', 'linux-perf'], 'split at commas, the profile\'s own dropped, sorted, once each');
+  const name = derivedImageName(full, added);
+  assert.match(name, /^full\+[0-9a-f]{12}$/);
+  assert.equal(name, `full+${recipeDigest(full, { add: added }).slice(0, 12)}`);
+  assert.equal(derivedImageName(full, attachAdds(['bpftrace', 'linux-perf'], full.packages)), name, 'order does not matter');
+  assert.notEqual(derivedImageName(full, ['linux-perf']), name);
+  assert.notEqual(derivedImageName({ ...full, bashrc: `${full.bashrc}# changed\n` }, added), name, 'another profile recipe, another image');
+  assert.throws(() => attachAdds(['jq,'], []), { code: 'EBUILD', message: "invalid package name '' for --add" });
+  assert.throws(() => attachAdds(['Perf'], []), { code: 'EBUILD', message: "invalid package name 'Perf' for --add" });
+
+  // built before (the sidecar's recipe matches): used at once, not built and not hashed
+  const path = join(images, `${name}.img`);
+  await writeFile(path, fakeExt());
+  await writeFile(`${path}.json`, JSON.stringify({ sha256: S, profile: 'full', added, recipe: recipeDigest(full, { add: added }), built: '2026-03-04T00:00:00.000Z', sizeBytes: 4096 }));
+  const lines: string[] = [];
+  const opts = { add: ['linux-perf', 'bpftrace'], image: 'static', insecureImage: !isRoot, progress: (l: string) => lines.push(l) };
+  assert.deepEqual(await resolveImage(opts), { path, built: false }, '--add wins over an image named by CRASHCART_IMAGE');
+  assert.deepEqual(lines, []);
+  // only the profile's own packages: the plain default image
+  await writeFile(join(images, 'full.img'), fakeExt()); // no sidecar: used as it is
+  assert.deepEqual(await resolveImage({ add: ['bash'], insecureImage: !isRoot }), { path: join(images, 'full.img'), built: false });
+});
+
+test('image ls and the messages name an --add image by what it adds', async (t) => {
+  const images = await cache(t);
+  await fill(images);
+  const path = join(images, 'full+0123456789ab.img');
+  await writeFile(path, fakeExt());
+  await writeFile(`${path}.json`, JSON.stringify({ sha256: A.replace('abcdef', '999999'), profile: 'full', added: ['linux-perf', 'strace'], built: '2026-03-04T05:06:07.123Z', sizeBytes: 4096 }));
+  const list = await listImages();
+  assert.deepEqual(list.find((i) => i.name === 'full+0123456789ab')?.added, ['linux-perf', 'strace']);
+  assert.equal(list.find((i) => i.name === 'static')?.added, undefined);
+  const rows = await imageLsRows(list);
+  assert.deepEqual(rows, [
+    ['NAME', 'SHA256', 'SIZE', 'SOURCE', 'DATE'],
+    ['full+0123456789ab', '999999111111', '0.0 MiB', 'profile full + linux-perf, strace', '2026-03-04T05:06:07Z'],
+    [`sha256-${A}`, 'abcdef111111', '0.0 MiB', 'http://h/a.img', '2026-02-02T00:00:00Z'],
+    [`sha256-${B}`, 'abcdef222222', '0.0 MiB', '-', list[2]!.date.replace(/\.\d+Z$/, 'Z')],
+    ['static', '0123456789aa', '0.0 MiB', 'profile static', '2026-01-02T03:04:05Z'],
+  ]);
+  assert.match(formatTable(rows).split('\n')[1]!, /^full\+0123456789ab {2,}999999111111  0\.0 MiB  profile full \+ linux-perf, strace {2,}2026-03-04T05:06:07Z$/);
+  assert.deepEqual(imageLabel(path), { name: 'full+0123456789ab', added: ['linux-perf', 'strace'], text: 'full+0123456789ab (profile full + linux-perf, strace)' });
+  assert.deepEqual(imageLabel(join(images, 'static.img')), { name: 'static', added: [], text: 'static (profile static)' });
+  assert.deepEqual(imageLabel(join(images, `sha256-${B}.img`)), { name: `sha256-${B}`, added: [], text: `sha256-${B}` });
+  const elsewhere = join(images, '..', '..', 'mine.img');
+  assert.deepEqual(imageLabel(elsewhere), { name: elsewhere, added: [], text: elsewhere }, 'a file outside the cache by its path');
 });

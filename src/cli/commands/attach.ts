@@ -36,7 +36,7 @@ export function attachOptions<T>(y: Argv<T>): Argv<T> {
 
 export async function attach(args: AttachArgs, command: string[], load?: number): Promise<number> {
   if (isFanOut(args)) {
-    preflight(args, command);
+    await preflight(args, command);
     // loaded only for several targets: it reads the commands' output through node:net
     const { fanOut } = await import('./fanout.js');
     return fanOut(args, command, load);
@@ -51,15 +51,15 @@ export async function attach(args: AttachArgs, command: string[], load?: number)
 }
 
 /** What is checked before anything is looked up, built or grafted. */
-function preflight(args: AttachArgs, command: string[]): void {
+async function preflight(args: AttachArgs, command: string[]): Promise<void> {
   requireRoot('crashcart');
   configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
-  checkArgs(args, command);
+  await checkArgs(args, command);
   new StateStore().checkTrust();
 }
 
 async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatch): Promise<number> {
-  preflight(args, command);
+  await preflight(args, command);
   const log = logger(args.verbose);
   const target = await findTarget(args);
   const via = args.exec ? runtimeExecutor(target) : undefined;
@@ -85,8 +85,9 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
     image: args.image ?? process.env.CRASHCART_IMAGE,
     progress: progress(args.verbose),
     insecureImage: args['insecure-image'],
+    ...(args.add.length ? { add: args.add } : {}),
   });
-  log(`image: ${image.path}`);
+  log(`image: ${image.path}${image.built ? ' (built now)' : ''}`);
   const sha256 = await recordedDigest(image.path);
   timing.lap('image');
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
@@ -115,11 +116,18 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
 }
 
 /** Options that are wrong whatever the target: refused before anything is looked at. */
-function checkArgs(args: AttachArgs, command: string[]): void {
+async function checkArgs(args: AttachArgs, command: string[]): Promise<void> {
   for (const o of ['image', 'user', 'workdir', 'runtime', 'namespace', 'pod', 'container', 'k8s-namespace'] as const) {
     if (args[o] === '') throw new CrashcartError(`--${o} needs a value`, { hint: 'see crashcart --help' });
   }
   if (args['mount-only'] && args.unmount) throw new CrashcartError('--mount-only and --unmount exclude each other', { hint: 'give one of them' });
+  if (args.add.length) {
+    if (args.image !== undefined) throw new CrashcartError('--add and --image exclude each other', { hint: '--add builds on the default toolkit; to add to your image, build it with crashcart image build --add ... -o FILE' });
+    if (args.unmount) throw new CrashcartError('--add applies to grafting, and --unmount takes the toolkit out', { hint: 'drop --add' });
+    // the names are checked before anything is looked up (profile.ts: loaded only for --add)
+    const { attachAdds } = await import('../../image/profile.js');
+    attachAdds(args.add, []);
+  }
   const noCommand = args.unmount ? '--unmount' : args['mount-only'] ? '--mount-only' : undefined;
   if (noCommand) {
     if (command.length > 0) throw new CrashcartError(`${noCommand} runs no command, but one was given: ${command.join(' ')}`, { hint: `drop the command, or ${noCommand}` });

@@ -75,7 +75,12 @@ async function plan(args: AttachArgs): Promise<Planned[]> {
 
 export async function fanOut(args: AttachArgs, command: string[], load?: number): Promise<number> {
   const planned = await plan(args);
-  const image = await resolveImage({ image: args.image ?? process.env.CRASHCART_IMAGE, progress: progress(args.verbose), insecureImage: args['insecure-image'] });
+  const image = await resolveImage({
+    image: args.image ?? process.env.CRASHCART_IMAGE,
+    progress: progress(args.verbose),
+    insecureImage: args['insecure-image'],
+    ...(args.add.length ? { add: args.add } : {}),
+  });
   const sha256 = await recordedDigest(image.path);
   const store = new StateStore();
   store.withLock(() => pruneStale(store, args.verbose ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {}));

@@ -2,6 +2,7 @@
 import { dirname, resolve } from 'node:path';
 import type { CommandModule } from 'yargs';
 import { CrashcartError } from '../../core/errors.js';
+import type { CachedImage } from '../../image/store.js';
 import { formatTable, progress } from '../output.js';
 
 interface BuildArgs {
@@ -26,7 +27,7 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
     const custom = (a.add?.length ?? 0) > 0 || a['from-dir'] !== undefined;
     if (custom && !a.output) {
       // the cached <profile>.img is always the plain profile: an attach would rebuild it
-      throw new CrashcartError('--add and --from-dir need -o FILE', { hint: "the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE'" });
+      throw new CrashcartError('--add and --from-dir need -o FILE', { hint: "the cached image of a profile is always the plain profile; graft yours with 'crashcart -i FILE', or let 'crashcart --add PACKAGE TARGET' build and cache the default toolkit plus packages" });
     }
     const { buildImage } = await import('../../image/build.js');
     const { defaultImagePath, ensureCacheDir, writeSidecar } = await import('../../image/cache.js');
@@ -85,25 +86,24 @@ export const imageLsCommand: CommandModule<object, { json: boolean }> = {
   describe: 'list the cached images',
   builder: (b) => b.option('json', { type: 'boolean', default: false, describe: 'print JSON (full digests)' }),
   handler: async (a) => {
-    const [{ listImages }, { mib }] = await Promise.all([import('../../image/store.js'), import('../../image/bytes.js')]);
+    const { listImages } = await import('../../image/store.js');
     const images = await listImages();
     if (a.json) {
       process.stdout.write(`${JSON.stringify(images, null, 2)}\n`);
       return;
     }
-    const rows = [
-      ['NAME', 'SHA256', 'SIZE', 'SOURCE', 'DATE'],
-      ...images.map((i) => [
-        i.name,
-        i.sha256 ? i.sha256.slice(0, 12) : '-',
-        mib(i.sizeBytes),
-        i.source ?? (i.profile ? `profile ${i.profile}` : '-'),
-        i.date.replace(/\.\d+Z$/, 'Z'),
-      ]),
-    ];
-    process.stdout.write(formatTable(rows));
+    process.stdout.write(formatTable(await imageLsRows(images)));
   },
 };
+
+/** The table of `image ls`: a header, then one row per image. */
+export async function imageLsRows(images: CachedImage[]): Promise<string[][]> {
+  const [{ imageSource }, { mib }] = await Promise.all([import('../../image/store.js'), import('../../image/bytes.js')]);
+  return [
+    ['NAME', 'SHA256', 'SIZE', 'SOURCE', 'DATE'],
+    ...images.map((i) => [i.name, i.sha256 ? i.sha256.slice(0, 12) : '-', mib(i.sizeBytes), imageSource(i), i.date.replace(/\.\d+Z$/, 'Z')]),
+  ];
+}
 
 export const imageInspectCommand: CommandModule<object, { image: string }> = {
   command: 'inspect <image>',
