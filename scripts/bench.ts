@@ -453,7 +453,7 @@ async function main() {
         'minimal build, warm .deb cache (s)': minimal.s,
         'static build (s)': staticBuildMs / 1000,
       };
-      const targets: Record<string, number> = { 'full size (MiB)': 80, 'full build, empty .deb cache (s)': 60, 'full build, warm .deb cache (s)': 15, 'minimal size (MiB)': 20 };
+      const targets: Record<string, number> = { 'full size (MiB)': 110, 'full build, empty .deb cache (s)': 60, 'full build, warm .deb cache (s)': 15, 'minimal size (MiB)': 20 };
       console.log('toolkit images');
       for (const [k, v] of Object.entries(results.images)) console.log(`  ${k.padEnd(36)} ${f1(v).padStart(7)}${k in targets ? `  (target <= ${targets[k]}: ${v <= targets[k]! ? 'ok' : 'OVER'})` : ''}`);
     }
