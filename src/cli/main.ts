@@ -7,22 +7,27 @@ import type { Argv } from 'yargs';
 import { EXIT_CRASHCART } from '../core/errors.js';
 import { projectDir } from '../native/index.js';
 import { splitArgv } from './argv.js';
+import { parseAttachArgs, VERBOSE } from './attach-args.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
-import { imageCommands } from './commands/image.js';
-import { psCommand } from './commands/ps.js';
-import { cpOptions, forwardOptions } from './commands/reach-options.js';
 import { report } from './output.js';
-
-// yargs' CommonJS build loads in a third of the time its ES module entry takes, and every
-// attach pays for it. The demo, doctor and image commands are loaded only when used.
-const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
 
 function version(): string {
   return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * The whole command line through yargs: subcommands, --help, --version, and any attach
+ * that parseAttachArgs leaves to it. yargs (its CommonJS build: a third of the load time of
+ * its ES module entry) and the other commands are loaded only here, when used.
+ */
+export async function main(argv: string[], load?: number): Promise<number> {
   const { own, command } = splitArgv(argv);
+  const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
+  const [{ imageCommands }, { psCommand }, { cpOptions, forwardOptions }] = await Promise.all([
+    import('./commands/image.js'),
+    import('./commands/ps.js'),
+    import('./commands/reach-options.js'),
+  ]);
   let exitCode = 0;
   const run = (p: Promise<number>) =>
     p.then((code) => {
@@ -36,7 +41,7 @@ export async function main(argv: string[]): Promise<number> {
       '$0 [target]',
       'attach to a container: run bash (or the command) inside it with the toolkit',
       (y) => attachOptions(y) as never,
-      (a) => run(attach(a as AttachArgs, command)),
+      (a) => run(attach(a as AttachArgs, command, load)),
     )
     .command(
       'demo',
@@ -73,7 +78,7 @@ export async function main(argv: string[]): Promise<number> {
       (a) => run(import('./commands/doctor.js').then(({ doctor }) => doctor(a as never))),
     )
     .command('image', 'build, pull and manage toolkit images', (y) => y.command(imageCommands).demandCommand(1, 'name an image command: build, pull, ls, inspect, rm'))
-    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
+    .option('verbose', VERBOSE)
     .version('version', 'show the version', version())
     .alias('version', 'V')
     .help('help')
@@ -135,11 +140,15 @@ export function usageLine(msg: string, argv: string[] = []): string {
 }
 
 export async function run(): Promise<void> {
+  const load = process.uptime() * 1000; // since the process started: Node's start and loading the CLI
   const argv = process.argv.slice(2);
-  const verbose = splitArgv(argv).own.some((a) => a === '-v' || a === '--verbose');
+  const split = splitArgv(argv);
+  const verbose = split.own.some((a) => a === '-v' || a === '--verbose');
   let code: number;
   try {
-    code = await main(argv);
+    // a plain attach needs no yargs (see attach-args.ts)
+    const fast = parseAttachArgs(split.own);
+    code = fast ? await attach(fast, split.command, load) : await main(argv, load);
   } catch (e) {
     if (e instanceof Error && (e as { usage?: boolean }).usage) {
       process.stderr.write(`crashcart: ${usageLine(e.message, splitArgv(argv).own)}\n`);
