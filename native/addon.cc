@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/mount.h>
+#include <signal.h>
 
 #include "graft.h"
 #include "inroot.h"
@@ -29,6 +30,17 @@ Napi::Object Constants(Napi::Env env) {
   c.Set("MS_NODEV", static_cast<int>(MS_NODEV));
   c.Set("MS_NOEXEC", static_cast<int>(MS_NOEXEC));
   c.Set("MS_RELATIME", static_cast<int>(MS_RELATIME));
+  // signal numbers by name (the signals crashcart traps and forwards): node:os alone costs
+  // an attach more than all of these
+  c.Set("SIGHUP", SIGHUP);
+  c.Set("SIGINT", SIGINT);
+  c.Set("SIGQUIT", SIGQUIT);
+  c.Set("SIGKILL", SIGKILL);
+  c.Set("SIGUSR1", SIGUSR1);
+  c.Set("SIGUSR2", SIGUSR2);
+  c.Set("SIGPIPE", SIGPIPE);
+  c.Set("SIGTERM", SIGTERM);
+  c.Set("SIGCONT", SIGCONT);
   return c;
 }
 
@@ -42,6 +54,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fsopen", Napi::Function::New(env, crashcart::FsOpen, "fsopen"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
   exports.Set("sandbox", Napi::Function::New(env, crashcart::Sandbox, "sandbox"));
+  exports.Set("pipe", Napi::Function::New(env, crashcart::Pipe, "pipe"));
+  exports.Set("isatty", Napi::Function::New(env, crashcart::IsATty, "isatty"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
   exports.Set("openAt", Napi::Function::New(env, crashcart::OpenAt, "openAt"));
   exports.Set("reopen", Napi::Function::New(env, crashcart::Reopen, "reopen"));

@@ -40,6 +40,7 @@ const char* StepName(int step) {
     case kStepLoopback: return "ioctl SIOCSIFFLAGS";
     case kStepSymlink: return "symlinkat";
     case kStepMountSetattr: return "mount_setattr";
+    case kStepDup2: return "dup2";
     default: return "child";
   }
 }

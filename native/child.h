@@ -55,6 +55,7 @@ enum Step : int {
   kStepLoopback,
   kStepSymlink,
   kStepMountSetattr,
+  kStepDup2,   // the command's stdin, stdout or stderr onto the pipe it was given
 };
 
 const char* StepName(int step);

@@ -49,6 +49,7 @@ struct SpawnPlan {
   uid_t uid = 0;
   gid_t gid = 0;
   std::vector<gid_t> groups;
+  int stdio[3] = {-1, -1, -1};  // fds that become the command's 0, 1, 2 (-1: crashcart's own)
   Caps caps;
   sigset_t forwarded;     // passed on to the command whoever sent them
   sigset_t fromTerminal;  // passed on only when a process sent them: the terminal's reach it directly
@@ -119,8 +120,12 @@ bool CommandFault(const SpawnPlan& p, int point) { return p.fault.action != kFau
   if (setresgid(p.gid, p.gid, p.gid) < 0) Fail(reportFd, kStepSetgid, errno);
   if (setresuid(p.uid, p.uid, p.uid) < 0) Fail(reportFd, kStepSetuid, errno);
   SetCaps(p, reportFd);
-  // stdin, stdout and stderr are the caller's: make sure they survive exec (Node may have
-  // marked them close-on-exec), and let nothing else of crashcart's leak into the target.
+  // stdin, stdout and stderr are the caller's, or the pipes crashcart reads (several targets
+  // at once): make sure they survive exec (Node may have marked them close-on-exec), and let
+  // nothing else of crashcart's leak into the target.
+  for (int fd = 0; fd <= 2; fd++) {
+    if (p.stdio[fd] >= 0 && p.stdio[fd] != fd && dup2(p.stdio[fd], fd) < 0) Fail(reportFd, kStepDup2, errno, fd);
+  }
   for (int fd = 0; fd <= 2; fd++) fcntl(fd, F_SETFD, 0);
   // They must also block: Node sets O_NONBLOCK on a pipe or socket it holds as stdio, the
   // flag belongs to the open file description the command shares, and few programs retry on
@@ -302,6 +307,12 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   plan->uid = req.Get("uid").As<Napi::Number>().Uint32Value();
   plan->gid = req.Get("gid").As<Napi::Number>().Uint32Value();
   for (int g : Ints(req.Get("groups").As<Napi::Array>())) plan->groups.push_back(static_cast<gid_t>(g));
+  Napi::Value stdio = req.Get("stdio");
+  if (stdio.IsArray()) {
+    std::vector<int> fds = Ints(stdio.As<Napi::Array>());
+    if (fds.size() != 3) throw Napi::TypeError::New(env, "Expected stdio as three fds (-1: keep crashcart's)");
+    for (int i = 0; i < 3; i++) plan->stdio[i] = fds[i];
+  }
   plan->forwarded = Signals(req.Get("forwardSignals"));
   plan->fromTerminal = Signals(req.Get("terminalSignals"));
   Napi::Value caps = req.Get("caps");
@@ -338,6 +349,24 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("pid", child.pid);
   out.Set("exited", deferred.Promise());
+  return out;
+}
+
+// isatty(fd) -> boolean. process.stdin.isTTY would make Node open stdin as a stream, and
+// node:tty loads node:net: both cost an attach more than the rest of its checks.
+Napi::Value IsATty(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), isatty(info[0].As<Napi::Number>().Int32Value()) == 1);
+}
+
+// pipe() -> [readFd, writeFd], both close-on-exec: a command's stdout or stderr for crashcart
+// to read (the command gets the write end as its own fd 1 or 2 through spawn's stdio).
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) throw ErrnoError(env, errno, "pipe2");
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, fds[0]);
+  out.Set(1u, fds[1]);
   return out;
 }
 

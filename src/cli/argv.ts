@@ -3,13 +3,14 @@
 // that is not one of crashcart's options, or after a `--` that follows the target's options.
 //   crashcart -v web -i img -- ls -l      own: -v web -i img     command: ls -l
 //   crashcart web ls -- -l                own: web               command: ls -- -l
-// --pod names the target, so then the first word is the command's:
+// --pod, --rootfs, --from-image and --all name the target, so then the first word is the command's:
 //   crashcart --pod web ls -l             own: --pod web         command: ls -l
-const VALUE_OPTIONS = new Set(['-i', '--image', '--user', '--workdir', '-w', '--env', '--method', '-r', '--runtime',
-  '--namespace', '--pod', '--container', '--k8s-namespace', '--caps', '--add', '--rootfs', '--from-image', '--net']);
+//   crashcart --all ps                    own: --all             command: ps
+// Which options take a value comes from the attach options' table (attach-args.ts).
+import { SUBCOMMANDS, VALUE_OPTIONS } from './attach-args.js';
+
 /** Options that name what to open instead of a target: after them the first word is the command's. */
 const TARGET_OPTIONS = ['--pod', '--rootfs', '--from-image'];
-const SUBCOMMANDS = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'completion', 'help']);
 
 export interface SplitArgv {
   /** what yargs parses */
@@ -24,7 +25,7 @@ export function splitArgv(args: string[]): SplitArgv {
     const a = args[i];
     if (a === '--') return { own: args.slice(0, i), command: args.slice(i + 1) };
     if (a.startsWith('-') && a !== '-') {
-      if (TARGET_OPTIONS.some((o) => a === o || a.startsWith(`${o}=`))) seenTarget = true;
+      if (a === '--all' || TARGET_OPTIONS.some((o) => a === o || a.startsWith(`${o}=`))) seenTarget = true;
       if (!a.includes('=') && VALUE_OPTIONS.has(a)) i++; // its value
       continue;
     }

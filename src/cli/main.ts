@@ -7,15 +7,9 @@ import type { Argv } from 'yargs';
 import { EXIT_CRASHCART } from '../core/errors.js';
 import { projectDir } from '../native/index.js';
 import { splitArgv } from './argv.js';
+import { parseAttachArgs, VERBOSE } from './attach-args.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
-import { imageCommands } from './commands/image.js';
-import { psCommand } from './commands/ps.js';
-import { cpOptions, forwardOptions } from './commands/reach-options.js';
 import { report } from './output.js';
-
-// yargs' CommonJS build loads in a third of the time its ES module entry takes, and every
-// attach pays for it. The demo, doctor and image commands are loaded only when used.
-const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
 
 function version(): string {
   return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
@@ -23,11 +17,23 @@ function version(): string {
 
 type Runner = (p: Promise<number>) => Promise<void> | void;
 
+/** The command modules the definitions use, loaded only with yargs (never for a plain attach). */
+export async function cliModules() {
+  const [{ imageCommands }, { psCommand }, { cpOptions, forwardOptions }] = await Promise.all([
+    import('./commands/image.js'),
+    import('./commands/ps.js'),
+    import('./commands/reach-options.js'),
+  ]);
+  return { imageCommands, psCommand, cpOptions, forwardOptions };
+}
+export type CliModules = Awaited<ReturnType<typeof cliModules>>;
+
 /**
- * Every command and option of crashcart, on `y`. The man page (scripts/man.ts) and the
+ * Every command and option of crashcart, on `y`. The man page (src/cli/man.ts) and the
  * completion scripts read them from here too (src/cli/spec.ts), so none of them can drift.
  */
-export function defineCli(y: Argv, command: string[] = [], run: Runner = () => undefined, own: string[] = []): Argv {
+export function defineCli(y: Argv, m: CliModules, command: string[] = [], run: Runner = () => undefined, own: string[] = [], load?: number): Argv {
+  const { imageCommands, psCommand, cpOptions, forwardOptions } = m;
   return y
     .scriptName('crashcart')
     .usage('$0 [options] <target> [-- command args...]\n$0 [options] --pod NAME [--container NAME] [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
@@ -35,7 +41,7 @@ export function defineCli(y: Argv, command: string[] = [], run: Runner = () => u
       '$0 [target]',
       'attach to a container: run bash (or the command) inside it with the toolkit',
       (y) => attachOptions(y) as never,
-      (a) => run(attach(a as AttachArgs, command)),
+      (a) => run(attach(a as AttachArgs, command, load)),
     )
     .command(
       'demo',
@@ -78,22 +84,29 @@ export function defineCli(y: Argv, command: string[] = [], run: Runner = () => u
       (y) => y.positional('shell', { choices: ['bash', 'zsh'] as const, describe: 'the shell' }),
       (a) => run(import('./commands/completion.js').then(({ completion }) => completion((a as { shell: 'bash' | 'zsh' }).shell))),
     )
-    .option('verbose', { alias: 'v', type: 'boolean', default: false, describe: 'say what happens, on stderr' })
+    .option('verbose', VERBOSE)
     .version('version', 'show the version', version())
     .alias('version', 'V')
     .help('help')
     .alias('help', 'h');
 }
 
-export async function main(argv: string[]): Promise<number> {
+/**
+ * The whole command line through yargs: subcommands, --help, --version, and any attach
+ * that parseAttachArgs leaves to it. yargs (its CommonJS build: a third of the load time of
+ * its ES module entry) and the other commands are loaded only here, when used.
+ */
+export async function main(argv: string[], load?: number): Promise<number> {
   const { own, command } = splitArgv(argv);
+  const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
+  const m = await cliModules();
   let exitCode = 0;
   const run = (p: Promise<number>) =>
     p.then((code) => {
       exitCode = code;
     });
 
-  await defineCli(yargs(own), command, run, own)
+  await defineCli(yargs(own), m, command, run, own, load)
     .strict()
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)
@@ -151,16 +164,20 @@ export function usageLine(msg: string, argv: string[] = []): string {
 }
 
 export async function run(): Promise<void> {
+  const load = process.uptime() * 1000; // since the process started: Node's start and loading the CLI
   const argv = process.argv.slice(2);
   // what the completion scripts ask while a user presses TAB: no yargs, no attach modules
   if (argv[0] === '__complete') {
     process.exitCode = await (await import('./commands/complete.js')).complete(argv.slice(1));
     return;
   }
-  const verbose = splitArgv(argv).own.some((a) => a === '-v' || a === '--verbose');
+  const split = splitArgv(argv);
+  const verbose = split.own.some((a) => a === '-v' || a === '--verbose');
   let code: number;
   try {
-    code = await main(argv);
+    // a plain attach needs no yargs (see attach-args.ts)
+    const fast = parseAttachArgs(split.own);
+    code = fast ? await attach(fast, split.command, load) : await main(argv, load);
   } catch (e) {
     if (e instanceof Error && (e as { usage?: boolean }).usage) {
       process.stderr.write(`crashcart: ${usageLine(e.message, splitArgv(argv).own)}\n`);

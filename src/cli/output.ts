@@ -1,7 +1,7 @@
 // What crashcart says on stderr. stdout belongs to the command in the target (and to
 // listings), so scripts get clean output.
 import { CrashcartError, EXIT_CRASHCART } from '../core/errors.js';
-import type { NativeError } from '../native/index.js';
+import { isatty, type NativeError } from '../native/index.js';
 
 export type Log = (line: string) => void;
 
@@ -14,7 +14,10 @@ export const warn: Log = (line) => process.stderr.write(`crashcart: warning: ${l
 
 /** Progress lines for long steps: shown on a terminal or with -v, quiet in scripts. */
 export function progress(verbose: boolean): Log {
-  return verbose || process.stderr.isTTY ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {};
+  // asked when there is a line to show: process.stderr.isTTY alone opens stderr as a stream
+  return (line) => {
+    if (verbose || isatty(2)) process.stderr.write(`crashcart: ${line}\n`);
+  };
 }
 
 /** Rows as text: columns padded to their widest cell and two spaces apart, as `docker ps`. */

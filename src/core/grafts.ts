@@ -16,6 +16,8 @@ export type Log = (line: string) => void;
 
 export interface GraftOptions {
   image: string;
+  /** the image's loop device, held by the caller for several grafts (else found or attached here) */
+  loop?: HeldLoop;
   method: MethodChoice;
   allowHost: boolean;
   /** -v lines */
@@ -26,9 +28,15 @@ export interface GraftOptions {
 
 export const describeTarget = (t: Pick<Target, 'runtime' | 'id' | 'pid'>) => (t.runtime === 'pid' ? `process ${t.pid}` : `${t.runtime} container ${t.id}`);
 
+let me: { pid: number; start: number } | undefined;
 export function self(): { pid: number; start: number } {
-  return { pid: process.pid, start: startTime('self')! };
+  me ??= { pid: process.pid, start: startTime('self')! };
+  return { ...me };
 }
+
+let sessions = 0;
+/** A session's own id, unique on the host: one crashcart process may run several at once. */
+export const newSessionId = () => `${process.pid}-${self().start}-${++sessions}`;
 
 function newRecord(key: string, target: Target, facts: TargetFacts): TargetRecord {
   return {
@@ -73,7 +81,7 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
     let loop: HeldLoop | undefined;
     let handles: TargetHandles | undefined;
     try {
-      loop = acquireLoop(opts.image);
+      loop = opts.loop ?? acquireLoop(opts.image);
       opts.log(`${loop.attached ? 'attached' : 'sharing'} ${loop.path} for ${opts.image}`);
       faultPoint('after-loop-attach');
       handles = TargetHandles.forGraft(facts);
@@ -88,7 +96,8 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
       throw e;
     } finally {
       handles?.close();
-      if (loop) releaseLoop(loop); // the mount holds the device now (or, on failure, autoclear frees it)
+      // the mount holds the device now (or, on failure, autoclear frees it)
+      if (loop && loop !== opts.loop) releaseLoop(loop);
     }
   }
   if (session) rec.sessions.push(session);

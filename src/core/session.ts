@@ -1,22 +1,21 @@
 // A crashcart session: join (or make) the graft in a target, run a command there, and leave
 // the graft to the record's rules when the command ends (see grafts.ts).
-import { spawn as spawnChild } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
-import { constants as osConstants } from 'node:os';
 import { writeAudit, type AuditEntry } from './audit.js';
 import { targetCaps } from './caps.js';
 import { commandEnv, defaultCommand, execEnv, parseUser, searchCandidates } from './command.js';
 import { CrashcartError, EXIT_CANNOT_INVOKE, EXIT_CRASHCART, EXIT_NOT_FOUND } from './errors.js';
 import { faultPoint, injectedFault, nativeFault } from './fault.js';
-import { describeTarget, ensureGrafted, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
+import { describeTarget, ensureGrafted, newSessionId, pruneStale, releaseIfUnused, self, type GraftOptions } from './grafts.js';
 import { existsInRoot, readBytesInRoot, readInRoot, statInRoot } from './inroot.js';
 import { checkLimits, describeLimit } from './limits.js';
 import { isFrozen, mapToHost, readEnviron, readIdMap, startTime } from './proc.js';
 import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals, type SignalTrap } from './signals.js';
 import { StateStore, targetKey, type Session } from './state.js';
+import { now, type Stopwatch } from './timing.js';
 import { TargetHandles, type ExecCommand, type ExecRequest, type Target, type TargetFacts } from './target.js';
 import { readElf } from '../image/elf.js';
-import { isNativeError, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
+import { isNativeError, signalNumber, spawn, type ChildFailure, type ExitStatus } from '../native/index.js';
 
 export type { GraftOptions, Log } from './grafts.js';
 
@@ -37,11 +36,21 @@ export interface RunOptions extends GraftOptions {
   imageSha256?: string | null;
   /** --no-audit */
   audit: boolean;
+  /** CRASHCART_TIMING: the session's laps */
+  timing?: Stopwatch;
+  /** the caller's signal trap, shared by sessions that run at once (else one of the session's own) */
+  signals?: SignalTrap;
+  /** fds that become the command's stdin, stdout and stderr (default: crashcart's own) */
+  stdio?: [number, number, number];
+  /** forget dead sessions everywhere first (default true; the caller did it already for several targets) */
+  prune?: boolean;
+  /** called once the command's process exists (the caller closes its copies of the stdio pipes) */
+  onSpawn?: () => void;
 }
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
 export async function runSession(target: Target, facts: TargetFacts, opts: RunOptions): Promise<number> {
-  const started = performance.now();
+  const started = now();
   const argv = opts.command.length > 0 ? opts.command : defaultCommand(opts.interactive);
   const entry: AuditEntry = {
     event: 'attach',
@@ -59,7 +68,7 @@ export async function runSession(target: Target, facts: TargetFacts, opts: RunOp
     status = { code: e instanceof CrashcartError ? e.exitCode : EXIT_CRASHCART, signal: null };
     throw e;
   } finally {
-    const result = { exitCode: exitCodeOf(status), signal: status.signal, durationMs: Math.round(performance.now() - started) };
+    const result = { exitCode: exitCodeOf(status), signal: status.signal, durationMs: Math.round(now() - started) };
     const why = writeAudit(opts.audit ? { ...entry, ...result } : { event: 'attach', noAudit: true });
     if (why) opts.warn(why);
   }
@@ -73,15 +82,17 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       hint: 'resume the container first (runc resume, docker unpause, ...), or pass --no-cgroup to run beside it',
     });
   }
-  const session: Session = { processes: [self()] };
-  const trap = trapSignals();
+  const session: Session = { id: newSessionId(), processes: [self()] };
+  const mine = (s: Session) => s.id === session.id;
+  const trap = opts.signals ?? trapSignals();
   const key = targetKey(facts.mntNs);
   try {
     const rec = store.withLock(() => {
-      pruneStale(store, opts.log);
+      if (opts.prune ?? true) pruneStale(store, opts.log);
       return ensureGrafted(store, target, facts, opts, session, opts.keep);
     });
     grafted(rec.method);
+    opts.timing?.lap('graft');
     await signalsSeen(); // a signal that came during the graft
     trap.throwIfReceived();
     const run = opts.runtimeExec ? runThroughRuntime : runCommand;
@@ -91,19 +102,19 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       if (start === undefined) return;
       store.withLock(() => {
         const r = store.read(key);
-        const mine = r?.sessions.find((s) => s.processes[0].pid === process.pid);
-        if (r && mine) {
-          mine.processes.push({ pid, start });
+        const recorded = r?.sessions.find(mine);
+        if (r && recorded) {
+          recorded.processes.push({ pid, start });
           store.write(r);
         }
       });
     });
   } finally {
+    opts.timing?.lap('wait');
     // Whatever failed, and however late: if the record holds this session, leave it.
     try {
       store.withLock(() => {
         const r = store.read(key);
-        const mine = (s: Session) => s.processes[0].pid === process.pid;
         if (!r?.sessions.some(mine)) return;
         r.sessions = r.sessions.filter((s) => !mine(s));
         releaseIfUnused(store, r, opts.log);
@@ -113,7 +124,8 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       // retries the cleanup, as for a crashed session.
       opts.warn(`the toolkit could not be removed from the container: ${(e as Error).message}`);
     }
-    trap.release();
+    opts.timing?.lap('ungraft');
+    if (trap !== opts.signals) trap.release();
   }
 }
 
@@ -165,9 +177,10 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
       candidates: searchCandidates(argv[0], env),
       argv,
       env,
-      forwardSignals: FORWARDED_SIGNALS.map((s) => osConstants.signals[s]),
-      terminalSignals: TERMINAL_SIGNALS.map((s) => osConstants.signals[s]),
+      forwardSignals: FORWARDED_SIGNALS.map(signalNumber),
+      terminalSignals: TERMINAL_SIGNALS.map(signalNumber),
       ...(opts.targetCaps ? { caps: targetCaps(facts.pid) } : {}),
+      ...(opts.stdio ? { stdio: opts.stdio } : {}),
       ...nativeFault(),
     });
   } catch (e) {
@@ -182,9 +195,11 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
   const nsOrder = handles.namespaceOrder();
   const cgroupFiles = handles.cgroupFiles;
   handles.close();
+  opts.onSpawn?.();
   opts.log(`started ${argv[0]} (waiting process ${handle.pid})`);
   started(handle.pid);
   trap.forwardTo(handle.pid);
+  opts.timing?.lap('spawn');
   faultPoint('after-spawn');
   try {
     return await handle.exited;
@@ -229,7 +244,10 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
   opts.log(`running ${[cmd.file, ...cmd.args].join(' ')}`);
   faultPoint('before-spawn');
   trap.throwIfReceived();
-  const child = spawnChild(cmd.file, cmd.args, { stdio: 'inherit', env: { ...process.env, ...cmd.env } });
+  // loaded here: child_process (with net and streams) costs every other attach
+  const [{ spawn: spawnChild }, { constants: osConstants }] = await Promise.all([import('node:child_process'), import('node:os')]);
+  const child = spawnChild(cmd.file, cmd.args, { stdio: opts.stdio ?? 'inherit', env: { ...process.env, ...cmd.env } });
+  opts.onSpawn?.();
   const status = new Promise<ExitStatus>((resolve, reject) => {
     child.once('error', (e: NodeJS.ErrnoException) => {
       reject(new CrashcartError(`cannot run ${cmd.file} for --exec: ${e.code ?? e.message}`, {
@@ -243,6 +261,7 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
     started(child.pid);
     trap.forwardTo(child.pid);
   }
+  opts.timing?.lap('spawn');
   faultPoint('after-spawn');
   return status;
 }

@@ -1,9 +1,8 @@
 // crashcart must never die half-way through a graft: a mount without a session record
 // would be left behind. While it works, termination signals are noted, not obeyed; the
 // caller looks at them when it is safe. While a command runs they are passed on instead.
-import { constants } from 'node:os';
-
 import { CrashcartError } from './errors.js';
+import { signalNumber } from '../native/index.js';
 
 const TERMINATING: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'];
 
@@ -36,42 +35,88 @@ export function signalsSeen(): Promise<void> {
   return new Promise((resolve) => setImmediate(() => setImmediate(resolve)));
 }
 
-export function trapSignals(): SignalTrap {
+/**
+ * The process's signal handlers, shared by every session it runs (several targets at once):
+ * each session gets a trap of its own from it. A termination signal interrupts every session
+ * whose command has not started yet; SIGTERM, SIGHUP, SIGUSR1 and SIGUSR2 are passed on to
+ * the waiting process of every session whose command runs.
+ */
+export interface SignalHub {
+  /** the first termination signal received, if any */
+  readonly received: NodeJS.Signals | undefined;
+  /** a trap for one session */
+  session(): SignalTrap;
+  /** the handlers go */
+  release(): void;
+}
+
+export function signalHub(): SignalHub {
   let received: NodeJS.Signals | undefined;
-  let target: number | undefined;
+  const targets = new Set<number>();
   const handlers = new Map<NodeJS.Signals, () => void>();
   const forwarded = new Set<NodeJS.Signals>(['SIGTERM', 'SIGHUP', 'SIGUSR1', 'SIGUSR2']);
   for (const sig of [...TERMINATING, 'SIGUSR1', 'SIGUSR2'] as NodeJS.Signals[]) {
     const h = () => {
-      if (target !== undefined) {
-        if (forwarded.has(sig)) {
+      if (forwarded.has(sig)) {
+        for (const pid of targets) {
           try {
-            process.kill(target, sig);
+            process.kill(pid, sig);
           } catch {
             // it has just ended
           }
         }
-        return;
       }
       if (TERMINATING.includes(sig)) received ??= sig;
     };
     handlers.set(sig, h);
     process.on(sig, h);
   }
+  const interrupted = () => {
+    if (received) throw new CrashcartError(`interrupted by ${received} before the command started`, { exitCode: 128 + signalNumber(received) });
+  };
   return {
     get received() {
       return received;
     },
-    exitCode: () => 128 + (received ? constants.signals[received] : 0),
-    throwIfReceived() {
-      if (received) throw new CrashcartError(`interrupted by ${received} before the command started`, { exitCode: 128 + constants.signals[received] });
-    },
-    forwardTo(pid: number) {
-      target = pid;
+    session() {
+      let target: number | undefined;
+      return {
+        get received() {
+          return received;
+        },
+        exitCode: () => 128 + (received ? signalNumber(received) : 0),
+        throwIfReceived: interrupted,
+        forwardTo(pid: number) {
+          target = pid;
+          targets.add(pid);
+        },
+        release() {
+          if (target !== undefined) targets.delete(target);
+        },
+      };
     },
     release() {
       for (const [sig, h] of handlers) process.off(sig, h);
       handlers.clear();
+      targets.clear();
+    },
+  };
+}
+
+/** The trap of a session that runs alone: the hub is its own. */
+export function trapSignals(): SignalTrap {
+  const hub = signalHub();
+  const trap = hub.session();
+  return {
+    get received() {
+      return trap.received;
+    },
+    exitCode: trap.exitCode,
+    throwIfReceived: trap.throwIfReceived,
+    forwardTo: trap.forwardTo,
+    release() {
+      trap.release();
+      hub.release();
     },
   };
 }

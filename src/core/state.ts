@@ -17,6 +17,8 @@ export interface ProcessRef {
 }
 
 export interface Session {
+  /** which of the sessions of one crashcart process (several targets run at once) this is */
+  id?: string;
   /** crashcart's own process, then the process that waits for the command */
   processes: ProcessRef[];
 }

@@ -1,6 +1,6 @@
 // Where crashcart keeps downloads and built images. Root runs what is in there inside
 // containers, so the directory must not be writable by anyone else.
-import { chmod, chown, mkdir, stat } from 'node:fs/promises';
+import { chmodSync, chownSync, mkdirSync, statSync } from 'node:fs';
 import { CrashcartError, errnoCode } from '../core/errors.js';
 
 export const DEFAULT_CACHE_DIR = '/var/lib/crashcart';
@@ -18,17 +18,18 @@ export async function ensureCacheDir(dir = cacheDir()): Promise<string> {
   const hint = 'set CRASHCART_CACHE_DIR to a directory only root can write, or unset it';
   let made: string | undefined;
   try {
-    if (!(await stat(dir).then((st) => st.isDirectory(), () => true))) throw new CrashcartError(`cache directory ${dir} is not a directory`, { code: 'ECACHEDIR', hint });
-    made = await mkdir(dir, { recursive: true, mode: 0o700 });
+    const before = statSync(dir, { throwIfNoEntry: false });
+    if (before && !before.isDirectory()) throw new CrashcartError(`cache directory ${dir} is not a directory`, { code: 'ECACHEDIR', hint });
+    made = mkdirSync(dir, { recursive: true, mode: 0o700 });
     if (made !== undefined) {
-      await chmod(dir, 0o700); // mkdir's mode is filtered by the umask
-      if (process.getuid?.() === 0) await chown(dir, 0, 0);
+      chmodSync(dir, 0o700); // mkdir's mode is filtered by the umask
+      if (process.getuid?.() === 0) chownSync(dir, 0, 0);
     }
   } catch (err) {
     if (err instanceof CrashcartError) throw err;
     throw new CrashcartError(`cannot create the cache directory ${dir}: ${errnoCode(err) ?? (err as Error).message}`, { code: 'ECACHEDIR', hint, cause: err });
   }
-  const st = await stat(dir);
+  const st = statSync(dir);
   if (!st.isDirectory()) throw new CrashcartError(`cache directory ${dir} is not a directory`, { code: 'ECACHEDIR', hint });
   if (st.mode & 0o022 || st.uid !== process.getuid?.()) {
     throw new CrashcartError(`cache directory ${dir} is writable by others or not ours (mode ${(st.mode & 0o7777).toString(8)}, uid ${st.uid})`, {

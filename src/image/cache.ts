@@ -1,13 +1,27 @@
 // Finds the image to graft: the one the user named, or the cached default, built on first use.
-import { randomBytes } from 'node:crypto';
-import { readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+// Every attach runs this: it reads the cache's records (synchronously: node:fs/promises alone
+// loads streams and readline) and hashes nothing.
+import { readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { BuildResult } from './build.js';
 import { cacheDir, ensureCacheDir } from './cache-dir.js';
 import { imageError } from './errors.js';
-import { checkExt3 } from './ext3.js';
-import { attachAdds, DEFAULT_PROFILE, derivedImageName, loadProfile, recipeDigest, type ProfileName } from './profile.js';
+import { checkExt3 } from './ext3-check.js';
+import { DEFAULT_PROFILE, type ProfileName } from './profile-names.js';
 import { findCached, imagesDir, trustedImage } from './store.js';
+
+/** The profiles' recipe digests, computed when the bundle was built (scripts/bundle.ts). */
+declare const CRASHCART_RECIPES: Record<string, string> | undefined;
+
+/** recipeDigest() of a profile as it is now: from the build, else by reading its files. */
+async function currentRecipe(profile: ProfileName): Promise<string> {
+  const built = typeof CRASHCART_RECIPES === 'undefined' ? undefined : CRASHCART_RECIPES[profile];
+  if (built !== undefined) return built;
+  const { loadProfile, recipeDigest } = await import('./profile.js');
+  return recipeDigest(await loadProfile(profile));
+}
+
+let tmpCount = 0;
 
 export { cacheDir, ensureCacheDir } from './cache-dir.js';
 
@@ -40,19 +54,19 @@ export async function writeSidecar(image: string, profile: ProfileName, result: 
     recipe: result.recipe,
     ...(added.length ? { added } : {}),
   };
-  const tmp = `${image}.json.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  const tmp = `${image}.json.${process.pid}.${Date.now()}.${tmpCount++}.tmp`;
   try {
-    await writeFile(tmp, `${JSON.stringify(sidecar, null, 2)}\n`);
-    await rename(tmp, `${image}.json`);
+    writeFileSync(tmp, `${JSON.stringify(sidecar, null, 2)}\n`);
+    renameSync(tmp, `${image}.json`);
   } finally {
-    await rm(tmp, { force: true }); // gone after the rename; left only by a failure
+    rmSync(tmp, { force: true }); // gone after the rename; left only by a failure
   }
   return sidecar;
 }
 
 export async function readSidecar(image: string): Promise<Partial<Sidecar> | undefined> {
   try {
-    return JSON.parse(await readFile(`${image}.json`, 'utf8')) as Partial<Sidecar>;
+    return JSON.parse(readFileSync(`${image}.json`, 'utf8')) as Partial<Sidecar>;
   } catch {
     return undefined;
   }
@@ -76,12 +90,16 @@ async function userImage(image: string, insecure = false): Promise<string> {
   const cached = await findCached(image);
   const path = cached?.path ?? resolve(image);
   const hint = `build one with 'crashcart image build -o ${path}'`;
-  const st = await stat(path).catch((err: NodeJS.ErrnoException) => {
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
     if (!image.includes('/') && err.code === 'ENOENT') {
       throw imageError('ENOIMAGE', `image '${image}' not found: no cached image of that name or digest and no file ${path}`, { hint: "see 'crashcart image ls'", cause: err });
     }
     throw imageError('ENOIMAGE', `image file ${path} not found: ${err.code ?? err.message}`, { hint, cause: err });
-  });
+  }
   if (!st.isFile()) throw imageError('ENOIMAGE', `image file ${path} not found: it is not a regular file`, { hint });
   const real = insecure ? path : await trustedImage(path);
   await checkExt3(real);
@@ -105,8 +123,11 @@ async function urlImage(url: string, opts: ResolveOptions): Promise<{ path: stri
 
 /** Why a cached built image cannot be used as it is, or undefined when it can. */
 async function staleReason(path: string, recipe: () => Promise<string>): Promise<string | undefined> {
-  const st = await stat(path).catch(() => undefined);
-  if (!st) return 'no toolkit image yet';
+  try {
+    statSync(path);
+  } catch {
+    return 'no toolkit image yet';
+  }
   try {
     await checkExt3(path);
   } catch (err) {
@@ -132,7 +153,7 @@ export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: s
   if (url) return urlImage(url, opts);
 
   const path = defaultImagePath();
-  const why = await staleReason(path, async () => recipeDigest(await loadProfile(DEFAULT_PROFILE)));
+  const why = await staleReason(path, () => currentRecipe(DEFAULT_PROFILE));
   // the cached default is mounted as root like any other image: the same trust rule
   if (why === undefined) return { path: opts.insecureImage ? path : await trustedImage(path), built: false };
 
@@ -147,6 +168,7 @@ export async function resolveImage(opts: ResolveOptions = {}): Promise<{ path: s
  * that matches is the image, nothing is hashed or rebuilt.
  */
 async function derivedImage(add: string[], opts: ResolveOptions): Promise<{ path: string; built: boolean }> {
+  const { attachAdds, derivedImageName, loadProfile, recipeDigest } = await import('./profile.js');
   const profile = await loadProfile(DEFAULT_PROFILE);
   const added = attachAdds(add, profile.packages);
   if (!added.length) return resolveImage({ ...opts, add: [] }); // only the profile's own

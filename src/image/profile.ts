@@ -5,13 +5,9 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { imageError } from './errors.js';
+import { PROFILES, type ProfileName } from './profile-names.js';
 
-export type ProfileName = 'full' | 'minimal' | 'static';
-
-export const PROFILES: readonly ProfileName[] = ['full', 'minimal', 'static'];
-
-/** The image an attach uses when none is named. */
-export const DEFAULT_PROFILE: ProfileName = 'full';
+export { DEFAULT_PROFILE, PROFILES, type ProfileName } from './profile-names.js';
 
 export interface Profile {
   name: ProfileName;

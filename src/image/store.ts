@@ -1,8 +1,8 @@
 // The image cache as a set of named images (`${cacheDir()}/images/NAME.img` plus NAME.img.json),
 // how a user's --image is resolved against it, and the trust rule for image files. Loaded by
-// every attach: only node: modules here.
-import { readFileSync, realpathSync } from 'node:fs';
-import { readdir, readFile, realpath, rm, stat } from 'node:fs/promises';
+// every attach: only node: modules here, and the synchronous fs (node:fs/promises alone
+// loads streams and readline).
+import { readdirSync, readFileSync, realpathSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { unsafeReason as trustReason } from '../core/trust.js';
 import { cacheDir } from './cache-dir.js';
@@ -40,7 +40,7 @@ const MIN_PREFIX = 6;
 
 async function readJson(path: string): Promise<Record<string, unknown> | undefined> {
   try {
-    const v = JSON.parse(await readFile(path, 'utf8')) as unknown;
+    const v = JSON.parse(readFileSync(path, 'utf8')) as unknown;
     return v && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
   } catch {
     return undefined;
@@ -89,18 +89,29 @@ export function imageLabel(path: string): { name: string; added: string[]; text:
 /** The cached images, sorted by name; none when the cache does not exist yet. */
 export async function listImages(): Promise<CachedImage[]> {
   const dir = imagesDir();
-  const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return [] as string[];
-    throw imageError('ECACHEDIR', `cannot read the image cache ${dir}: ${err.code ?? err.message}`, {
-      hint: 'CRASHCART_CACHE_DIR (default /var/lib/crashcart) must name a directory',
-      cause: err,
-    });
-  });
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code !== 'ENOENT') {
+      throw imageError('ECACHEDIR', `cannot read the image cache ${dir}: ${err.code ?? err.message}`, {
+        hint: 'CRASHCART_CACHE_DIR (default /var/lib/crashcart) must name a directory',
+        cause: err,
+      });
+    }
+    names = [];
+  }
   const out: CachedImage[] = [];
   for (const file of names.sort()) {
     if (!file.endsWith('.img') || file.startsWith('.')) continue;
     const path = join(dir, file);
-    const st = await stat(path).catch(() => undefined);
+    let st;
+    try {
+      st = statSync(path);
+    } catch {
+      continue;
+    }
     if (!st?.isFile()) continue;
     const name = file.slice(0, -'.img'.length);
     const side = (await readJson(`${path}.json`)) ?? {};
@@ -165,11 +176,18 @@ export async function trustedImage(path: string): Promise<string> {
 
 /** Loop devices (`loop3`) whose backing file is `path`, from sysfs. */
 export async function loopsBacking(path: string, sysBlock = '/sys/block'): Promise<string[]> {
-  const real = await realpath(path).catch(() => path);
+  const attempt = <T>(fn: () => T, otherwise: T): T => {
+    try {
+      return fn();
+    } catch {
+      return otherwise;
+    }
+  };
+  const real = attempt(() => realpathSync(path), path);
   const out: string[] = [];
-  for (const dev of (await readdir(sysBlock).catch(() => [] as string[])).sort()) {
+  for (const dev of attempt(() => readdirSync(sysBlock), [] as string[]).sort()) {
     if (!dev.startsWith('loop')) continue;
-    const backing = await readFile(join(sysBlock, dev, 'loop', 'backing_file'), 'utf8').catch(() => '');
+    const backing = attempt(() => readFileSync(join(sysBlock, dev, 'loop', 'backing_file'), 'utf8'), '');
     const file = backing.trim().replace(/ \(deleted\)$/, '');
     if (file && (file === real || file === path)) out.push(dev);
   }
@@ -188,7 +206,7 @@ export async function removeImage(ref: string, sysBlock?: string): Promise<strin
       { hint: "take it out with 'crashcart -u TARGET' first" },
     );
   }
-  await rm(img.path, { force: true });
-  await rm(`${img.path}.json`, { force: true });
+  rmSync(img.path, { force: true });
+  rmSync(`${img.path}.json`, { force: true });
   return img.path;
 }

@@ -137,6 +137,8 @@ export interface SpawnRequest {
   terminalSignals: number[];
   /** --caps target: these sets and no_new_privs instead of full root */
   caps?: CapsRequest;
+  /** fds that become the command's stdin, stdout and stderr (-1: crashcart's own) */
+  stdio?: [number, number, number];
   fault?: FaultRequest;
 }
 
@@ -292,6 +294,8 @@ interface Addon {
   ungraft(req: UngraftRequest): UngraftResult;
   fsopen(req: FsOpenRequest): number;
   spawn(req: SpawnRequest): SpawnHandle;
+  pipe(): [number, number];
+  isatty(fd: number): boolean;
   openInRoot(req: OpenInRootRequest): number;
   sandbox(req: SandboxRequest): SpawnHandle;
   openAt(req: OpenAtRequest): number;
@@ -348,6 +352,10 @@ export const ungraft = (req: UngraftRequest) => native().ungraft(req);
 /** fsopen(2) with FSOPEN_CLOEXEC: an fs context's fd (nothing mounted); the caller closes it. */
 export const fsopen = (req: FsOpenRequest) => native().fsopen(req);
 export const spawn = (req: SpawnRequest) => native().spawn(req);
+/** pipe2(O_CLOEXEC): [read end, write end]; the caller closes both. */
+export const pipe = () => native().pipe();
+/** isatty(3) of one of crashcart's fds, without opening it as a Node stream. */
+export const isatty = (fd: number) => native().isatty(fd);
 export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
 /** A command in a new sandbox; `pid` is the process that mirrors its status. */
 export const sandbox = (req: SandboxRequest) => native().sandbox(req);
@@ -376,6 +384,12 @@ export const netStop = (control: number) => native().netStop({ control });
 export const lock = (fd: number, exclusive = true) => native().lock(fd, exclusive);
 export const unlock = (fd: number) => native().unlock(fd);
 export const constants = (): Record<string, number> => native().constants;
+/** The number of a signal crashcart traps or forwards (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, ...). */
+export const signalNumber = (name: string): number => {
+  const n = native().constants[name];
+  if (n === undefined) throw new Error(`no signal number for ${name}`);
+  return n;
+};
 
 /** Where the project lives (for the demo sleeper and other built artefacts). */
 export const projectDir = projectRoot;

@@ -3,7 +3,6 @@
 // two list calls per namespace, no ctr spawned. A running task named exactly is read from
 // the shims' state on disk, which is faster and works while containerd hangs. A
 // container's ID is its name in containerd; its status comes from its task (none: 'created').
-import { randomBytes } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { isFrozen, readStat } from '../core/proc.js';
@@ -196,7 +195,7 @@ export function ctrExecCommand(c: Container, req: ExecRequest, address = contain
     file: 'ctr',
     args: [
       '--address', address, '--namespace', c.namespace, 'task', 'exec',
-      '--exec-id', `crashcart-${process.pid}-${randomBytes(4).toString('hex')}`,
+      '--exec-id', `crashcart-${process.pid}-${readFileSync('/proc/sys/kernel/random/uuid', 'utf8').slice(0, 8)}`,
       ...(req.tty ? ['--tty'] : []),
       ...(req.user ? ['--user', req.user] : []),
       ...(req.workdir ? ['--cwd', req.workdir] : []),

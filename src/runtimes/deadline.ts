@@ -2,7 +2,6 @@
 // that hangs accepts the connection and never answers; when the deadline passes, or when
 // the answer is no longer needed, whatever the lookup opened (sockets, HTTP/2 sessions,
 // child processes) is destroyed at once, so nothing keeps crashcart's event loop alive.
-import { spawn } from 'node:child_process';
 import { CrashcartError } from '../core/errors.js';
 
 /** How long any one lookup (a daemon's list, a CLI's answer) may take. */
@@ -70,7 +69,9 @@ export interface CommandResult {
  * unref'd, and the promise rejects with abortError(). A command that cannot be started
  * rejects with the spawn error (code ENOENT when it is not installed).
  */
-export function runCommand(file: string, args: string[], o: { signal: AbortSignal; what: string; hint: string; maxBuffer?: number }): Promise<CommandResult> {
+export async function runCommand(file: string, args: string[], o: { signal: AbortSignal; what: string; hint: string; maxBuffer?: number }): Promise<CommandResult> {
+  // loaded here: child_process (with net and streams) costs every attach that runs no CLI
+  const { spawn } = await import('node:child_process');
   return new Promise((resolve, reject) => {
     if (o.signal.aborted) return reject(abortError(o.signal, o.what, o.hint));
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -23,6 +23,7 @@ export interface ListEntry {
   Id?: unknown;
   Names?: unknown;
   State?: unknown;
+  Labels?: unknown;
 }
 
 /** The subset of GET /containers/{id}/json used here. */
@@ -52,7 +53,11 @@ export function fromListEntry(e: ListEntry): Container | undefined {
   if (typeof e?.Id !== 'string' || !e.Id) return undefined;
   const name = containerName(e.Names);
   const status = typeof e.State === 'string' && e.State ? e.State : 'unknown';
-  return { runtime: 'docker', id: e.Id, ...(name ? { name } : {}), pid: 0, status };
+  // the labels, for --all --filter label=K=V
+  const labels = e.Labels && typeof e.Labels === 'object' && !Array.isArray(e.Labels)
+    ? Object.fromEntries(Object.entries(e.Labels as Record<string, unknown>).filter((kv): kv is [string, string] => typeof kv[1] === 'string'))
+    : {};
+  return { runtime: 'docker', id: e.Id, ...(name ? { name } : {}), pid: 0, status, ...(Object.keys(labels).length ? { labels } : {}) };
 }
 
 /** Refines a listed container with its inspect answer: the pid, and the current status. */

@@ -7,6 +7,7 @@ import { CrashcartError } from '../core/errors.js';
 import { processState, readComm } from '../core/proc.js';
 import { containerd } from './containerd.js';
 import { LOOKUP_DEADLINE_MS, seconds } from './deadline.js';
+import { now as clock } from '../core/timing.js';
 import { crictlExecCommand } from './crictl.js';
 import { crun } from './crun.js';
 import { docker } from './docker.js';
@@ -167,7 +168,7 @@ export async function resolveAmong(query: string, runtimes: Runtime[], o: Lookup
     return target;
   };
 
-  const start = performance.now();
+  const start = clock();
   let matchedAt: number | undefined;
   try {
     for (;;) {
@@ -176,7 +177,7 @@ export async function resolveAmong(query: string, runtimes: Runtime[], o: Lookup
       // no later answer can undo that
       if (exact.length > 1) throw ambiguous(query, exact);
       const pending = answers.filter((a) => !a.done).map((a) => a.runtime);
-      const now = performance.now();
+      const now = clock();
       if (pending.length === 0 || now - start >= deadlineMs) return decide(query, known, answers, pending, o.pids, ns, deadlineMs, use, o.accept ?? running);
 
       let until = start + deadlineMs;

@@ -37,28 +37,33 @@ export function ociStateRuntime(name: string, root: () => string, read: StateRea
     name,
     present: () => existsSync(root()),
     execCommand: (c, req) => ociExec(name, root(), c.id, req),
-    async list(): Promise<Container[]> {
-      const dir = root();
-      let ids: string[];
-      try {
-        ids = readdirSync(dir);
-      } catch {
-        return [];
-      }
-      const out: Container[] = [];
-      let mounts: MountInfo[] | undefined; // read once, and only if a live container needs it
-      const hostMounts = () => (mounts ??= readMountInfo('self'));
-      for (const id of ids) {
-        const state = read(join(dir, id));
-        if (!state) continue;
-        const created = existsSync(join(dir, id, createdFile));
-        const status = statusOf(state.pid, state.start, created, hostMounts);
-        // a stopped container's recorded pid is gone, or someone else's now (runc says 0 too)
-        out.push({ runtime: name, id, pid: status === 'stopped' ? 0 : state.pid, status });
-      }
-      return out;
-    },
+    list: async () => containers(),
+    // IDs are the only names: only the directories the word could be (an ID, or a prefix of
+    // one) are read, so an attach costs the same among 2 containers or 200
+    find: async (query) => containers((id) => id.startsWith(query)),
   };
+
+  function containers(wanted: (id: string) => boolean = () => true): Container[] {
+    const dir = root();
+    let ids: string[];
+    try {
+      ids = readdirSync(dir).filter(wanted);
+    } catch {
+      return [];
+    }
+    const out: Container[] = [];
+    let mounts: MountInfo[] | undefined; // read once, and only if a live container needs it
+    const hostMounts = () => (mounts ??= readMountInfo('self'));
+    for (const id of ids) {
+      const state = read(join(dir, id));
+      if (!state) continue;
+      const created = existsSync(join(dir, id, createdFile));
+      const status = statusOf(state.pid, state.start, created, hostMounts);
+      // a stopped container's recorded pid is gone, or someone else's now (runc says 0 too)
+      out.push({ runtime: name, id, pid: status === 'stopped' ? 0 : state.pid, status });
+    }
+    return out;
+  }
 }
 
 function readJson(file: string): Record<string, unknown> | undefined {

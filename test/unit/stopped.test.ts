@@ -267,12 +267,15 @@ describe('the sandbox', () => {
 
   const args = (o: Partial<StoppedArgs>): StoppedArgs => ({
     'mount-only': false, unmount: false, keep: false, verbose: false, env: [], 'target-env': true, cgroup: true, method: 'auto', 'allow-host': false,
-    'insecure-image': false, exec: false, caps: 'root', audit: true, stopped: false, entrypoint: false, 'rw-volumes': false, add: [], ...o,
+    'insecure-image': false, exec: false, caps: 'root', audit: true, stopped: false, entrypoint: false, 'rw-volumes': false, add: [],
+    all: false, filter: [], prefix: true, json: false, ...o,
   });
 
   test('options that are wrong with a sandbox are refused before anything is looked up', () => {
     checkSandboxArgs(args({ stopped: true, target: 'crashy', entrypoint: true, net: 'host' }), []);
     refused(() => checkSandboxArgs(args({ entrypoint: true, target: 'x' }), []), '--entrypoint applies to --stopped, --rootfs and --from-image only');
+    refused(() => checkSandboxArgs(args({ stopped: true, target: 'a,b' }), []), 'several targets and --stopped exclude each other: --stopped opens one at a time', 'run crashcart --stopped once for each');
+    refused(() => checkSandboxArgs(args({ rootfs: '/r', all: true }), []), '--all and --rootfs exclude each other: --rootfs opens one at a time', 'run crashcart --rootfs once for each');
     refused(() => checkSandboxArgs(args({ stopped: true, rootfs: '/r' }), []), '--stopped and --rootfs exclude each other');
     refused(() => checkSandboxArgs(args({ stopped: true, target: 'x', keep: true }), []),
       "--keep applies to an attach, not to --stopped: the sandbox runs none of the container's processes");

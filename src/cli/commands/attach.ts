@@ -2,98 +2,75 @@
 import type { Argv } from 'yargs';
 import { checkUserSpec, envAssignments } from '../../core/command.js';
 import { CrashcartError } from '../../core/errors.js';
-import type { MethodChoice } from '../../core/graft.js';
 import { writeAudit } from '../../core/audit.js';
 import { configuredFault } from '../../core/fault.js';
 import { describeTarget, mountOnly, unmount } from '../../core/grafts.js';
 import { runSession } from '../../core/session.js';
 import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
+import { stopwatch, type Stopwatch } from '../../core/timing.js';
 import { recordedDigest, resolveImage } from '../../image/cache.js';
-import { attachAdds } from '../../image/profile.js';
+import { parseFilter } from '../../runtimes/filter.js';
 import { resolveTarget, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
+import { isatty } from '../../native/index.js';
+import { ATTACH_OPTIONS, isFanOut, type AttachArgs, type OptionSpec } from '../attach-args.js';
 
-export interface AttachArgs {
-  target?: string;
-  image?: string;
-  'mount-only': boolean;
-  unmount: boolean;
-  keep: boolean;
-  verbose: boolean;
-  user?: string;
-  workdir?: string;
-  env: string[];
-  'target-env': boolean;
-  cgroup: boolean;
-  method: MethodChoice;
-  runtime?: string;
-  namespace?: string;
-  pod?: string;
-  container?: string;
-  'k8s-namespace'?: string;
-  'allow-host': boolean;
-  'insecure-image': boolean;
-  exec: boolean;
-  caps: 'root' | 'target';
-  audit: boolean;
-  add: string[];
-  // a sandbox instead of an attach (commands/stopped.ts)
-  stopped: boolean;
-  rootfs?: string;
-  'from-image'?: string;
-  entrypoint: boolean;
-  net?: 'none' | 'host';
-  'rw-volumes': boolean;
-}
+export type { AttachArgs } from '../attach-args.js';
 
-export function attachOptions<T>(y: Argv<T>) {
-  return y
-    .positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod)' })
-    .option('image', { requiresArg: true, alias: 'i', type: 'string', describe: 'toolkit image file (default: $CRASHCART_IMAGE, else the cached default image)' })
-    .option('add', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'graft the default toolkit plus this Debian package, built once and cached (repeatable, or A,B)' })
-    .option('mount-only', { alias: 'm', type: 'boolean', default: false, describe: 'graft the toolkit and leave it there; run nothing' })
-    .option('unmount', { alias: 'u', type: 'boolean', default: false, describe: 'take the toolkit out of the container' })
-    .option('keep', { alias: 'k', type: 'boolean', default: false, describe: 'leave the toolkit grafted after the command ends' })
-    .option('user', { requiresArg: true, type: 'string', describe: 'run as uid[:gid] or name[:group] (of the container)' })
-    .option('workdir', { requiresArg: true, alias: 'w', type: 'string', describe: "working directory inside the container (default: its process's own)" })
-    .option('env', { type: 'string', array: true, nargs: 1, default: [] as string[], describe: 'set NAME=VALUE in the command environment (repeatable)' })
-    .option('target-env', { type: 'boolean', default: true, describe: "start from the container process's environment (--no-target-env: from nothing)" })
-    .option('cgroup', { type: 'boolean', default: true, describe: "join the container's cgroups (--no-cgroup: stay in crashcart's)" })
-    .option('method', { requiresArg: true, choices: ['auto', 'mknod', 'mountapi'] as const, default: 'auto' as const, describe: 'how to mount the toolkit inside the container' })
-    .option('runtime', { requiresArg: true, alias: 'r', type: 'string', describe: 'look the target up in this runtime only (runc, crun, docker, podman, containerd, lxc, nspawn, pid)' })
-    .option('namespace', { requiresArg: true, type: 'string', describe: "look in this containerd namespace only (k8s.io, moby, default, ...; with --pod: instead of k8s.io)" })
-    .option('pod', { requiresArg: true, type: 'string', describe: 'a Kubernetes pod instead of a target: its container, found by the kubelet\'s labels' })
-    .option('container', { requiresArg: true, type: 'string', describe: "with --pod: the container's name in the pod (needed when it has several)" })
-    .option('k8s-namespace', { requiresArg: true, type: 'string', describe: 'with --pod: the Kubernetes namespace of the pod (default: default)' })
-    .option('allow-host', { type: 'boolean', default: false, describe: 'allow a target that shares the host mount namespace' })
-    .option('exec', { alias: 'e', type: 'boolean', default: false, describe: "run the command through the runtime's own exec (docker exec, runc exec, ...): the container's user, capabilities and seccomp profile" })
-    .option('caps', { requiresArg: true, choices: ['root', 'target'] as const, default: 'root' as const, describe: "the command's capabilities: full root (root), or the target process's own sets and no-new-privs (target)" })
-    .option('audit', { type: 'boolean', default: true, describe: 'record the session in the audit log (--no-audit: record only that a run went unrecorded)' })
-    .option('insecure-image', { type: 'boolean', default: false, describe: 'use an image file that a non-root user could change' })
-    .option('stopped', { type: 'boolean', default: false, describe: "open the files of a container that does not run in a sandbox (changes are thrown away; with --pod: the pod container's last exited attempt)" })
-    .option('rootfs', { requiresArg: true, type: 'string', describe: 'open this directory in a sandbox instead of a target' })
-    .option('from-image', { requiresArg: true, type: 'string', describe: 'open this docker or podman image in a sandbox, from its local layers' })
-    .option('entrypoint', { type: 'boolean', default: false, describe: "with --stopped or --from-image: the container's own entrypoint and arguments after the command (alone: run them)" })
-    .option('net', { requiresArg: true, choices: ['none', 'host'] as const, describe: "the sandbox's network: loopback only (none, the default) or the host's" })
-    .option('rw-volumes', { type: 'boolean', default: false, describe: "with --stopped: the container's volumes and binds writable (as it had them), not read-only" });
+/** The attach options for yargs, from the table parseAttachArgs reads too. */
+export function attachOptions<T>(y: Argv<T>): Argv<T> {
+  let r: Argv<T> = y.positional('target', { type: 'string', describe: 'container ID, unique ID prefix, name, or PID (not with --pod); several: t1,t2,t3' });
+  for (const [name, s] of Object.entries(ATTACH_OPTIONS) as [string, OptionSpec][]) {
+    r = r.option(name, {
+      type: s.type,
+      describe: s.describe,
+      ...(s.alias ? { alias: s.alias } : {}),
+      ...(s.default !== undefined ? { default: s.default } : {}),
+      ...(s.choices ? { choices: s.choices } : {}),
+      ...(s.array ? { array: true, nargs: 1 } : s.type !== 'boolean' ? { requiresArg: true } : {}),
+    }) as Argv<T>;
+  }
+  return r;
 }
 
 /** Whether the command line asks for a sandbox (--stopped, --rootfs, --from-image or their options). */
 const sandboxed = (a: AttachArgs) => a.stopped || a.rootfs !== undefined || a['from-image'] !== undefined || a.entrypoint || a.net !== undefined || a['rw-volumes'];
 
-export async function attach(args: AttachArgs, command: string[]): Promise<number> {
+export async function attach(args: AttachArgs, command: string[], load?: number): Promise<number> {
   // loaded only when used: plain attaches do not pay for it
   if (sandboxed(args)) return (await import('./stopped.js')).stopped(args, command);
+  if (isFanOut(args)) {
+    await preflight(args, command);
+    // loaded only for several targets: it reads the commands' output through node:net
+    const { fanOut } = await import('./fanout.js');
+    return fanOut(args, command, load);
+  }
+  const timing = stopwatch({ load });
+  try {
+    return await attachTimed(args, command, timing);
+  } finally {
+    const line = timing.line();
+    if (line) process.stderr.write(`crashcart: ${line}\n`);
+  }
+}
+
+/** What is checked before anything is looked up, built or grafted. */
+async function preflight(args: AttachArgs, command: string[]): Promise<void> {
   requireRoot('crashcart');
   configuredFault(); // a mistyped CRASHCART_FAULT is refused before anything happens
+  await checkArgs(args, command);
+  new StateStore().checkTrust();
+}
+
+async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatch): Promise<number> {
+  await preflight(args, command);
   const log = logger(args.verbose);
-  checkArgs(args, command);
-  new StateStore().checkTrust(); // before anything is looked up, built or grafted
   const target = await findTarget(args);
   const via = args.exec ? runtimeExecutor(target) : undefined;
   log(`target: ${target.runtime} ${target.id} (pid ${target.pid})`);
   const facts = inspectTarget(target.pid, { allowHost: args['allow-host'], what: describeTarget(target) });
+  timing.lap('lookup');
   const audited = (entry: Parameters<typeof writeAudit>[0]) => {
     const why = writeAudit(args.audit ? entry : { event: entry.event, noAudit: true });
     if (why) warn(why);
@@ -117,6 +94,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
   });
   log(`image: ${image.path}${image.built ? ' (built now)' : ''}`);
   const sha256 = await recordedDigest(image.path);
+  timing.lap('image');
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
   if (args['mount-only']) {
     const rec = mountOnly(target, facts, graft);
@@ -127,7 +105,7 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
   return runSession(target, facts, {
     ...graft,
     command,
-    interactive: Boolean(process.stdin.isTTY),
+    interactive: isatty(0),
     keep: args.keep,
     user: args.user,
     workdir: args.workdir,
@@ -138,11 +116,12 @@ export async function attach(args: AttachArgs, command: string[]): Promise<numbe
     runtimeExec: via,
     imageSha256: sha256,
     audit: args.audit,
+    timing,
   });
 }
 
 /** Options that are wrong whatever the target: refused before anything is looked at. */
-function checkArgs(args: AttachArgs, command: string[]): void {
+async function checkArgs(args: AttachArgs, command: string[]): Promise<void> {
   for (const o of ['image', 'user', 'workdir', 'runtime', 'namespace', 'pod', 'container', 'k8s-namespace'] as const) {
     if (args[o] === '') throw new CrashcartError(`--${o} needs a value`, { hint: 'see crashcart --help' });
   }
@@ -150,7 +129,9 @@ function checkArgs(args: AttachArgs, command: string[]): void {
   if (args.add.length) {
     if (args.image !== undefined) throw new CrashcartError('--add and --image exclude each other', { hint: '--add builds on the default toolkit; to add to your image, build it with crashcart image build --add ... -o FILE' });
     if (args.unmount) throw new CrashcartError('--add applies to grafting, and --unmount takes the toolkit out', { hint: 'drop --add' });
-    attachAdds(args.add, []); // the names are checked before anything is looked up
+    // the names are checked before anything is looked up (profile.ts: loaded only for --add)
+    const { attachAdds } = await import('../../image/profile.js');
+    attachAdds(args.add, []);
   }
   const noCommand = args.unmount ? '--unmount' : args['mount-only'] ? '--mount-only' : undefined;
   if (noCommand) {
@@ -180,6 +161,34 @@ function checkArgs(args: AttachArgs, command: string[]): void {
   }
   if (args.user !== undefined) checkUserSpec(args.user);
   envAssignments(args.env);
+  checkTargets(args, command);
+}
+
+/** Several targets (t1,t2 or --all) and the options that go with them. */
+function checkTargets(args: AttachArgs, command: string[]): void {
+  if (args.all && args.target !== undefined) {
+    throw new CrashcartError(`--all and the target ${args.target} exclude each other`, { hint: 'give one; with --all, the words after the options are the command' });
+  }
+  if (!isFanOut(args)) {
+    const several = [args.filter.length > 0 && '--filter', args.parallel !== undefined && '--parallel', !args.prefix && '--no-prefix', args.json && '--json'].find(Boolean);
+    if (several) throw new CrashcartError(`${several} applies to several targets`, { hint: 'name them as t1,t2,t3 or pick them with --all' });
+    return;
+  }
+  if (args.target?.split(',').some((w) => w === '')) {
+    throw new CrashcartError(`the target list '${args.target}' has an empty name`, { hint: 'separate the names with single commas: t1,t2,t3' });
+  }
+  if (args.filter.length > 0 && !args.all) throw new CrashcartError('--filter applies to --all', { hint: 'add --all, or list the targets as t1,t2,t3' });
+  for (const f of args.filter) parseFilter(f);
+  if (args.parallel !== undefined && !(Number.isInteger(args.parallel) && args.parallel >= 1)) {
+    throw new CrashcartError(`--parallel ${args.parallel}: not a positive whole number`, { hint: 'give how many targets may run at once, e.g. --parallel 4' });
+  }
+  const one = [args['mount-only'] && '--mount-only', args.unmount && '--unmount', args.pod !== undefined && '--pod'].find(Boolean);
+  if (one) throw new CrashcartError(`${one} takes one target`, { hint: 'run it once for each target' });
+  if (command.length === 0) {
+    throw new CrashcartError('several targets need a command: an interactive shell runs in one target at a time', {
+      hint: `give the command after --, e.g. crashcart ${args.all ? '--all' : args.target} -- ps`,
+    });
+  }
 }
 
 /** The positional target, or the container of --pod. */

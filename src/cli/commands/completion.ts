@@ -115,7 +115,7 @@ _crashcart_candidates() {
     last=$w
     case $w in
       --) return 0 ;; # the command's own words follow
-      --pod|--rootfs|--from-image) pod=1 ;; # they name what to open: the command follows
+      --pod|--rootfs|--from-image|--all) pod=1 ;; # they name what to open: the command follows
     esac
     case $w in
       -*=*) ;;
@@ -214,8 +214,9 @@ fi
 }
 
 export async function cliSpec(): Promise<CliSpec> {
-  const { defineCli } = await import('../main.js');
-  return recordCli((y) => defineCli(y));
+  const { cliModules, defineCli } = await import('../main.js');
+  const m = await cliModules();
+  return recordCli((y) => defineCli(y, m));
 }
 
 export async function completion(shell: 'bash' | 'zsh'): Promise<number> {

@@ -66,6 +66,9 @@ export function checkSandboxArgs(args: StoppedArgs, command: string[]): void {
     args['allow-host'] && '--allow-host',
   ].find(Boolean);
   if (clash) throw new CrashcartError(`${clash} applies to an attach, not to ${mode}: the sandbox runs none of the container's processes`, { hint: `drop ${clash}` });
+  const several = [args.all && '--all', args.target?.includes(',') && 'several targets', args.filter.length > 0 && '--filter', args.parallel !== undefined && '--parallel',
+    !args.prefix && '--no-prefix', args.json && '--json'].find(Boolean);
+  if (several) throw new CrashcartError(`${several} and ${mode} exclude each other: ${mode} opens one at a time`, { hint: `run crashcart ${mode} once for each` });
   if (mode !== '--stopped') {
     const other = [args.target !== undefined && `the target ${args.target}`, args.pod !== undefined && '--pod', args.runtime !== undefined && mode === '--rootfs' && '--runtime',
       args.namespace !== undefined && '--namespace'].find(Boolean);
