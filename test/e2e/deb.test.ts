@@ -110,7 +110,7 @@ describe('the .deb', () => {
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(await installed(), 'installed');
     files = (await run('dpkg', ['-L', 'crashcart'])).stdout.split('\n').filter((f) => f && f !== '/.');
-    for (const f of ['/usr/bin/crashcart', '/usr/bin/kubectl-crashcart', '/usr/lib/crashcart/build/Release/crashcart.node', '/usr/share/man/man1/crashcart.1.gz',
+    for (const f of ['/usr/bin/crashcart', '/usr/bin/kubectl-crashcart', '/usr/lib/crashcart/build/Release/crashcart.node', '/usr/lib/crashcart/dist/bundle/crashcart.cjs', '/usr/share/man/man1/crashcart.1.gz',
       '/usr/share/bash-completion/completions/crashcart', '/usr/share/zsh/vendor-completions/_crashcart']) {
       assert.ok(files.includes(f), `${f} is not in the package`);
     }
@@ -120,6 +120,8 @@ describe('the .deb', () => {
     assert.equal(grep.stdout, '', `files naming a checkout path:\n${grep.stdout}`);
     const v = await run('/usr/bin/crashcart', ['--version']);
     assert.equal(v.exitCode, 0, v.stderr);
+    // from the bundle: bin/crashcart says so on stderr when it has to run the plain build
+    assert.equal(v.stderr, '');
     const pkg = JSON.parse(await readFile(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
     assert.equal(v.stdout.trim(), pkg.version);
   });

@@ -51,10 +51,11 @@ describe('the npm tarball', () => {
   test('its install builds the addon and links crashcart and kubectl-crashcart', async (t) => {
     if (!ready(t)) return;
     const lib = join(prefix, 'lib/node_modules/crashcart');
-    for (const f of ['build/Release/crashcart.node', 'build/Release/sleeper', 'dist/share/man/crashcart.1']) assert.ok(existsSync(join(lib, f)), f);
+    for (const f of ['build/Release/crashcart.node', 'build/Release/sleeper', 'dist/bundle/crashcart.cjs', 'dist/share/man/crashcart.1']) assert.ok(existsSync(join(lib, f)), f);
     const pkg = JSON.parse(await readFile(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
     const v = await execa(join(prefix, 'bin/crashcart'), ['--version'], { cwd: '/' });
     assert.equal(v.stdout, pkg.version);
+    assert.equal(v.stderr, '', 'the installed package runs the bundle');
     const k = await execa(join(prefix, 'bin/kubectl-crashcart'), ['--help'], { cwd: '/' });
     assert.match(k.stdout, /^usage: kubectl crashcart/);
   });

@@ -117,6 +117,7 @@ describe('the OCI image', () => {
     assert.ok(info.Config.Env.includes('CRASHCART_IMAGE=/usr/share/crashcart/toolkit.img'));
     const v = await d!.docker(['run', '--rm', '--network=none', IMAGE, '--version']);
     assert.equal(v.code, 0, v.stderr);
+    assert.equal(v.stderr, '', 'the image runs the bundle');
     assert.equal(v.stdout, version);
   });
 
