@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Installs what crashcart needs on a Debian machine with Node.js 20 and builds it.
+# Installs what crashcart itself needs on a Debian machine with Node.js 20 and builds it.
 # Run as root from anywhere: scripts/setup.sh
-#   apt: runc, crun, docker.io, containerd (ctr), podman and netavark (the demo and the tests),
-#        lxc and systemd-container (systemd-nspawn) for the LXC and nspawn tests, e2fsprogs
-#        (mke2fs for images), busybox-static and bash-static (the static toolkit), patchelf
-#        (relocates the full and minimal toolkits' executables into /dev/crashcart), a C/C++
-#        toolchain for the addon, musl-tools (musl-gcc: the toolkit matrix's musl container),
-#        socat (the benchmark's relay that crashcart forward is measured against)
+#   apt: runc (the demo's container), e2fsprogs (mke2fs, debugfs and e2fsck for images),
+#        patchelf (relocates the full and minimal toolkits' executables into /dev/crashcart),
+#        a C/C++ toolchain and python3 for the addon (node-gyp) and the demo's static sleeper.
+#        Nothing else: no container runtime beyond runc, no daemon is started. The toolkit's
+#        own packages are downloaded by `crashcart image build`, never installed.
 #   npm: the project's dependencies (npm ci), the native addon (node-gyp), the TypeScript
 #   and a crashcart command in /usr/local/bin
+# The test suite's runtimes and tools come with `npm test` (scripts/setup-test.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +17,13 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-apt-get install -y -qq --no-install-recommends \
-  runc crun e2fsprogs busybox-static bash-static patchelf util-linux tmux docker.io containerd podman netavark lxc systemd-container \
-  g++ gcc libc6-dev make python3 ca-certificates musl-tools socat >/dev/null
+packages=(runc e2fsprogs patchelf g++ gcc libc6-dev make python3 ca-certificates)
+# apt-get update only when something is missing: a second run costs nothing
+if [ -n "$(scripts/missing-packages.sh "${packages[@]}")" ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
 
 # node-gyp downloads Node's headers unless it is told where they are; Debian's and
 # distribution builds of Node ship them next to the binary.

@@ -101,7 +101,7 @@ export const VERBOSE: OptionSpec = { alias: 'v', type: 'boolean', default: false
 const SPECS: Record<string, OptionSpec> = { ...ATTACH_OPTIONS, verbose: VERBOSE };
 const BY_ALIAS: Record<string, string> = Object.fromEntries(Object.entries(SPECS).flatMap(([name, s]) => (s.alias ? [[s.alias, name]] : [])));
 /** The words that name a subcommand where an attach's target would go. */
-export const SUBCOMMANDS: ReadonlySet<string> = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'help']);
+export const SUBCOMMANDS: ReadonlySet<string> = new Set(['image', 'demo', 'ps', 'gc', 'doctor', 'forward', 'cp', 'completion', 'help']);
 
 /** The options that take a value (`--image FILE`, `-i FILE`): splitArgv skips their values. */
 export const VALUE_OPTIONS: ReadonlySet<string> = new Set(Object.entries(SPECS).filter(([, s]) => s.type !== 'boolean')

@@ -15,26 +15,26 @@ function version(): string {
   return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
 }
 
-/**
- * The whole command line through yargs: subcommands, --help, --version, and any attach
- * that parseAttachArgs leaves to it. yargs (its CommonJS build: a third of the load time of
- * its ES module entry) and the other commands are loaded only here, when used.
- */
-export async function main(argv: string[], load?: number): Promise<number> {
-  const { own, command } = splitArgv(argv);
-  const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
+type Runner = (p: Promise<number>) => Promise<void> | void;
+
+/** The command modules the definitions use, loaded only with yargs (never for a plain attach). */
+export async function cliModules() {
   const [{ imageCommands }, { psCommand }, { cpOptions, forwardOptions }] = await Promise.all([
     import('./commands/image.js'),
     import('./commands/ps.js'),
     import('./commands/reach-options.js'),
   ]);
-  let exitCode = 0;
-  const run = (p: Promise<number>) =>
-    p.then((code) => {
-      exitCode = code;
-    });
+  return { imageCommands, psCommand, cpOptions, forwardOptions };
+}
+export type CliModules = Awaited<ReturnType<typeof cliModules>>;
 
-  await yargs(own)
+/**
+ * Every command and option of crashcart, on `y`. The man page (src/cli/man.ts) and the
+ * completion scripts read them from here too (src/cli/spec.ts), so none of them can drift.
+ */
+export function defineCli(y: Argv, m: CliModules, command: string[] = [], run: Runner = () => undefined, own: string[] = [], load?: number): Argv {
+  const { imageCommands, psCommand, cpOptions, forwardOptions } = m;
+  return y
     .scriptName('crashcart')
     .usage('$0 [options] <target> [-- command args...]\n$0 [options] --pod NAME [--container NAME] [-- command args...]\n\nGraft a read-only debugging toolkit at /dev/crashcart inside a running container and run a shell (or the command) in all its namespaces.')
     .command<AttachArgs>(
@@ -78,11 +78,35 @@ export async function main(argv: string[], load?: number): Promise<number> {
       (a) => run(import('./commands/doctor.js').then(({ doctor }) => doctor(a as never))),
     )
     .command('image', 'build, pull and manage toolkit images', (y) => y.command(imageCommands).demandCommand(1, 'name an image command: build, pull, ls, inspect, rm'))
+    .command(
+      'completion <shell>',
+      'print the shell completion script for bash or zsh',
+      (y) => y.positional('shell', { choices: ['bash', 'zsh'] as const, describe: 'the shell' }),
+      (a) => run(import('./commands/completion.js').then(({ completion }) => completion((a as { shell: 'bash' | 'zsh' }).shell))),
+    )
     .option('verbose', VERBOSE)
     .version('version', 'show the version', version())
     .alias('version', 'V')
     .help('help')
-    .alias('help', 'h')
+    .alias('help', 'h');
+}
+
+/**
+ * The whole command line through yargs: subcommands, --help, --version, and any attach
+ * that parseAttachArgs leaves to it. yargs (its CommonJS build: a third of the load time of
+ * its ES module entry) and the other commands are loaded only here, when used.
+ */
+export async function main(argv: string[], load?: number): Promise<number> {
+  const { own, command } = splitArgv(argv);
+  const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
+  const m = await cliModules();
+  let exitCode = 0;
+  const run = (p: Promise<number>) =>
+    p.then((code) => {
+      exitCode = code;
+    });
+
+  await defineCli(yargs(own), m, command, run, own, load)
     .strict()
     .wrap(Math.min(100, process.stdout.columns || 100))
     .exitProcess(false)
@@ -96,7 +120,7 @@ export async function main(argv: string[], load?: number): Promise<number> {
   return exitCode;
 }
 
-const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], forward: [], cp: [] };
+const SUBCOMMANDS: Record<string, string[]> = { image: ['build', 'pull', 'ls', 'inspect', 'rm'], demo: [], gc: [], ps: [], doctor: [], forward: [], cp: [], completion: [] };
 
 /** The subcommand words of a command line: ['image', 'pull'], or [] for an attach. */
 function commandWords(argv: string[]): string[] {
@@ -142,6 +166,11 @@ export function usageLine(msg: string, argv: string[] = []): string {
 export async function run(): Promise<void> {
   const load = process.uptime() * 1000; // since the process started: Node's start and loading the CLI
   const argv = process.argv.slice(2);
+  // what the completion scripts ask while a user presses TAB: no yargs, no attach modules
+  if (argv[0] === '__complete') {
+    process.exitCode = await (await import('./commands/complete.js')).complete(argv.slice(1));
+    return;
+  }
   const split = splitArgv(argv);
   const verbose = split.own.some((a) => a === '-v' || a === '--verbose');
   let code: number;

@@ -118,7 +118,9 @@ export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: s
   const differs = Object.fromEntries(
     NAMESPACES.map((ns) => [ns, namespaceInode(pid, ns) !== namespaceInode('self', ns)]),
   ) as Record<Namespace, boolean>;
-  if (!differs.mnt && !opts.allowHost) {
+  // The host's mount namespace is PID 1's: crashcart may itself run in a container (the
+  // image, with the host's PID namespace), where every host process differs from its own.
+  if ((!differs.mnt || mntNs === namespaceInode(1, 'mnt')) && !opts.allowHost) {
     throw new CrashcartError(`${what} shares the host's mount namespace: it is not in a container`, {
       hint: 'grafting there would create /dev/crashcart on the host; pass --allow-host if that is what you want',
     });
