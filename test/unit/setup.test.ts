@@ -56,7 +56,8 @@ describe('installing', () => {
     const ms = performance.now() - t0;
     assert.equal(r.exitCode, 0, r.stderr);
     assert.equal(r.stdout + r.stderr, '');
-    assert.ok(ms < 2_000, `${Math.round(ms)} ms`);
+    // a generous bound: what it must not do is run apt (the output check above), which takes seconds
+    assert.ok(ms < 10_000, `${Math.round(ms)} ms`);
   });
 
   test('.ci/run runs the README\'s Quick start commands', async () => {
