@@ -42,6 +42,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fsopen", Napi::Function::New(env, crashcart::FsOpen, "fsopen"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
   exports.Set("sandbox", Napi::Function::New(env, crashcart::Sandbox, "sandbox"));
+  exports.Set("sandboxView", Napi::Function::New(env, crashcart::SandboxView, "sandboxView"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));
   exports.Set("openAt", Napi::Function::New(env, crashcart::OpenAt, "openAt"));
   exports.Set("reopen", Napi::Function::New(env, crashcart::Reopen, "reopen"));
