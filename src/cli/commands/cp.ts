@@ -145,6 +145,15 @@ function place(rootFd: number, path: string, prefix: string, src: { isDir: boole
   return { intoFd: parentFd, topName: name, shown: `${prefix}${trimmed}` };
 }
 
+/** Copying into a container that does not run: its writable layer is its runtime's to mount. */
+export function refuseCopyInto(query: string, notRunning: CrashcartError): CrashcartError {
+  return new CrashcartError(`cannot copy into ${query}: ${notRunning.message.replace(/^container \S+ is /, 'it is ')}, and its writable layer belongs to its runtime`, {
+    code: 'ENOTRUNNING',
+    hint: `start it first, copy out of it (crashcart cp ${query}:PATH DEST), or look at its files with crashcart --stopped ${query}`,
+    cause: notRunning,
+  });
+}
+
 /** What cp copies from or to: a running container, or the files of one that does not run. */
 type Found = { running: Target } | { stopped: StoppedContainer };
 
@@ -158,13 +167,7 @@ async function findTarget(args: CpArgs, query: string, direction: 'in' | 'out'):
     return { running: await resolveTarget(query, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace }, { warn }) };
   } catch (e) {
     if (!(e instanceof CrashcartError && e.code === 'ENOTRUNNING')) throw e;
-    if (direction === 'in') {
-      throw new CrashcartError(`cannot copy into ${query}: ${e.message.replace(/^container \S+ is /, 'it is ')}, and its writable layer belongs to its runtime`, {
-        code: 'ENOTRUNNING',
-        hint: `start it first, copy out of it (crashcart cp ${query}:PATH DEST), or look at its files with crashcart --stopped ${query}`,
-        cause: e,
-      });
-    }
+    if (direction === 'in') throw refuseCopyInto(query, e);
     const { acceptStopped, findStopped } = await import('./stopped.js');
     // paused or on its way: its processes still exist, and so do their mounts
     const accept = (c: Container, q: string) => {
