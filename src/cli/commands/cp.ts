@@ -1,6 +1,7 @@
 // crashcart cp <target>:PATH DEST | SRC <target>:PATH, '-' for a tar stream (docker cp's
 // semantics). Paths in the container are resolved by the kernel inside its root; everything
-// after that works on fds (src/core/copy.ts).
+// after that works on fds (src/core/copy.ts). A stopped container is copied out of through
+// a view of its files (openView in src/core/sandbox.ts), never into.
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { basename, posix, resolve } from 'node:path';
 import { writeAudit } from '../../core/audit.js';
