@@ -331,6 +331,19 @@ describe('crashcart cp', () => {
     await assertClean(host);
   });
 
+  test('a paused container: neither out nor in, one line each', async (t) => {
+    if (!ready(t)) return;
+    const c = await createScratchContainer({ sleeperPath: await sleeperPath() });
+    t.after(async () => {
+      await execa('runc', ['resume', c.id], { stdin: 'ignore', reject: false });
+      await c.remove();
+    });
+    await execa('runc', ['pause', c.id], { stdin: 'ignore' });
+    const hint = 'crashcart cp copies between the host and running containers, and out of those that do not run: resume it, or wait until it has stopped';
+    assertFailure(await runCrashcart(['cp', `${c.id}:/bin/sleeper`, work]), 125, `crashcart: container ${c.id} is not running (status: paused); ${hint}`);
+    assertFailure(await runCrashcart(['cp', join(work, 'plain'), `${c.id}:/tmp/`]), 125, `crashcart: container ${c.id} is not running (status: paused); ${hint}`);
+  });
+
   test('a copy with no container is refused in one line', async (t) => {
     if (!ready(t)) return;
     const r = await runCrashcart(['cp', 'a', 'b']);

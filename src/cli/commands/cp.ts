@@ -12,7 +12,7 @@ import { readIdMap, readMountInfo, startTime, type IdMapping, type MountInfo } f
 import { inspectTarget, type TargetFacts } from '../../core/target.js';
 import { TarError } from '../../core/tar.js';
 import { openInRoot } from '../../native/index.js';
-import { resolveTarget, type Container, type Target } from '../../runtimes/index.js';
+import { resolveTarget, RUNTIMES, type Container, type Target } from '../../runtimes/index.js';
 import { describeEnd, displayName, type StoppedContainer } from '../../core/stopped.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 import type { CpArgs } from './reach-options.js';
@@ -161,24 +161,41 @@ type Found = { running: Target } | { stopped: StoppedContainer };
 /**
  * A running container, or, to copy out, a stopped one through the post-mortem resolution
  * (each runtime's describeStopped). Into a stopped one is refused: its writable layer is
- * its runtime's, which mounts it when it starts again.
+ * its runtime's, which mounts it when it starts again. A paused one is neither.
  */
 async function findTarget(args: CpArgs, query: string, direction: 'in' | 'out'): Promise<Found> {
   try {
     return { running: await resolveTarget(query, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace }, { warn }) };
   } catch (e) {
     if (!(e instanceof CrashcartError && e.code === 'ENOTRUNNING')) throw e;
-    if (direction === 'in') throw refuseCopyInto(query, e);
     const { acceptStopped, findStopped } = await import('./stopped.js');
-    // paused or on its way: its processes still exist, and so do their mounts
     const accept = (c: Container, q: string) => {
+      let target: Target;
       try {
-        return acceptStopped(c, q);
+        target = acceptStopped(c, q);
       } catch (refused) {
-        throw new CrashcartError(e.message, { hint: 'crashcart cp copies out of running containers and of those that do not run: resume it, or wait until it has stopped', cause: refused });
+        // paused or on its way: its processes, and their mounts, still exist
+        throw new CrashcartError(e.message, {
+          code: 'ENOTRUNNING',
+          hint: 'crashcart cp copies between the host and running containers, and out of those that do not run: resume it, or wait until it has stopped',
+          cause: refused,
+        });
       }
+      if (direction === 'in') throw refuseCopyInto(query, e);
+      return target;
     };
-    return { stopped: await findStopped(query, { ...(args.runtime !== undefined ? { runtime: args.runtime } : {}), ...(args.namespace !== undefined ? { namespace: args.namespace } : {}), accept }) };
+    try {
+      return { stopped: await findStopped(query, { ...(args.runtime !== undefined ? { runtime: args.runtime } : {}), ...(args.namespace !== undefined ? { namespace: args.namespace } : {}), accept }) };
+    } catch (err) {
+      if ((err as CrashcartError).code === 'ENOTRUNNING') throw err;
+      if (direction === 'in') throw refuseCopyInto(query, e);
+      // not among the runtimes whose stopped containers crashcart can open (nspawn)
+      if ((err as CrashcartError).code === 'ENOMATCH') {
+        const able = RUNTIMES.filter((r) => r.describeStopped).map((r) => r.name).join(', ');
+        throw new CrashcartError(e.message, { hint: `start it first: crashcart cp opens the files of stopped containers of ${able} only`, cause: err });
+      }
+      throw err;
+    }
   }
 }
 

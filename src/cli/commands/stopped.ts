@@ -137,6 +137,7 @@ export async function findStopped(query: string, o: { runtime?: string; namespac
   } catch (e) {
     if ((e as CrashcartError).code !== 'ENOMATCH') throw e;
     throw new CrashcartError(`no container matches '${query}'${ns === undefined ? '' : ` in namespace ${ns}`} (asked: ${runtimes.map((r) => r.name).join(', ') || 'none present'})`, {
+      code: 'ENOMATCH',
       hint: "a removed container's files are gone; see the containers there are with crashcart ps -a",
     });
   }
