@@ -54,6 +54,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("fsopen", Napi::Function::New(env, crashcart::FsOpen, "fsopen"));
   exports.Set("spawn", Napi::Function::New(env, crashcart::Spawn, "spawn"));
   exports.Set("sandbox", Napi::Function::New(env, crashcart::Sandbox, "sandbox"));
+  exports.Set("sandboxView", Napi::Function::New(env, crashcart::SandboxView, "sandboxView"));
   exports.Set("pipe", Napi::Function::New(env, crashcart::Pipe, "pipe"));
   exports.Set("isatty", Napi::Function::New(env, crashcart::IsATty, "isatty"));
   exports.Set("openInRoot", Napi::Function::New(env, crashcart::OpenInRoot, "openInRoot"));

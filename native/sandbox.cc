@@ -96,6 +96,11 @@ struct SandboxPlan {
   sigset_t fromTerminal;
   std::unique_ptr<CStrings> candidates, argv, env;
   Fault fault;
+  // a view (sandboxView): no command; the box holds the namespace until `lifeline` (the
+  // read end of a pipe whose write end only crashcart has) reads EOF
+  bool hold = false;
+  int lifeline = -1;
+  int release = -1;  // crashcart's end, closed in the box at once
 };
 
 int sys_fsopen(const char* fs, unsigned flags) { return static_cast<int>(syscall(SYS_fsopen, fs, flags)); }
@@ -265,11 +270,16 @@ int RunOp(int rootFd, const Op& op) {
   return rc < 0 ? step : kStepNone;
 }
 
-// Closes every descriptor above 2 but `keep` (at most two, -1 for none).
-void CloseAllBut(int a, int b) {
-  if (a > b) std::swap(a, b);
+// Closes every descriptor above 2 but `keep` (at most three, -1 for none).
+void CloseAllBut(int a, int b, int c = -1) {
+  int keep[3] = {a, b, c};
+  for (int i = 0; i < 3; i++) {  // sorted, at most three: a bubble is enough
+    for (int j = i + 1; j < 3; j++) {
+      if (keep[j] < keep[i]) std::swap(keep[i], keep[j]);
+    }
+  }
   int from = 3;
-  for (int k : {a, b}) {
+  for (int k : keep) {
     if (k < from) continue;
     if (k > from && syscall(SYS_close_range, from, k - 1, 0) < 0) {
       for (int fd = from; fd < k; fd++) close(fd);
@@ -411,8 +421,23 @@ bool ReadStatus(int fd, int* out) {
   }
 }
 
+// A view: the root is ready once the box reports kStepNone; then it
+// only waits for EOF on its lifeline (crashcart closed it, or died) and exits, and the
+// namespace, with every mount in it, goes with it.
+[[noreturn]] void Hold(const SandboxPlan& p, int reportFd) {
+  ChildSend(reportFd, kStepNone, 0, 0, 0);
+  close(reportFd);
+  char byte;
+  for (;;) {
+    ssize_t n = read(p.lifeline, &byte, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) _exit(0);
+  }
+}
+
 [[noreturn]] void BoxChild(SandboxPlan& p, int reportFd) {
-  prctl(PR_SET_NAME, "crashcart-box");
+  prctl(PR_SET_NAME, p.hold ? "crashcart-view" : "crashcart-box");
+  if (p.release >= 0) close(p.release);
   p.umask = umask(0);  // devices and directories get exactly the modes the table says
   auto fault = [&](int point) {
     if (FaultHere(p.fault, point)) Fail(reportFd, kStepFault, EIO, 0);
@@ -486,12 +511,14 @@ bool ReadStatus(int fd, int* out) {
   if (fchdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0) Fail(reportFd, kStepPivotRoot, errno, 0);
   if (umount2(".", MNT_DETACH) < 0) Fail(reportFd, kStepUmount, errno, kPartOldRoot);
   if (chdir("/") < 0) Fail(reportFd, kStepChdir, errno, kPartOldRoot);
-  CloseAllBut(reportFd, p.fault.crashcart);  // layers, sources, staging: the mounts hold what they need
+  // layers, sources, staging (the mounts hold what they need), and crashcart's end of the lifeline
+  CloseAllBut(reportFd, p.fault.crashcart, p.lifeline);
   if ((p.unshareFlags & CLONE_NEWUTS) && !p.hostname.empty() && sethostname(p.hostname.data(), p.hostname.size()) < 0) {
     Fail(reportFd, kStepSethostname, errno, 0);
   }
   if (p.loopback && LoopbackUp() < 0) Fail(reportFd, kStepLoopback, errno, 0);
   fault(kFaultSandboxPivoted);
+  if (p.hold) Hold(p, reportFd);
 
   if ((p.unshareFlags & CLONE_NEWPID) && unshare(CLONE_NEWPID) < 0) Fail(reportFd, kStepUnshare, errno, 1);
   // a kill at the command's point is done here: from inside the new PID namespace crashcart
@@ -646,17 +673,76 @@ Op ReadOp(Napi::Env env, const Napi::Object& o) {
   return op;
 }
 
+// The part of a request a sandbox and a view share: the layers and the mount table.
+std::shared_ptr<SandboxPlan> ReadRoot(Napi::Env env, const Napi::Object& req) {
+  auto plan = std::make_shared<SandboxPlan>();
+  Napi::Array layers = req.Get("layers").As<Napi::Array>();
+  for (uint32_t i = 0; i < layers.Length(); i++) plan->layers.push_back(layers.Get(i).As<Napi::String>().Utf8Value());
+  if (plan->layers.empty()) throw Napi::TypeError::New(env, "Expected at least one layer");
+  plan->layerFds.assign(plan->layers.size(), -1);
+  Napi::Array ops = req.Get("ops").As<Napi::Array>();
+  for (uint32_t i = 0; i < ops.Length(); i++) plan->ops.push_back(ReadOp(env, ops.Get(i).As<Napi::Object>()));
+  // "lowerdir=" and per layer "/proc/self/fd/N:" (N up to 10 digits), upper and work alike
+  plan->overlayData.assign(64 + 26 * plan->layers.size() + 2 * 40, '\0');
+  plan->fault = ParseFault(env, req);
+  return plan;
+}
+
+// A view's waiter: `ready` settles when the box reports its root made (or its failure),
+// `exited` when it has ended.
+struct ViewWaiter {
+  Forked child;
+  Napi::Promise::Deferred ready, exited;
+  Napi::ThreadSafeFunction tsfn;
+  std::shared_ptr<SandboxPlan> plan;
+  ChildReport report{};
+  bool got = false;
+  int status = 0;
+};
+
+void SettleExited(Napi::Env env, ViewWaiter* w) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("code", WIFEXITED(w->status) ? Napi::Value(Napi::Number::New(env, WEXITSTATUS(w->status))) : env.Null());
+  result.Set("signal", WIFSIGNALED(w->status) ? Napi::Value(Napi::Number::New(env, WTERMSIG(w->status))) : env.Null());
+  w->exited.Resolve(result);
+}
+
+void WaitView(ViewWaiter* w) {
+  w->got = ReadReport(w->child.reportFd, &w->report);
+  close(w->child.reportFd);
+  bool ready = w->got && w->report.step == kStepNone;
+  if (ready) {
+    w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function, ViewWaiter* v) { v->ready.Resolve(env.Undefined()); });
+  }
+  while (waitpid(w->child.pid, &w->status, 0) < 0 && errno == EINTR) {
+  }
+  w->tsfn.BlockingCall(w, [ready](Napi::Env env, Napi::Function, ViewWaiter* v) {
+    if (!ready) {
+      Napi::Error error = v->got ? ErrnoError(env, v->report.err, StepName(v->report.step), FailedPath(*v->plan, v->report.step, v->report.detail))
+                                 : Napi::Error::New(env, "the view process ended before its root was ready");
+      if (v->got) {
+        error.Value().Set("step", StepName(v->report.step));
+        error.Value().Set("detail", v->report.detail);
+      } else {
+        error.Value().Set("code", "ECHILDDIED");
+        error.Value().Set("errno", 0);
+        error.Value().Set("syscall", "sandboxView");
+      }
+      v->ready.Reject(error.Value());
+    }
+    SettleExited(env, v);
+    v->tsfn.Release();
+    delete v;
+  });
+}
+
 }  // namespace
 
 // sandbox(req) -> { pid, exited: Promise<{code, signal}> }
 Napi::Value Sandbox(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object req = info[0].As<Napi::Object>();
-  auto plan = std::make_shared<SandboxPlan>();
-  Napi::Array layers = req.Get("layers").As<Napi::Array>();
-  for (uint32_t i = 0; i < layers.Length(); i++) plan->layers.push_back(layers.Get(i).As<Napi::String>().Utf8Value());
-  if (plan->layers.empty()) throw Napi::TypeError::New(env, "Expected at least one layer");
-  plan->layerFds.assign(plan->layers.size(), -1);
+  auto plan = ReadRoot(env, req);
   Napi::Array join = req.Get("join").As<Napi::Array>();
   for (uint32_t i = 0; i < join.Length(); i++) {
     Napi::Array pair = join.Get(i).As<Napi::Array>();
@@ -666,10 +752,6 @@ Napi::Value Sandbox(const Napi::CallbackInfo& info) {
   if (!(plan->unshareFlags & CLONE_NEWNS)) throw Napi::TypeError::New(env, "Expected CLONE_NEWNS in unshare");
   plan->hostname = Str(req, "hostname");
   plan->loopback = req.Get("loopback").ToBoolean().Value();
-  Napi::Array ops = req.Get("ops").As<Napi::Array>();
-  for (uint32_t i = 0; i < ops.Length(); i++) plan->ops.push_back(ReadOp(env, ops.Get(i).As<Napi::Object>()));
-  // "lowerdir=" and per layer "/proc/self/fd/N:" (N up to 10 digits), upper and work alike
-  plan->overlayData.assign(64 + 26 * plan->layers.size() + 2 * 40, '\0');
   plan->workdir = Str(req, "workdir");
   plan->uid = static_cast<uid_t>(req.Get("uid").As<Napi::Number>().Uint32Value());
   plan->gid = static_cast<gid_t>(req.Get("gid").As<Napi::Number>().Uint32Value());
@@ -679,7 +761,6 @@ Napi::Value Sandbox(const Napi::CallbackInfo& info) {
   plan->candidates = std::make_unique<CStrings>(req.Get("candidates").As<Napi::Array>());
   plan->argv = std::make_unique<CStrings>(req.Get("argv").As<Napi::Array>());
   plan->env = std::make_unique<CStrings>(req.Get("env").As<Napi::Array>());
-  plan->fault = ParseFault(env, req);
   if (plan->argv->size() == 0 || plan->candidates->size() == 0) throw Napi::TypeError::New(env, "Expected a non-empty argv and candidates");
   if (plan->workdir.empty() || plan->workdir[0] != '/') throw Napi::TypeError::New(env, "Expected an absolute workdir but received '" + plan->workdir + "'");
 
@@ -695,6 +776,45 @@ Napi::Value Sandbox(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(env);
   out.Set("pid", child.pid);
   out.Set("exited", deferred.Promise());
+  return out;
+}
+
+// sandboxView(req) -> { pid, release, ready: Promise<void>, exited: Promise<{code, signal}> }
+// The root alone, in a new mount namespace only, held by the box until `release` (crashcart's
+// end of its lifeline) is closed, or crashcart dies. No command runs there.
+Napi::Value SandboxView(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object req = info[0].As<Napi::Object>();
+  auto plan = ReadRoot(env, req);
+  for (const Op& op : plan->ops) {
+    if (op.late) throw Napi::TypeError::New(env, "Expected no late op in a view (no init makes them): " + op.target);
+  }
+  plan->unshareFlags = CLONE_NEWNS;
+  plan->hold = true;
+  int lifeline[2];
+  if (pipe2(lifeline, O_CLOEXEC) < 0) throw ErrnoError(env, errno, "pipe2");
+  plan->lifeline = lifeline[0];
+  plan->release = lifeline[1];
+  Forked child;
+  try {
+    child = ForkReporting(env, [&](int fd) { BoxChild(*plan, fd); });
+  } catch (...) {
+    close(lifeline[0]);
+    close(lifeline[1]);
+    throw;
+  }
+  close(lifeline[0]);
+  plan->fault.Close();
+  auto* waiter = new ViewWaiter{child, Napi::Promise::Deferred::New(env), Napi::Promise::Deferred::New(env),
+                                Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                                              "crashcart-view", 0, 1),
+                                plan};
+  std::thread(WaitView, waiter).detach();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", child.pid);
+  out.Set("release", lifeline[1]);
+  out.Set("ready", waiter->ready.Promise());
+  out.Set("exited", waiter->exited.Promise());
   return out;
 }
 

@@ -3,4 +3,5 @@
 
 namespace crashcart {
 Napi::Value Sandbox(const Napi::CallbackInfo& info);
+Napi::Value SandboxView(const Napi::CallbackInfo& info);
 }  // namespace crashcart

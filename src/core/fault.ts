@@ -29,6 +29,7 @@ export const FAULT_POINTS = {
   'sandbox-pivoted': 'a sandbox: its root is pivoted and the old one detached, no process forked',
   'sandbox-before-exec': "a sandbox: the command is forked inside it, as its user, not yet executed",
   'sandbox-running': 'a sandbox: the command runs',
+  'cp-view-open': "crashcart cp of a stopped container: its files are open in a view held by crashcart's process, nothing copied yet",
 } as const;
 
 export type FaultPoint = keyof typeof FAULT_POINTS;

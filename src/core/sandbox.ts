@@ -17,7 +17,7 @@ import { readInRoot, statInRoot } from './inroot.js';
 import { acquireLoop, releaseLoop } from './loop.js';
 import { FORWARDED_SIGNALS, signalsSeen, TERMINAL_SIGNALS, trapSignals } from './signals.js';
 import { displayName, ownDestination, type StoppedContainer, type StoppedMount } from './stopped.js';
-import { constants, isNativeError, sandbox, type ChildFailure, type ExitStatus, type SandboxOp } from '../native/index.js';
+import { constants, isNativeError, sandbox, sandboxView, type ChildFailure, type ExitStatus, type SandboxOp } from '../native/index.js';
 
 export type Log = (line: string) => void;
 
@@ -81,6 +81,28 @@ export function cleanDestination(dest: string): string | undefined {
 }
 
 /**
+ * The container's own mounts, parents first: volumes and binds read-only unless
+ * `rwVolumes`, the runtime's files always read-only, and with `tmpfs` its tmpfs mounts
+ * fresh (without, what its layers have there shows).
+ */
+export function containerMounts(c: StoppedContainer, o: { rwVolumes: boolean; sourceIsDir: (path: string) => boolean; tmpfs: boolean }): PlannedOp[] {
+  const k = constants();
+  const ops: PlannedOp[] = [];
+  for (const m of [...c.mounts].sort(byDepth)) {
+    const target = cleanDestination(m.destination);
+    if (!target || ownDestination(target)) continue;
+    const what = `${target} (${m.kind === 'volume' && m.name ? `volume ${m.name}` : m.kind === 'runtime' ? `the runtime's ${m.source}` : m.kind === 'bind' ? `bind mount of ${m.source}` : m.kind})`;
+    if (m.kind === 'tmpfs') {
+      if (o.tmpfs) ops.push({ op: 'mount', target, fsType: 'tmpfs', source: 'tmpfs', flags: k.MS_NOSUID | k.MS_NODEV, data: 'mode=1777', create: 'dir', what });
+      continue;
+    }
+    const readOnly = m.kind === 'runtime' || m.readOnly || !o.rwVolumes;
+    ops.push({ op: 'bind', target, source: m.source, recursive: true, readOnly, create: o.sourceIsDir(m.source!) ? 'dir' : 'file', what });
+  }
+  return ops;
+}
+
+/**
  * The sandbox's mount table, in order: /dev (a tmpfs with the usual devices, pts, shm and
  * the toolkit), a read-only /sys, the container's mounts (volumes and binds read-only unless
  * `rwVolumes`, tmpfs fresh, the runtime's files always read-only), the working directory,
@@ -99,17 +121,7 @@ export function planMounts(c: StoppedContainer, o: { devicePath: string; rwVolum
   ops.push({ op: 'mount', target: '/dev/shm', fsType: 'tmpfs', source: 'shm', flags: k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, data: 'mode=1777,size=65536k', create: 'dir', what: '/dev/shm (tmpfs)' });
   ops.push({ op: 'mount', target: TOOLKIT_MOUNT, fsType: 'ext3', source: o.devicePath, flags: k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV, create: 'dir', what: `${TOOLKIT_MOUNT} (the toolkit, ${o.devicePath})` });
   ops.push({ op: 'mount', target: '/sys', fsType: 'sysfs', source: 'sysfs', flags: k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, create: 'dir', what: '/sys (sysfs, read-only)' });
-  for (const m of [...c.mounts].sort(byDepth)) {
-    const target = cleanDestination(m.destination);
-    if (!target || ownDestination(target)) continue;
-    const what = `${target} (${m.kind === 'volume' && m.name ? `volume ${m.name}` : m.kind === 'runtime' ? `the runtime's ${m.source}` : m.kind === 'bind' ? `bind mount of ${m.source}` : m.kind})`;
-    if (m.kind === 'tmpfs') {
-      ops.push({ op: 'mount', target, fsType: 'tmpfs', source: 'tmpfs', flags: k.MS_NOSUID | k.MS_NODEV, data: 'mode=1777', create: 'dir', what });
-      continue;
-    }
-    const readOnly = m.kind === 'runtime' || m.readOnly || !o.rwVolumes;
-    ops.push({ op: 'bind', target, source: m.source, recursive: true, readOnly, create: o.sourceIsDir(m.source!) ? 'dir' : 'file', what });
-  }
+  ops.push(...containerMounts(c, { rwVolumes: o.rwVolumes, sourceIsDir: o.sourceIsDir, tmpfs: true }));
   if (o.workdir && o.workdir !== '/') ops.push({ op: 'mkdir', target: o.workdir, create: 'dir', what: `${o.workdir} (the working directory)` });
   ops.push({ op: 'mount', target: '/proc', fsType: 'proc', source: 'proc', flags: k.MS_NOSUID | k.MS_NODEV | k.MS_NOEXEC, create: 'dir', late: true, what: '/proc (proc)' });
   return ops;
@@ -157,6 +169,81 @@ function checkLayers(c: StoppedContainer): void {
     }
     if (!st.isDirectory()) throw new CrashcartError(`${displayName(c)}: its layer ${layer} is not a directory`, { hint: 'this is not a filesystem crashcart can open' });
   }
+}
+
+/** Whether a mount's source is a directory; a source that is gone is one line. */
+function sourceIsDirOf(c: StoppedContainer): (path: string) => boolean {
+  return (path: string) => {
+    try {
+      return statSync(path).isDirectory();
+    } catch (e) {
+      throw new CrashcartError(`the source of a mount of ${displayName(c)} is gone: ${path}: ${errnoCode(e) ?? (e as Error).message}`, {
+        hint: 'was the volume removed? see it with the runtime', cause: e,
+      });
+    }
+  };
+}
+
+/** A stopped container's files as crashcart cp reads them: `rootFd` is its root. */
+export interface StoppedView {
+  /** the process that holds the view's mount namespace */
+  pid: number;
+  /** /proc/PID/root of that process, opened */
+  rootFd: number;
+  /** closes rootFd and ends the process; with it go the namespace and every mount in it */
+  close(): Promise<void>;
+}
+
+/**
+ * Opens the files of `c` as its processes saw them, without running anything there: the
+ * sandbox's root (all its layers as lower layers of an overlay, under a throwaway tmpfs)
+ * and its volumes and binds read-only at their destinations, in a mount namespace of its
+ * own held by a process of crashcart's (native sandboxView). That process ends when
+ * close() closes its lifeline, or when crashcart dies, SIGKILL included: nothing is ever
+ * mounted on the host. Its tmpfs mounts are not made: their contents went with the
+ * container, and what its layers have below them shows.
+ */
+export async function openView(c: StoppedContainer, log: Log): Promise<StoppedView> {
+  checkLayers(c);
+  const ops = containerMounts(c, { rwVolumes: false, sourceIsDir: sourceIsDirOf(c), tmpfs: false });
+  for (const op of ops) log(`view: ${op.op} ${op.what}`);
+  let view;
+  try {
+    view = sandboxView({ layers: c.layers, ops: ops.map(({ what: _what, ...op }) => op), ...nativeFault() });
+  } catch (e) {
+    if (!isNativeError(e)) throw e;
+    throw new CrashcartError(`cannot open the files of ${displayName(c)}: ${e.message}`, { hint: 'run with -v for details', code: e.code, cause: e });
+  }
+  const v = view;
+  let released = false;
+  const end = async () => {
+    if (!released) closeSync(v.release);
+    released = true;
+    await v.exited;
+  };
+  let rootFd: number;
+  try {
+    await v.ready;
+    rootFd = openSync(`/proc/${v.pid}/root`, 'r');
+  } catch (e) {
+    await end();
+    if (!isNativeError(e) || !('step' in e)) {
+      throw new CrashcartError(`cannot open the files of ${displayName(c)}: ${(e as Error).message}`, { hint: 'run with -v for details', cause: e });
+    }
+    throw failureOf(e as ChildFailure, c, ops, `cannot open the files of ${displayName(c)}`);
+  }
+  log(`view: the files of ${displayName(c)} are /proc/${v.pid}/root (process ${v.pid})`);
+  const close = async () => {
+    closeSync(rootFd);
+    await end();
+  };
+  try {
+    faultPoint('cp-view-open');
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return { pid: v.pid, rootFd, close };
 }
 
 /** Which namespaces the sandbox makes, and which of a live process's it joins (a pod's). */
@@ -229,15 +316,7 @@ async function run(c: StoppedContainer, opts: SandboxOptions, argv: string[]): P
   const user = userSpec ? parseUser(userSpec, readFromLayers(c.layers, '/etc/passwd') ?? '', readFromLayers(c.layers, '/etc/group') ?? '') : { uid: 0, gid: 0 };
   const groups = opts.user === undefined ? c.config.groups ?? [] : [];
   const workdir = opts.workdir ?? (c.config.cwd || '/');
-  const sourceIsDir = (path: string) => {
-    try {
-      return statSync(path).isDirectory();
-    } catch (e) {
-      throw new CrashcartError(`the source of a mount of ${displayName(c)} is gone: ${path}: ${errnoCode(e) ?? (e as Error).message}`, {
-        hint: 'was the volume removed? see it with the runtime', cause: e,
-      });
-    }
-  };
+  const sourceIsDir = sourceIsDirOf(c);
   const ns = namespaces(c, opts.net);
   const trap = trapSignals();
   let loop;
@@ -314,6 +393,14 @@ function sandboxError(e: unknown, c: StoppedContainer, ops: PlannedOp[], argv: s
         : e.code === 'E2BIG' ? 'its arguments and environment are more than execve takes' : 'it cannot be run';
     return new CrashcartError(`cannot run ${argv0} in the sandbox: ${why} (${e.message})`, { exitCode: EXIT_CANNOT_INVOKE, hint: 'give the path of an executable file', cause: e });
   }
+  if (f.step === 'chdir' && f.detail === 0) f.path = workdir;
+  return failureOf(f, c, ops, `cannot start the sandbox of ${displayName(c)}`);
+}
+
+/** A failed step of the box, with the mount or layer it was about. */
+function failureOf(f: ChildFailure, c: StoppedContainer, ops: PlannedOp[], lead: string): unknown {
+  if (f.step === 'fault') return injectedFault(f);
+  const e = f;
   const name = displayName(c);
   const op = f.detail >= 0 && f.detail < ops.length && !['setns', 'fork', 'chdir', 'setresuid', 'setresgid', 'setgroups'].includes(f.step) ? ops[f.detail] : undefined;
   const part: Record<number, string> = { [-1]: 'making its mounts private', [-2]: 'the tmpfs of its throwaway layer', [-3]: `the overlay of ${name}'s layers`, [-4]: 'leaving the old root' };
@@ -327,11 +414,10 @@ function sandboxError(e: unknown, c: StoppedContainer, ops: PlannedOp[], argv: s
     pivot_root: 'the host root cannot be pivoted away from (an initramfs root?)',
   };
   let hint = hints[f.step] ?? 'run with -v for details';
-  if (f.step === 'chdir') e.path = workdir;
   if (layer && e.code === 'ENOENT') hint = 'was the container removed meanwhile?';
   if (op?.op === 'bind' && e.code === 'ENOENT' && f.step === 'openat') hint = 'was the volume removed? see it with the runtime';
   if (f.detail === -3 && e.code === 'EINVAL') hint = 'the kernel refused to stack these directories with overlayfs (dmesg says why)';
-  return new CrashcartError(`cannot start the sandbox of ${name}: ${e.message}${about}`, { hint, code: e.code, cause: e });
+  return new CrashcartError(`${lead}: ${e.message}${about}`, { hint, code: e.code, cause: e });
 }
 
 export { EXIT_CRASHCART };

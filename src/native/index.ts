@@ -197,6 +197,26 @@ export interface SandboxRequest {
   fault?: FaultRequest;
 }
 
+/** A stopped container's root alone (its layers and mount table), for crashcart cp. */
+export interface SandboxViewRequest {
+  /** host directories, the top layer first */
+  layers: string[];
+  /** the mount table, in order (no late ops: no init runs there) */
+  ops: SandboxOp[];
+  fault?: FaultRequest;
+}
+
+export interface SandboxView {
+  /** host pid of the process that holds the view's mount namespace: its root is /proc/PID/root */
+  pid: number;
+  /** crashcart's end of the process's lifeline: closing it ends the process (as crashcart's death does) */
+  release: number;
+  /** resolves once the root is made; rejects with a ChildFailure if it could not be */
+  ready: Promise<void>;
+  /** resolves when the process has ended */
+  exited: Promise<ExitStatus>;
+}
+
 export interface OpenInRootRequest {
   /** fd of the directory that is / for the path (/proc/PID/root) */
   rootFd: number;
@@ -298,6 +318,7 @@ interface Addon {
   isatty(fd: number): boolean;
   openInRoot(req: OpenInRootRequest): number;
   sandbox(req: SandboxRequest): SpawnHandle;
+  sandboxView(req: SandboxViewRequest): SandboxView;
   openAt(req: OpenAtRequest): number;
   reopen(req: { fd: number; kind: 'read' | 'dir' }): number;
   readDir(req: { fd: number }): DirEntry[];
@@ -359,6 +380,8 @@ export const isatty = (fd: number) => native().isatty(fd);
 export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
 /** A command in a new sandbox; `pid` is the process that mirrors its status. */
 export const sandbox = (req: SandboxRequest) => native().sandbox(req);
+/** A stopped container's root, held in a mount namespace of its own by a process of crashcart's. */
+export const sandboxView = (req: SandboxViewRequest) => native().sandboxView(req);
 /** openat2 below a directory fd: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. */
 export const openAt = (req: OpenAtRequest) => native().openAt(req);
 /** A new fd on the inode of an O_PATH fd, through /proc/self/fd (no name looked up again). */

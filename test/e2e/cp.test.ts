@@ -1,5 +1,5 @@
 // crashcart cp against real containers: runc (a writable root with busybox, a read-only
-// root, a user-namespaced one, a stopped one) and a private dockerd's read-only container.
+// root, a user-namespaced one, a stopped one, copied out of through its post-mortem view) and a private dockerd's read-only container.
 // The container is hostile: symlinks planted in it name a canary directory of the host
 // (absolute, and relative through '..'), a tar stream plants a symlink and writes through
 // it, and a process in the container swaps a directory and a symlink in a loop while cp
@@ -15,9 +15,11 @@ import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { encodeHeader, END_OF_ARCHIVE, padding } from '../../src/core/tar.js';
 import { cliEnv, privateDirs, runCrashcart } from '../helpers/cli.js';
+import { crashedOci, CRASHY, digests } from '../helpers/crashy.js';
 import { stopAndCheck } from '../helpers/daemon.js';
 import { importScratchImage, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
 import { onPath, projectRoot, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
+import { assertClean, assertFailure, snapshot } from '../helpers/expect.js';
 import { processes } from '../helpers/procs.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -25,14 +27,17 @@ const USERNS = { hostUid: 100000, hostGid: 100000, size: 65536 };
 const OLD = new Date('2001-02-03T04:05:06Z');
 const canRun = () => process.getuid?.() === 0;
 
+/** The processes that hold a stopped container's view for crashcart cp (native/sandbox.cc names them). */
+const viewProcesses = () => processes().filter((p) => p.comm === 'crashcart-view').map((p) => p.pid);
+
 /** crashcart cp with a tar stream on stdin. */
 async function cpFromStdin(tar: Buffer, dest: string, extra: string[] = []) {
   const r = await execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), 'cp', ...extra, '-', dest], { env: cliEnv(), input: tar, reject: false, timeout: 60_000 });
   return { code: r.exitCode, stdout: String(r.stdout), stderr: String(r.stderr) };
 }
 
-async function cpToStdout(src: string): Promise<{ code: number | undefined; tar: Buffer; stderr: string }> {
-  const r = await execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), 'cp', src, '-'], { env: cliEnv(), encoding: 'buffer', stdin: 'ignore', reject: false, timeout: 60_000 });
+async function cpToStdout(src: string, env: Record<string, string> = {}): Promise<{ code: number | undefined; tar: Buffer; stderr: string }> {
+  const r = await execa(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), 'cp', src, '-'], { env: cliEnv(env), encoding: 'buffer', stdin: 'ignore', reject: false, timeout: 60_000 });
   return { code: r.exitCode, tar: Buffer.from(r.stdout), stderr: Buffer.from(r.stderr).toString() };
 }
 
@@ -266,17 +271,81 @@ describe('crashcart cp', () => {
     assert.deepEqual([sb.uid, sb.gid], [1000, 1000], 'ids as the container sees them');
   });
 
-  test('a stopped container is refused in one line; so is a copy with no container', async (t) => {
+  test('a stopped runc container: out of its files (a file it wrote, a directory, its volume, a tar stream); escape symlinks stay inside; into it refused; nothing left, its files unchanged', async (t) => {
+    if (!ready(t)) return;
+    const roots = mkdtempSync(join(tmpdir(), 'crashcart-cp-stopped-'));
+    const env = { CRASHCART_RUNC_ROOT: roots };
+    const c = await crashedOci('runc', `crashy-${randomBytes(3).toString('hex')}`, roots);
+    t.after(async () => {
+      await c.remove();
+      rmSync(roots, { recursive: true, force: true });
+    });
+    // planted after it stopped: they must resolve inside its root, never to the host's canary
+    symlinkSync(canary, join(c.rootfs, 'app/abs'));
+    symlinkSync(`../../../../../../../..${canary}`, join(c.rootfs, 'app/rel'));
+    const before = await digests({ rootfs: c.rootfs, volume: c.volume });
+    const host = await snapshot();
+    const out = mkdtempSync(join(work, 'stopped-'));
+
+    ok(await runCrashcart(['cp', `${c.id}:/tmp/last-words`, join(out, 'last-words')], { env }));
+    assert.equal(readFileSync(join(out, 'last-words'), 'utf8'), CRASHY.lastWords, 'the file its process wrote before it stopped');
+    ok(await runCrashcart(['cp', `${c.id}:/app`, out], { env }));
+    assert.deepEqual(readdirSync(join(out, 'app')).sort(), ['abs', 'crash.sh', 'rel']);
+    assert.equal(readlinkSync(join(out, 'app/abs')), canary, 'a symlink is copied as one');
+    ok(await runCrashcart(['cp', `${c.id}:/data/.`, out], { env }));
+    assert.equal(readFileSync(join(out, 'kept'), 'utf8'), 'volume data\n', 'its volume, at its destination');
+    const tar = await cpToStdout(`${c.id}:/app/crash.sh`, env);
+    assert.deepEqual([tar.code, tar.stderr], [0, '']);
+    const x = mkdtempSync(join(work, 'stopped-x-'));
+    await execa('tar', ['-xf', '-', '-C', x], { input: tar.tar });
+    assert.equal(readFileSync(join(x, 'crash.sh'), 'utf8'), readFileSync(join(c.rootfs, 'app/crash.sh'), 'utf8'));
+
+    for (const link of ['abs', 'rel']) {
+      const r = await runCrashcart(['cp', `${c.id}:/app/${link}/secret`, join(out, `esc-${link}`)], { env });
+      assertFailure(r, 125, `crashcart: cannot copy ${c.id}:/app/${link}/secret: no such file or directory; check the path`);
+    }
+    assert.ok(!allBytes(out).includes(secret), 'the canary was never read');
+
+    const w = await runCrashcart(['cp', join(work, 'plain'), `${c.id}:/tmp/plain`], { env });
+    assertFailure(w, 125, `crashcart: cannot copy into ${c.id}: it is not running (status: stopped), and its writable layer belongs to its runtime; ` +
+      `start it first, copy out of it (crashcart cp ${c.id}:PATH DEST), or look at its files with crashcart --stopped ${c.id}`);
+
+    assert.deepEqual(await digests({ rootfs: c.rootfs, volume: c.volume }), before, "the container's files and volume are byte-identical");
+    canaryIntact();
+    await assertClean(host);
+    assert.deepEqual(viewProcesses(), [], 'no process holds a view');
+  });
+
+  test('a stopped container: crashcart SIGKILLed while its view is open leaves nothing', async (t) => {
+    if (!ready(t)) return;
+    const roots = mkdtempSync(join(tmpdir(), 'crashcart-cp-stopped-'));
+    const c = await crashedOci('runc', `crashy-${randomBytes(3).toString('hex')}`, roots);
+    t.after(async () => {
+      await c.remove();
+      rmSync(roots, { recursive: true, force: true });
+    });
+    const host = await snapshot();
+    const r = await runCrashcart(['cp', `${c.id}:/tmp/last-words`, join(work, 'killed')], { env: { CRASHCART_RUNC_ROOT: roots, CRASHCART_FAULT: 'cp-view-open:kill' } });
+    assert.equal(r.signal, 'SIGKILL', r.stderr);
+    await waitFor('the process that held the view is gone', () => viewProcesses().length === 0, { ms: 5_000 });
+    await assertClean(host);
+  });
+
+  test('a paused container: neither out nor in, one line each', async (t) => {
     if (!ready(t)) return;
     const c = await createScratchContainer({ sleeperPath: await sleeperPath() });
-    try {
-      await execa('runc', ['kill', c.id, 'KILL'], { stdin: 'ignore' });
-      await waitFor('runc says it stopped', async () => JSON.parse((await execa('runc', ['state', c.id])).stdout).status === 'stopped');
-      const r = await runCrashcart(['cp', `${c.id}:/bin/sleeper`, work]);
-      assert.deepEqual([r.code, r.stderr], [125, `crashcart: container ${c.id} is not running (status: stopped); crashcart cp works with running containers only, for now: start it first`]);
-    } finally {
+    t.after(async () => {
+      await execa('runc', ['resume', c.id], { stdin: 'ignore', reject: false });
       await c.remove();
-    }
+    });
+    await execa('runc', ['pause', c.id], { stdin: 'ignore' });
+    const hint = 'crashcart cp copies between the host and running containers, and out of those that do not run: resume it, or wait until it has stopped';
+    assertFailure(await runCrashcart(['cp', `${c.id}:/bin/sleeper`, work]), 125, `crashcart: container ${c.id} is not running (status: paused); ${hint}`);
+    assertFailure(await runCrashcart(['cp', join(work, 'plain'), `${c.id}:/tmp/`]), 125, `crashcart: container ${c.id} is not running (status: paused); ${hint}`);
+  });
+
+  test('a copy with no container is refused in one line', async (t) => {
+    if (!ready(t)) return;
     const r = await runCrashcart(['cp', 'a', 'b']);
     assert.deepEqual([r.code, r.stderr], [125, "crashcart: neither 'a' nor 'b' names a container; give TARGET:PATH on one side, e.g. crashcart cp web:/etc/hosts ."]);
   });

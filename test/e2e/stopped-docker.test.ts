@@ -1,14 +1,15 @@
 // --stopped on a real docker container that crashed (a private dockerd: overlay2, one named
 // volume and one bind mount), --from-image on a docker image, and a container of a storage
-// driver crashcart does not open (a second private dockerd with vfs).
+// driver crashcart does not open (a second private dockerd with vfs); crashcart cp out of a
+// crashed one.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test, type TestContext } from 'node:test';
 import { runCrashcart, testImage } from '../helpers/cli.js';
 import { stopAndCheck } from '../helpers/daemon.js';
-import { CRASHY, withCrashyTar } from '../helpers/crashy.js';
+import { CRASHY, digests, withCrashyTar } from '../helpers/crashy.js';
 import { startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
 import { assertClean, assertFailure, snapshot } from '../helpers/expect.js';
 import { onPath, requireCommand, requireRoot } from '../helpers/host.js';
@@ -95,6 +96,30 @@ describe('--stopped with docker', () => {
     assert.equal(ps.code, 0, ps.stderr);
     const row = (JSON.parse(ps.stdout) as Record<string, unknown>[]).find((x) => x.id === i.Id);
     assert.deepEqual([row?.status, row?.exitCode, row?.finishedAt, row?.opens], ['exited', 3, i.State.FinishedAt, true]);
+  });
+
+  test('crashcart cp out of a crashed container: its last words, its named volume and its bind; into it refused; all unchanged after', async (t) => {
+    if (!ready(t)) return;
+    const name = `crashy-${randomBytes(3).toString('hex')}`;
+    const i = await crashed(d!, name);
+    const layers = [i.GraphDriver.Data.UpperDir!, ...i.GraphDriver.Data.LowerDir!.split(':')];
+    const unchanged = Object.fromEntries([...layers.map((l, n) => [`layer ${n}`, l]), ...i.Mounts.map((m) => [m.Destination, m.Source])]);
+    const before = await digests(unchanged);
+    const out = await mkdtemp(join(d!.dir, 'cp-out-'));
+    const host = await snapshot();
+    const env = d!.env;
+    const ok = (r: { code: number | null | undefined; stderr: string }) => assert.deepEqual([r.code, r.stderr], [0, '']);
+    ok(await runCrashcart(['cp', `${name}:/tmp/last-words`, out], { env }));
+    ok(await runCrashcart(['cp', `${name}:/data`, out], { env }));
+    ok(await runCrashcart(['cp', `${name}:/bind/f`, join(out, 'bind-f')], { env }));
+    assert.equal(await readFile(join(out, 'last-words'), 'utf8'), CRASHY.lastWords);
+    assert.equal(await readFile(join(out, 'data/note'), 'utf8'), `note from ${CRASHY.uid}\n`, 'its named volume, at /data');
+    assert.equal(await readFile(join(out, 'bind-f'), 'utf8'), 'bind data\n');
+    const w = await runCrashcart(['cp', join(out, 'bind-f'), `${name}:/tmp/`], { env });
+    assertFailure(w, 125, `crashcart: cannot copy into ${name}: it is not running (status: exited), and its writable layer belongs to its runtime; ` +
+      `start it first, copy out of it (crashcart cp ${name}:PATH DEST), or look at its files with crashcart --stopped ${name}`);
+    assert.deepEqual(await digests(unchanged), before, "the container's layers and volumes are byte-identical");
+    await assertClean(host);
   });
 
   test('--entrypoint after a command: the crash again, under the command', async (t) => {

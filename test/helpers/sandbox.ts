@@ -1,15 +1,16 @@
 // What every runtime's --stopped test checks on a crashed container (helpers/crashy.ts): its
 // last words are there; hostname, working directory, user and environment are its own;
 // writes in the sandbox, `rm -rf /*` included, leave its layers and volumes byte-identical;
-// --entrypoint runs its crash again and exits with its code; and nothing is left on the
-// host: no mount, loop device, temporary directory, session record or process.
+// --entrypoint runs its crash again and exits with its code; crashcart cp copies its last
+// words out and refuses to copy into it; and nothing is left on the host: no mount, loop
+// device, temporary directory, session record or process.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { runCrashcart, type CliResult } from './cli.js';
 import { CRASHY, digests } from './crashy.js';
-import { assertClean, snapshot } from './expect.js';
+import { assertClean, assertFailure, snapshot } from './expect.js';
 import { processes } from './procs.js';
 import { waitFor } from './wait.js';
 
@@ -28,8 +29,8 @@ export interface StoppedCase {
   also?: { script: string; lines: string[] };
 }
 
-/** The processes a sandbox is made of (native/sandbox.cc names them). */
-export const sandboxProcesses = () => processes().filter((p) => p.comm === 'crashcart-box' || p.comm === 'crashcart-init');
+/** The processes a sandbox, or a view of crashcart cp, is made of (native/sandbox.cc names them). */
+export const sandboxProcesses = () => processes().filter((p) => ['crashcart-box', 'crashcart-init', 'crashcart-view'].includes(p.comm));
 
 /**
  * A private TMPDIR for crashcart's runs, so that a temporary file or directory the sandbox
@@ -88,7 +89,24 @@ async function check(c: StoppedCase, tmpEnv: { TMPDIR: string }): Promise<void> 
   const again = await run(['--entrypoint']);
   assert.equal(again.code, want.exitCode, again.stderr);
 
+  // a container named plainly is copied out of too, through the same resolution (crashcart cp)
+  if (c.args.length === 2 && c.args[0] === '--stopped') await checkCpOut(c.args[1]!, { ...c.env, ...tmpEnv }, want.lastWords);
+
   assert.deepEqual(await digests(c.unchanged), before, "the container's layers and volumes are byte-identical");
   await assertClean(host);
   await waitFor('no sandbox process is left', () => sandboxProcesses().length === 0, { ms: 5_000 });
+}
+
+/** crashcart cp out of the stopped container `name`: its last words; into it is refused in one line. */
+async function checkCpOut(name: string, env: Record<string, string>, lastWords: string): Promise<void> {
+  const out = await mkdtemp(join(tmpdir(), 'crashcart-cp-stopped-out-'));
+  try {
+    const r = await runCrashcart(['cp', `${name}:/tmp/last-words`, out], { env });
+    assert.deepEqual([r.code, r.stderr], [0, ''], 'crashcart cp out of it');
+    assert.equal(await readFile(join(out, 'last-words'), 'utf8'), lastWords);
+    const w = await runCrashcart(['cp', join(out, 'last-words'), `${name}:/tmp/`], { env });
+    assertFailure(w, 125, new RegExp(`^crashcart: cannot copy into ${name}: it is not running \\(status: \\w+\\), and its writable layer belongs to its runtime; start it first, `));
+  } finally {
+    await rm(out, { recursive: true, force: true });
+  }
 }

@@ -8,9 +8,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { splitArgv } from '../../src/cli/argv.js';
 import { psRows, psTable } from '../../src/cli/commands/ps.js';
+import { refuseCopyInto } from '../../src/cli/commands/cp.js';
 import { acceptStopped, checkSandboxArgs, type StoppedArgs } from '../../src/cli/commands/stopped.js';
 import { CrashcartError } from '../../src/core/errors.js';
-import { cleanDestination, firstLine, planMounts, sandboxArgv } from '../../src/core/sandbox.js';
+import { cleanDestination, containerMounts, firstLine, planMounts, sandboxArgv } from '../../src/core/sandbox.js';
 import { describeEnd, displayName, type StoppedContainer } from '../../src/core/stopped.js';
 import { fromInspect, imageFromInspect, type Inspected } from '../../src/runtimes/docker-stopped.js';
 import { parseCriStatus, snapshotLayers, timestamp } from '../../src/runtimes/containerd-stopped.js';
@@ -239,6 +240,18 @@ describe('the sandbox', () => {
     const rw = planMounts(crashy, { devicePath: '/dev/loop7', rwVolumes: true, sourceIsDir: () => true });
     assert.deepEqual(rw.filter((o) => o.op === 'bind').map((o) => [o.target, Boolean(o.readOnly)]), [['/data', false], ['/data/sub', false], ['/etc/hosts', true]]);
     assert.ok(!rw.some((o) => o.op === 'mkdir'), 'no working directory made when --workdir names it');
+  });
+
+  test("crashcart cp's view: the container's own mounts only, all read-only, its tmpfs not made (its layers show below), nothing late", () => {
+    const ops = containerMounts(crashy, { rwVolumes: false, sourceIsDir: (p) => !p.endsWith('hosts'), tmpfs: false });
+    assert.deepEqual(ops.map((o) => `${o.op} ${o.target}${o.readOnly ? ' ro' : ''}${o.late ? ' late' : ''} ${o.create}`), ['bind /data ro dir', 'bind /data/sub ro dir', 'bind /etc/hosts ro file']);
+  });
+
+  test('crashcart cp into a container that does not run: one line, why and what to do', () => {
+    const e = refuseCopyInto('crashy', new CrashcartError('container crashy is not running (status: exited)', { code: 'ENOTRUNNING' }));
+    assert.equal(e.message, 'cannot copy into crashy: it is not running (status: exited), and its writable layer belongs to its runtime');
+    assert.equal(e.hint, 'start it first, copy out of it (crashcart cp crashy:PATH DEST), or look at its files with crashcart --stopped crashy');
+    assert.equal(e.exitCode, 125);
   });
 
   test('destinations: absolute, normalized, never the root', () => {

@@ -1,6 +1,7 @@
 // crashcart cp <target>:PATH DEST | SRC <target>:PATH, '-' for a tar stream (docker cp's
 // semantics). Paths in the container are resolved by the kernel inside its root; everything
-// after that works on fds (src/core/copy.ts).
+// after that works on fds (src/core/copy.ts). A stopped container is copied out of through
+// a view of its files (openView in src/core/sandbox.ts), never into.
 import { closeSync, fstatSync, openSync, readFileSync } from 'node:fs';
 import { basename, posix, resolve } from 'node:path';
 import { writeAudit } from '../../core/audit.js';
@@ -11,7 +12,8 @@ import { readIdMap, readMountInfo, startTime, type IdMapping, type MountInfo } f
 import { inspectTarget, type TargetFacts } from '../../core/target.js';
 import { TarError } from '../../core/tar.js';
 import { openInRoot } from '../../native/index.js';
-import { resolveTarget, type Target } from '../../runtimes/index.js';
+import { resolveTarget, RUNTIMES, type Container, type Target } from '../../runtimes/index.js';
+import { describeEnd, displayName, type StoppedContainer } from '../../core/stopped.js';
 import { logger, progress, requireRoot, warn } from '../output.js';
 import type { CpArgs } from './reach-options.js';
 
@@ -144,14 +146,56 @@ function place(rootFd: number, path: string, prefix: string, src: { isDir: boole
   return { intoFd: parentFd, topName: name, shown: `${prefix}${trimmed}` };
 }
 
-async function findTarget(args: CpArgs, query: string): Promise<Target> {
+/** Copying into a container that does not run: its writable layer is its runtime's to mount. */
+export function refuseCopyInto(query: string, notRunning: CrashcartError): CrashcartError {
+  return new CrashcartError(`cannot copy into ${query}: ${notRunning.message.replace(/^container \S+ is /, 'it is ')}, and its writable layer belongs to its runtime`, {
+    code: 'ENOTRUNNING',
+    hint: `start it first, copy out of it (crashcart cp ${query}:PATH DEST), or look at its files with crashcart --stopped ${query}`,
+    cause: notRunning,
+  });
+}
+
+/** What cp copies from or to: a running container, or the files of one that does not run. */
+type Found = { running: Target } | { stopped: StoppedContainer };
+
+/**
+ * A running container, or, to copy out, a stopped one through the post-mortem resolution
+ * (each runtime's describeStopped). Into a stopped one is refused: its writable layer is
+ * its runtime's, which mounts it when it starts again. A paused one is neither.
+ */
+async function findTarget(args: CpArgs, query: string, direction: 'in' | 'out'): Promise<Found> {
   try {
-    return await resolveTarget(query, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace }, { warn });
+    return { running: await resolveTarget(query, args.runtime, args.namespace === undefined ? {} : { namespace: args.namespace }, { warn }) };
   } catch (e) {
-    if (e instanceof CrashcartError && e.code === 'ENOTRUNNING') {
-      throw new CrashcartError(e.message, { hint: 'crashcart cp works with running containers only, for now: start it first', cause: e });
+    if (!(e instanceof CrashcartError && e.code === 'ENOTRUNNING')) throw e;
+    const { acceptStopped, findStopped } = await import('./stopped.js');
+    const accept = (c: Container, q: string) => {
+      let target: Target;
+      try {
+        target = acceptStopped(c, q);
+      } catch (refused) {
+        // paused or on its way: its processes, and their mounts, still exist
+        throw new CrashcartError(e.message, {
+          code: 'ENOTRUNNING',
+          hint: 'crashcart cp copies between the host and running containers, and out of those that do not run: resume it, or wait until it has stopped',
+          cause: refused,
+        });
+      }
+      if (direction === 'in') throw refuseCopyInto(query, e);
+      return target;
+    };
+    try {
+      return { stopped: await findStopped(query, { ...(args.runtime !== undefined ? { runtime: args.runtime } : {}), ...(args.namespace !== undefined ? { namespace: args.namespace } : {}), accept }) };
+    } catch (err) {
+      if ((err as CrashcartError).code === 'ENOTRUNNING') throw err;
+      if (direction === 'in') throw refuseCopyInto(query, e);
+      // not among the runtimes whose stopped containers crashcart can open (nspawn)
+      if ((err as CrashcartError).code === 'ENOMATCH') {
+        const able = RUNTIMES.filter((r) => r.describeStopped).map((r) => r.name).join(', ');
+        throw new CrashcartError(e.message, { hint: `start it first: crashcart cp opens the files of stopped containers of ${able} only`, cause: err });
+      }
+      throw err;
     }
-    throw e;
   }
 }
 
@@ -159,8 +203,10 @@ export async function cp(args: CpArgs): Promise<number> {
   requireRoot('crashcart cp', "it reads and writes inside the container's root");
   const log = logger(args.verbose);
   const plan = cpPlan(args.source, args.destination);
+  const found = await findTarget(args, plan.target, plan.direction);
+  if ('stopped' in found) return cpStopped(args, plan, found.stopped, log);
   const started = Date.now();
-  const target = await findTarget(args, plan.target);
+  const target = found.running;
   const what = describeTarget(target);
   const facts = inspectTarget(target.pid, { what });
   const name = target.name ?? target.id;
@@ -192,6 +238,47 @@ export async function cp(args: CpArgs): Promise<number> {
       ? {
           event: 'cp',
           target: { runtime: target.runtime, id: target.id, ...(target.name ? { name: target.name } : {}), pid: target.pid },
+          copy: { direction: plan.direction, from: args.source, to: args.destination, archive: args.archive, ...stats },
+          exitCode,
+          durationMs: Date.now() - started,
+        }
+      : { event: 'cp', noAudit: true });
+    if (why) warn(why);
+  }
+  progress(args.verbose)(`copied ${stats.files} file(s), ${stats.dirs} directory(ies), ${stats.symlinks} symlink(s), ${stats.bytes} bytes${stats.skipped ? `; skipped ${stats.skipped}` : ''}`);
+  return 0;
+}
+
+/**
+ * Out of a container that does not run: its files as the sandbox would show them (all its
+ * layers, its volumes read-only), opened in a mount namespace held by a process of
+ * crashcart's for the copy only (openView), then the same fd-based copy as for a running one.
+ */
+async function cpStopped(args: CpArgs, plan: ReturnType<typeof cpPlan>, c: StoppedContainer, log: (line: string) => void): Promise<number> {
+  const started = Date.now();
+  const name = displayName(c);
+  const shownInside = `${name}:${plan.inside}`;
+  const { openView } = await import('../../core/sandbox.js');
+  log(`${c.runtime} ${c.id} ${describeEnd(c.state)}: copying out of ${shownInside}; layers ${c.layers.join(' ')}`);
+  const view = await openView(c, log);
+  const stats = newStats();
+  const skip = (path: string, why: string) => {
+    stats.skipped++;
+    warn(`skipped ${path}: ${why}`);
+  };
+  let exitCode = 125;
+  let hostRoot = -1;
+  try {
+    hostRoot = openSync('/', 'r');
+    await copyOut(args, plan.inside, shownInside, plan.other, { rootFd: view.rootFd, hostRoot, stats, skip });
+    exitCode = 0;
+  } finally {
+    if (hostRoot >= 0) closeSync(hostRoot);
+    await view.close();
+    const why = writeAudit(args.audit
+      ? {
+          event: 'cp',
+          target: { runtime: c.runtime, id: c.id, ...(c.name ? { name: c.name } : {}), pid: 0 },
           copy: { direction: plan.direction, from: args.source, to: args.destination, archive: args.archive, ...stats },
           exitCode,
           durationMs: Date.now() - started,

@@ -123,15 +123,24 @@ async function describeStoppedTarget(args: StoppedArgs): Promise<StoppedContaine
       { ...(args.namespace !== undefined ? { containerdNamespace: args.namespace } : {}), warn },
     );
   }
-  const query = args.target!;
-  const ns = args.namespace;
-  const runtimes = stoppedRuntimes(args.runtime).filter((r) => ns === undefined || r.namespaced);
+  return findStopped(args.target!, { runtime: args.runtime, namespace: args.namespace });
+}
+
+/**
+ * Where the files of the stopped container `query` are (the post-mortem resolution: each
+ * runtime's describeStopped), among the runtimes that can say. crashcart cp uses it too,
+ * with an `accept` of its own.
+ */
+export async function findStopped(query: string, o: { runtime?: string; namespace?: string; accept?: (c: Container, query: string) => Target }): Promise<StoppedContainer> {
+  const ns = o.namespace;
+  const runtimes = stoppedRuntimes(o.runtime).filter((r) => ns === undefined || r.namespaced);
   let target: Target;
   try {
-    target = await resolveAmong(query, runtimes, { scope: ns === undefined ? {} : { namespace: ns }, pids: false, warn, accept: acceptStopped });
+    target = await resolveAmong(query, runtimes, { scope: ns === undefined ? {} : { namespace: ns }, pids: false, warn, accept: o.accept ?? acceptStopped });
   } catch (e) {
     if ((e as CrashcartError).code !== 'ENOMATCH') throw e;
     throw new CrashcartError(`no container matches '${query}'${ns === undefined ? '' : ` in namespace ${ns}`} (asked: ${runtimes.map((r) => r.name).join(', ') || 'none present'})`, {
+      code: 'ENOMATCH',
       hint: "a removed container's files are gone; see the containers there are with crashcart ps -a",
     });
   }
