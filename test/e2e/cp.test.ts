@@ -16,8 +16,7 @@ import { createScratchContainer, type ScratchContainer } from '../../src/demo/sc
 import { encodeHeader, END_OF_ARCHIVE, padding } from '../../src/core/tar.js';
 import { cliEnv, privateDirs, runCrashcart } from '../helpers/cli.js';
 import { crashedOci, CRASHY, digests } from '../helpers/crashy.js';
-import { stopAndCheck } from '../helpers/daemon.js';
-import { importScratchImage, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
+import { dockerdForSuite } from '../helpers/dockerd.js';
 import { onPath, projectRoot, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { assertClean, assertFailure, snapshot } from '../helpers/expect.js';
 import { processes } from '../helpers/procs.js';
@@ -361,34 +360,16 @@ describe('crashcart cp', () => {
 });
 
 describe('crashcart cp: docker', () => {
-  let d: PrivateDockerd | undefined;
-  let setupError: unknown;
-
-  before(async () => {
-    if (!canRun() || (!process.env.CI && !onPath('dockerd'))) return;
-    try {
-      d = await startDockerd();
-      await importScratchImage(d, 'mini:latest', await sleeperPath());
-    } catch (err) {
-      setupError = err;
-    }
-  });
-
-  after(async () => {
-    if (!d) return;
-    const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await d.docker(['rm', '-f', ...ids]);
-    await stopAndCheck(d, 'dockerd or containerd');
-  });
+  const dockerd = dockerdForSuite('mini:latest', sleeperPath, () => canRun() && (!!process.env.CI || onPath('dockerd')));
 
   test('a read-only --network none container: out, in to /dev/shm, and a read-only root refused', async (t) => {
     if (!requireRoot(t) || !requireCommand(t, 'dockerd')) return;
-    if (setupError) throw setupError;
-    const run = await d!.docker(['run', '-d', '--read-only', '--network', 'none', '--name', 'cpd', 'mini:latest', '/bin/sleeper', '100000']);
+    const d = dockerd();
+    const run = await d.docker(['run', '-d', '--read-only', '--network', 'none', '--name', 'cpd', 'mini:latest', '/bin/sleeper', '100000']);
     assert.equal(run.code, 0, run.stderr);
     const work = mkdtempSync(join(tmpdir(), 'crashcart-cp-docker-'));
     try {
-      const env = d!.env;
+      const env = d.env;
       let r = await runCrashcart(['cp', 'cpd:/bin/sleeper', join(work, 'sleeper')], { env });
       assert.deepEqual([r.code, r.stderr], [0, '']);
       assert.ok(readFileSync(join(work, 'sleeper')).equals(readFileSync(await sleeperPath())));

@@ -12,8 +12,7 @@ import { after, before, describe, test, type TestContext } from 'node:test';
 import { execa } from 'execa';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { privateDirs, runCrashcart } from '../helpers/cli.js';
-import { stopAndCheck } from '../helpers/daemon.js';
-import { importScratchImage, startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
+import { dockerdForSuite } from '../helpers/dockerd.js';
 import { closedAtOnce, ECHO_ARGS, ECHO_PORT, echoPath, fdCount, helperOf, roundTrip, startForward, waitEchoListening, type Forwarding } from '../helpers/forward.js';
 import { onPath, requireCommand, requireRoot } from '../helpers/host.js';
 import { readProc } from '../helpers/procs.js';
@@ -283,34 +282,16 @@ describe('crashcart forward', () => {
 });
 
 describe('crashcart forward: docker', () => {
-  let d: PrivateDockerd | undefined;
-  let setupError: unknown;
-
-  before(async () => {
-    if (!canRun() || (!process.env.CI && !onPath('dockerd'))) return;
-    try {
-      d = await startDockerd();
-      await importScratchImage(d, 'echo:latest', await echoPath());
-    } catch (err) {
-      setupError = err;
-    }
-  });
-
-  after(async () => {
-    if (!d) return;
-    const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-    if (ids.length) await d.docker(['rm', '-f', ...ids]);
-    await stopAndCheck(d, 'dockerd or containerd');
-  });
+  const dockerd = dockerdForSuite('echo:latest', echoPath, () => canRun() && (!!process.env.CI || onPath('dockerd')));
 
   test('a --network none container with its server on 127.0.0.1', async (t) => {
     if (!requireRoot(t) || !requireCommand(t, 'dockerd')) return;
-    if (setupError) throw setupError;
-    const run = await d!.docker(['run', '-d', '--read-only', '--network', 'none', '--name', 'fwd', 'echo:latest', '/bin/sleeper', String(ECHO_PORT)]);
+    const d = dockerd();
+    const run = await d.docker(['run', '-d', '--read-only', '--network', 'none', '--name', 'fwd', 'echo:latest', '/bin/sleeper', String(ECHO_PORT)]);
     assert.equal(run.code, 0, run.stderr);
-    const pid = Number(JSON.parse((await d!.docker(['inspect', 'fwd'])).stdout)[0].State.Pid);
+    const pid = Number(JSON.parse((await d.docker(['inspect', 'fwd'])).stdout)[0].State.Pid);
     await waitEchoListening(pid);
-    const f = await startForward(['fwd', `0:${ECHO_PORT}`], 1, d!.env);
+    const f = await startForward(['fwd', `0:${ECHO_PORT}`], 1, d.env);
     try {
       assert.match(f.lines[0]!, new RegExp(`-> fwd:${ECHO_PORT}$`));
       const all = await Promise.all(Array.from({ length: 20 }, () => roundTrip(f.ports[0]!, 256 * 1024)));

@@ -14,6 +14,7 @@ import { createScratchContainer, type ScratchContainer, type ScratchOptions } fr
 import { runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
 import { projectRoot, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { assertClean, assertFailure, childrenOf, grafts, mountinfo, procState, snapshot, waitFor } from '../helpers/expect.js';
+import { readProc } from '../helpers/procs.js';
 
 const BASE = `cchostile-${randomBytes(3).toString('hex')}`;
 const USERNS = { hostUid: 100000, hostGid: 100000, size: 65536 };
@@ -130,7 +131,8 @@ describe('hostile containers', () => {
     const run = startCrashcart(['-i', image, c.id, '--', 'true'], { env: { CRASHCART_FAULT: 'in-target:stop' } });
     let command = 0;
     await waitFor('the command stops inside the container', () => {
-      const middle = childrenOf(run.pid!).find((p) => readFileSync(`/proc/${p}/comm`, 'utf8').trim() === 'crashcart-wait');
+      // crashcart's other children (the graft's) come and go: one may be gone once listed
+      const middle = childrenOf(run.pid!).find((p) => readProc(p)?.comm === 'crashcart-wait');
       command = middle ? childrenOf(middle)[0] ?? 0 : 0;
       return command > 0 && procState(command) === 'T';
     });

@@ -5,7 +5,8 @@ import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { engineGet } from '../../src/runtimes/engine-api.js';
-import { cliRunner, removeDaemonDir, runOnce, startDaemon, type Daemon } from './daemon.js';
+import { after, before } from 'node:test';
+import { cliRunner, removeDaemonDir, runOnce, startDaemon, stopAndCheck, type Daemon } from './daemon.js';
 import { cgroupsCreated, CONTAINERD_RUN_DIRS, dirsCreatedOutside } from './host.js';
 import { importScratchRoot } from './rootfs.js';
 
@@ -86,4 +87,34 @@ export async function startDockerd(extraArgs: string[] = []): Promise<PrivateDoc
 /** Imports a scratch root (bin/sleeper) as image `tag`. */
 export async function importScratchImage(d: PrivateDockerd, tag: string, sleeper: string): Promise<void> {
   await importScratchRoot(d.docker, 'docker', d.dir, tag, sleeper);
+}
+
+/**
+ * A private dockerd for the tests of one describe block, with one scratch image of
+ * `program`: started before them (when `wanted()`), its containers removed and the daemon
+ * stopped and checked after. The getter throws what went wrong in the set-up.
+ */
+export function dockerdForSuite(image: string, program: () => Promise<string>, wanted: () => boolean): () => PrivateDockerd {
+  let d: PrivateDockerd | undefined;
+  let setupError: unknown;
+  before(async () => {
+    if (!wanted()) return;
+    try {
+      d = await startDockerd();
+      await importScratchImage(d, image, await program());
+    } catch (err) {
+      setupError = err;
+    }
+  });
+  after(async () => {
+    if (!d) return;
+    const ids = (await d.docker(['ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+    if (ids.length) await d.docker(['rm', '-f', ...ids]);
+    await stopAndCheck(d, 'dockerd or containerd');
+  });
+  return () => {
+    if (setupError) throw setupError;
+    if (!d) throw new Error('the private dockerd was not started');
+    return d;
+  };
 }

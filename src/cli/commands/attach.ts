@@ -34,6 +34,30 @@ export function attachOptions<T>(y: Argv<T>): Argv<T> {
   return r;
 }
 
+/** The toolkit image the options name: -i, $CRASHCART_IMAGE, the default one, or the default plus --add. */
+export function toolkitImage(args: AttachArgs) {
+  return resolveImage({
+    image: args.image ?? process.env.CRASHCART_IMAGE,
+    progress: progress(args.verbose),
+    insecureImage: args['insecure-image'],
+    ...(args.add.length ? { add: args.add } : {}),
+  });
+}
+
+/** How the options say to run the command, for each target alike. */
+export function commandOptions(args: AttachArgs) {
+  return {
+    keep: args.keep,
+    user: args.user,
+    workdir: args.workdir,
+    env: args.env,
+    targetEnv: args['target-env'],
+    joinCgroup: args.cgroup,
+    targetCaps: args.caps === 'target',
+    audit: args.audit,
+  };
+}
+
 /** Whether the command line asks for a sandbox (--stopped, --rootfs, --from-image or their options). */
 const sandboxed = (a: AttachArgs) => a.stopped || a.rootfs !== undefined || a['from-image'] !== undefined || a.entrypoint || a.net !== undefined || a['rw-volumes'];
 
@@ -86,12 +110,7 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
     return 0;
   }
 
-  const image = await resolveImage({
-    image: args.image ?? process.env.CRASHCART_IMAGE,
-    progress: progress(args.verbose),
-    insecureImage: args['insecure-image'],
-    ...(args.add.length ? { add: args.add } : {}),
-  });
+  const image = await toolkitImage(args);
   log(`image: ${image.path}${image.built ? ' (built now)' : ''}`);
   const sha256 = await recordedDigest(image.path);
   timing.lap('image');
@@ -106,16 +125,9 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
     ...graft,
     command,
     interactive: isatty(0),
-    keep: args.keep,
-    user: args.user,
-    workdir: args.workdir,
-    env: args.env,
-    targetEnv: args['target-env'],
-    joinCgroup: args.cgroup,
-    targetCaps: args.caps === 'target',
+    ...commandOptions(args),
     runtimeExec: via,
     imageSha256: sha256,
-    audit: args.audit,
     timing,
   });
 }

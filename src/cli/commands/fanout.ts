@@ -18,13 +18,14 @@ import { signalHub, signalsSeen, type SignalHub } from '../../core/signals.js';
 import { StateStore } from '../../core/state.js';
 import { inspectTarget } from '../../core/target.js';
 import { stopwatch } from '../../core/timing.js';
-import { recordedDigest, resolveImage } from '../../image/cache.js';
+import { recordedDigest } from '../../image/cache.js';
 import { isatty, pipe } from '../../native/index.js';
 import { matches, parseFilter } from '../../runtimes/filter.js';
 import { listContainers, resolveTarget, running, runtimeExecutor, type Target } from '../../runtimes/index.js';
 import type { AttachArgs } from '../attach-args.js';
+import { commandOptions, toolkitImage } from './attach.js';
 import { lineFormat, LineSplitter, summary, type Stream, type TargetResult } from '../fanout-output.js';
-import { progress, warn } from '../output.js';
+import { warn } from '../output.js';
 
 /** How long output that outlives its command (a process it left running holds the pipe) is still read. */
 const DRAIN_MS = 250;
@@ -75,12 +76,7 @@ async function plan(args: AttachArgs): Promise<Planned[]> {
 
 export async function fanOut(args: AttachArgs, command: string[], load?: number): Promise<number> {
   const planned = await plan(args);
-  const image = await resolveImage({
-    image: args.image ?? process.env.CRASHCART_IMAGE,
-    progress: progress(args.verbose),
-    insecureImage: args['insecure-image'],
-    ...(args.add.length ? { add: args.add } : {}),
-  });
+  const image = await toolkitImage(args);
   const sha256 = await recordedDigest(image.path);
   const store = new StateStore();
   store.withLock(() => pruneStale(store, args.verbose ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {}));
@@ -168,16 +164,9 @@ async function runOne(label: string, target: Target, s: Shared): Promise<TargetR
       warn: (line) => warn(`${label}: ${line}`),
       command: s.command,
       interactive: false,
-      keep: args.keep,
-      user: args.user,
-      workdir: args.workdir,
-      env: args.env,
-      targetEnv: args['target-env'],
-      joinCgroup: args.cgroup,
-      targetCaps: args.caps === 'target',
+      ...commandOptions(args),
       runtimeExec: via,
       imageSha256: s.sha256,
-      audit: args.audit,
       timing,
       signals: trap,
       stdio: [nul, outW, errW],

@@ -10,20 +10,14 @@ import { configuredFault } from '../../core/fault.js';
 import { firstLine, runSandbox } from '../../core/sandbox.js';
 import { describeEnd, displayName, EMPTY_CONFIG, type StoppedContainer } from '../../core/stopped.js';
 import { StateStore } from '../../core/state.js';
-import { recordedDigest, resolveImage } from '../../image/cache.js';
+import { recordedDigest } from '../../image/cache.js';
 import { attachAdds } from '../../image/profile.js';
 import { describe as describeContainer, pickRuntimes, resolveAmong, RUNTIMES, type Container, type Runtime, type Target } from '../../runtimes/index.js';
-import { logger, progress, requireRoot, warn } from '../output.js';
-import type { AttachArgs } from './attach.js';
+import { logger, requireRoot, warn } from '../output.js';
+import { toolkitImage, type AttachArgs } from './attach.js';
 
-export interface StoppedArgs extends AttachArgs {
-  stopped: boolean;
-  rootfs?: string;
-  'from-image'?: string;
-  entrypoint: boolean;
-  net?: 'none' | 'host';
-  'rw-volumes': boolean;
-}
+/** The attach options, whose table has the sandbox's too (--stopped, --rootfs, ...). */
+export type StoppedArgs = AttachArgs;
 
 /** Statuses whose processes still exist: --stopped leaves them to an attach. */
 const LIVE = new Set(['running', 'paused', 'pausing', 'frozen', 'stopping', 'restarting']);
@@ -200,12 +194,7 @@ export async function stopped(args: StoppedArgs, command: string[]): Promise<num
     : args['from-image'] !== undefined ? await describeImage(args['from-image'], args.runtime)
       : await describeStoppedTarget(args);
   log(`${c.kind}: ${c.runtime} ${c.id}: layers ${c.layers.join(' ')}`);
-  const image = await resolveImage({
-    image: args.image ?? process.env.CRASHCART_IMAGE,
-    progress: progress(args.verbose),
-    insecureImage: args['insecure-image'],
-    ...(args.add.length ? { add: args.add } : {}),
-  });
+  const image = await toolkitImage(args);
   log(`image: ${image.path}${image.built ? ' (built now)' : ''}`);
   const net = args.net ?? 'none';
   const found = c.kind === 'image' ? `${c.name} (${c.runtime}, ${c.id.slice(0, 12)})` : `${displayName(c)} ${describeEnd(c.state)}`;
