@@ -257,6 +257,7 @@ async function runThroughRuntime(facts: TargetFacts, opts: RunOptions, argv: str
     });
     child.once('exit', (code, signal) => resolve(signal ? { code: null, signal: osConstants.signals[signal] ?? 0 } : { code: code ?? EXIT_CRASHCART, signal: null }));
   });
+  status.catch(() => {}); // handled from the start: the fault below may end the session before it is awaited
   if (child.pid !== undefined) {
     started(child.pid);
     trap.forwardTo(child.pid);

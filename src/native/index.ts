@@ -372,16 +372,27 @@ export const graft = (req: GraftRequest) => native().graft(req);
 export const ungraft = (req: UngraftRequest) => native().ungraft(req);
 /** fsopen(2) with FSOPEN_CLOEXEC: an fs context's fd (nothing mounted); the caller closes it. */
 export const fsopen = (req: FsOpenRequest) => native().fsopen(req);
-export const spawn = (req: SpawnRequest) => native().spawn(req);
+/**
+ * A forked child's promises count as handled from the start: a fault or an error between
+ * the fork and the caller's await must not end crashcart on an unhandled rejection (the
+ * caller that awaits them still gets the rejection).
+ */
+function handled<T extends { exited: Promise<unknown>; ready?: Promise<unknown> }>(h: T): T {
+  h.exited.catch(() => {});
+  h.ready?.catch(() => {});
+  return h;
+}
+
+export const spawn = (req: SpawnRequest) => handled(native().spawn(req));
 /** pipe2(O_CLOEXEC): [read end, write end]; the caller closes both. */
 export const pipe = () => native().pipe();
 /** isatty(3) of one of crashcart's fds, without opening it as a Node stream. */
 export const isatty = (fd: number) => native().isatty(fd);
 export const openInRoot = (req: OpenInRootRequest) => native().openInRoot(req);
 /** A command in a new sandbox; `pid` is the process that mirrors its status. */
-export const sandbox = (req: SandboxRequest) => native().sandbox(req);
+export const sandbox = (req: SandboxRequest) => handled(native().sandbox(req));
 /** A stopped container's root, held in a mount namespace of its own by a process of crashcart's. */
-export const sandboxView = (req: SandboxViewRequest) => native().sandboxView(req);
+export const sandboxView = (req: SandboxViewRequest) => handled(native().sandboxView(req));
 /** openat2 below a directory fd: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS. */
 export const openAt = (req: OpenAtRequest) => native().openAt(req);
 /** A new fd on the inode of an O_PATH fd, through /proc/self/fd (no name looked up again). */

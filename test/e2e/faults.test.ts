@@ -112,6 +112,17 @@ describe('faults', () => {
     });
   }
 
+  test('after-spawn with a command that cannot run: its failure, arriving after the fault, is not a crash', async (t) => {
+    if (!ready(t)) return;
+    const c = containers.rw!;
+    const before = await snapshot(c);
+    // the child reports execve's ENOENT after the fault has ended the session
+    const r = await runCrashcart(['-i', image, c.id, '--', '/dev/crashcart/bin/nope'], { env: { CRASHCART_FAULT: 'after-spawn' } });
+    assertFailure(r, 125, 'crashcart: fault injected at after-spawn (CRASHCART_FAULT)');
+    await sessionGone(c);
+    await assertClean(before, c);
+  });
+
   test('a killed session is also cleaned up by the next attach, without gc', async (t) => {
     if (!ready(t)) return;
     const c = containers.rw!;
