@@ -164,6 +164,7 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
 
 /** Forgets dead sessions everywhere, and ungrafts targets that crashed sessions left. */
 export function pruneStale(store: StateStore, log: Log): void {
+  store.sweepPartialWrites(log);
   for (const rec of store.all()) {
     if (!needsCleanup(rec)) continue;
     try {
@@ -191,6 +192,7 @@ export interface GcAction {
 export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: Log }): GcAction[] {
   return store.withLock(() => {
     const out: GcAction[] = [];
+    if (!opts.dryRun) store.sweepPartialWrites(opts.log);
     for (const rec of store.all()) {
       if (!needsCleanup(rec)) continue;
       const gone = !isAlive(rec.target.pid, rec.target.start);

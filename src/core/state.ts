@@ -118,6 +118,24 @@ export class StateStore {
     }
   }
 
+  /**
+   * Removes the temporary files of writes that never finished (a crashcart killed between
+   * writing a record's .tmp and renaming it). Only while holding the lock: then no write is
+   * under way.
+   */
+  sweepPartialWrites(log: (line: string) => void): void {
+    let names: string[];
+    try {
+      names = readdirSync(this.targetsDir);
+    } catch {
+      return;
+    }
+    for (const n of names.filter((n) => n.endsWith('.json.tmp'))) {
+      rmSync(join(this.targetsDir, n), { force: true });
+      log(`removed ${join(this.targetsDir, n)}, a session record whose write was cut short`);
+    }
+  }
+
   remove(key: string): void {
     rmSync(join(this.targetsDir, `${key}.json`), { force: true });
   }

@@ -11,6 +11,10 @@ import { CrashcartError } from '../../src/core/errors.js';
 import { configuredFault } from '../../src/core/fault.js';
 import { describeLimit, isReached, limitsOf, withAncestors } from '../../src/core/limits.js';
 import { parseMountInfo } from '../../src/core/proc.js';
+import { StateStore } from '../../src/core/state.js';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 describe('CRASHCART_FAULT', () => {
   test('a point, with fail as the default action', () => {
@@ -142,4 +146,19 @@ test('-v: the cause chain with the native side\'s step and detail', () => {
   const e = new CrashcartError('cannot start the command in the container: setns: EPERM (Operation not permitted) (the net namespace)', { cause: native });
   assert.deepEqual(causeChain(e), ['caused by: setns: EPERM (Operation not permitted) [code EPERM, syscall setns, detail 2]']);
   assert.deepEqual(causeChain(new CrashcartError('plain')), []);
+});
+
+test('the state store sweeps the .tmp of a record write that was cut short, and nothing else', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crashcart-state-'));
+  try {
+    mkdirSync(join(dir, 'targets'));
+    for (const n of ['mnt-1.json', 'mnt-1.json.tmp', 'mnt-2.json', 'lock']) writeFileSync(join(dir, 'targets', n), '{}');
+    const lines: string[] = [];
+    new StateStore(dir).sweepPartialWrites((l) => lines.push(l));
+    assert.deepEqual(readdirSync(join(dir, 'targets')).sort(), ['lock', 'mnt-1.json', 'mnt-2.json']);
+    assert.deepEqual(lines, [`removed ${join(dir, 'targets', 'mnt-1.json.tmp')}, a session record whose write was cut short`]);
+    new StateStore(join(dir, 'missing')).sweepPartialWrites(() => assert.fail('nothing to sweep'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
