@@ -3,10 +3,14 @@
 // to produced, so a step starts on a cleared screen: what a previous step left there (a
 // prompt, an exit line) cannot answer for it.
 import { spawnSync } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { waitFor } from './wait.js';
 
 const socket = `crashcart-test-${process.pid}`;
+/** where tmux puts the server's socket (it leaves the file behind when the server ends) */
+const socketPath = join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, socket);
 const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { stdin: 'ignore' });
 
 let started = false;
@@ -39,7 +43,10 @@ export async function startTerminal(name: string, opts: { width?: number; height
   if (!started) {
     started = true;
     // a test process that ends early takes its terminals with it
-    process.once('exit', () => spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' }));
+    process.once('exit', () => {
+      spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' });
+      rmSync(socketPath, { force: true });
+    });
   }
   await tmux('new-session', '-d', '-s', name, '-x', String(opts.width ?? 100), '-y', String(opts.height ?? 30), opts.command ?? '/bin/sh');
   await tmux('set', '-t', name, 'remain-on-exit', 'on');
@@ -84,5 +91,7 @@ export async function startTerminal(name: string, opts: { width?: number; height
 
 /** Ends every terminal of this process (its tmux server). */
 export async function stopTerminals(): Promise<void> {
-  if (started) await tmux('kill-server').catch(() => {});
+  if (!started) return;
+  await tmux('kill-server').catch(() => {});
+  rmSync(socketPath, { force: true });
 }
