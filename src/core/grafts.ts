@@ -164,8 +164,10 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
 
 /** Forgets dead sessions everywhere, and ungrafts targets that crashed sessions left. */
 export function pruneStale(store: StateStore, log: Log): void {
-  store.sweepPartialWrites(log);
-  for (const rec of store.all()) {
+  // one listing of the directory for both (this runs on every attach)
+  const names = store.list();
+  store.sweepPartialWrites(log, names);
+  for (const rec of store.all(names)) {
     if (!needsCleanup(rec)) continue;
     try {
       releaseIfUnused(store, rec, log);

@@ -123,13 +123,7 @@ export class StateStore {
    * writing a record's .tmp and renaming it). Only while holding the lock: then no write is
    * under way.
    */
-  sweepPartialWrites(log: (line: string) => void): void {
-    let names: string[];
-    try {
-      names = readdirSync(this.targetsDir);
-    } catch {
-      return;
-    }
+  sweepPartialWrites(log: (line: string) => void, names = this.list()): void {
     for (const n of names.filter((n) => n.endsWith('.json.tmp'))) {
       rmSync(join(this.targetsDir, n), { force: true });
       log(`removed ${join(this.targetsDir, n)}, a session record whose write was cut short`);
@@ -140,13 +134,16 @@ export class StateStore {
     rmSync(join(this.targetsDir, `${key}.json`), { force: true });
   }
 
-  all(): TargetRecord[] {
-    let names: string[];
+  /** The names in the records' directory ([] before there is one). */
+  list(): string[] {
     try {
-      names = readdirSync(this.targetsDir);
+      return readdirSync(this.targetsDir);
     } catch {
       return [];
     }
+  }
+
+  all(names = this.list()): TargetRecord[] {
     return names
       .filter((n) => n.endsWith('.json'))
       .map((n) => this.read(n.slice(0, -5)))

@@ -112,17 +112,8 @@ export interface FsOpenRequest {
   fsType: string; // 'ext3'
 }
 
-export interface SpawnRequest {
-  /** namespaces to enter, in this order: [fd, CLONE_NEW* flag] */
-  namespaces: Array<[number, number]>;
-  /** fds of cgroup.procs files to join (before setns of the cgroup namespace) */
-  cgroupProcsFds: number[];
-  /** fd of /proc/PID/root: chroot there after the namespaces */
-  rootFd: number;
-  /** fd of /proc/PID/cwd, or -1 to use workdir */
-  cwdFd: number;
-  /** path inside the target, used when cwdFd is -1 */
-  workdir: string;
+/** The command a forked child runs, for an attach and a sandbox alike. */
+export interface CommandRequest {
   /** run as: after entering a user namespace the ids are those inside it */
   uid: number;
   gid: number;
@@ -135,6 +126,19 @@ export interface SpawnRequest {
   forwardSignals: number[];
   /** signals passed on only when a process sent them (the terminal's reach the command directly) */
   terminalSignals: number[];
+}
+
+export interface SpawnRequest extends CommandRequest {
+  /** namespaces to enter, in this order: [fd, CLONE_NEW* flag] */
+  namespaces: Array<[number, number]>;
+  /** fds of cgroup.procs files to join (before setns of the cgroup namespace) */
+  cgroupProcsFds: number[];
+  /** fd of /proc/PID/root: chroot there after the namespaces */
+  rootFd: number;
+  /** fd of /proc/PID/cwd, or -1 to use workdir */
+  cwdFd: number;
+  /** path inside the target, used when cwdFd is -1 */
+  workdir: string;
   /** --caps target: these sets and no_new_privs instead of full root */
   caps?: CapsRequest;
   /** fds that become the command's stdin, stdout and stderr (-1: crashcart's own) */
@@ -170,7 +174,7 @@ export interface SandboxOp {
   late?: boolean;
 }
 
-export interface SandboxRequest {
+export interface SandboxRequest extends CommandRequest {
   /** host directories, the top layer first: the lower layers of the root overlay */
   layers: string[];
   /** namespaces to join first (a pod's): [fd, CLONE_NEW* flag] */
@@ -185,26 +189,12 @@ export interface SandboxRequest {
   ops: SandboxOp[];
   /** working directory inside the sandbox */
   workdir: string;
-  uid: number;
-  gid: number;
-  groups: number[];
-  /** absolute paths tried in order with execve */
-  candidates: string[];
-  argv: string[];
-  env: string[];
-  forwardSignals: number[];
-  terminalSignals: number[];
   fault?: FaultRequest;
 }
 
 /** A stopped container's root alone (its layers and mount table), for crashcart cp. */
-export interface SandboxViewRequest {
-  /** host directories, the top layer first */
-  layers: string[];
-  /** the mount table, in order (no late ops: no init runs there) */
-  ops: SandboxOp[];
-  fault?: FaultRequest;
-}
+/** The mount table has no late ops: no init runs there. */
+export type SandboxViewRequest = Pick<SandboxRequest, 'layers' | 'ops' | 'fault'>;
 
 export interface SandboxView {
   /** host pid of the process that holds the view's mount namespace: its root is /proc/PID/root */
