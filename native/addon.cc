@@ -73,8 +73,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netHelper", Napi::Function::New(env, crashcart::NetHelper, "netHelper"));
   exports.Set("netConnect", Napi::Function::New(env, crashcart::NetConnect, "netConnect"));
   exports.Set("netStop", Napi::Function::New(env, crashcart::NetStop, "netStop"));
-  exports.Set("lock", Napi::Function::New(env, crashcart::Lock, "lock"));
-  exports.Set("unlock", Napi::Function::New(env, crashcart::Unlock, "unlock"));
+  exports.Set("tryLock", Napi::Function::New(env, crashcart::TryLock, "tryLock"));
   exports.Set("constants", Constants(env));
   return exports;
 }

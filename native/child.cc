@@ -1,8 +1,11 @@
 #include "child.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/wait.h>
+
+#include <thread>
 
 namespace crashcart {
 
@@ -107,14 +110,29 @@ Fault ParseFault(Napi::Env env, const Napi::Object& req) {
   return f;
 }
 
-ChildReport AwaitReport(Napi::Env env, const Forked& child, const char* what) {
+pid_t CloneVfork(int (*fn)(void*), void* arg, char* stack, size_t size) {
+  // the stack grows down from its end, which must be 16-byte aligned
+  auto top = reinterpret_cast<uintptr_t>(stack + size) & ~uintptr_t{15};
+  return clone(fn, reinterpret_cast<void*>(top), CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+}
+
+namespace {
+
+struct ReportWaiter {
+  const char* what;
+  std::function<void(int)> body;
+  Settle settle;
+  Napi::Promise::Deferred deferred;
+  Napi::ThreadSafeFunction tsfn;
+  int reportFd = -1;  // the child's end, while it runs
+  int startErr = 0;   // pipe2 or clone failed: errno
+  const char* startStep = nullptr;
   ChildReport report{};
-  bool got = ReadReport(child.reportFd, &report);
-  close(child.reportFd);
+  bool got = false;
   int status = 0;
-  while (waitpid(child.pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (got) return report;
+};
+
+Napi::Error DiedError(Napi::Env env, const char* what, int status) {
   std::string how;
   if (WIFSIGNALED(status)) {
     const char* abbrev = sigabbrev_np(WTERMSIG(status));
@@ -127,7 +145,70 @@ ChildReport AwaitReport(Napi::Env env, const Forked& child, const char* what) {
   error.Value().Set("errno", 0);
   error.Value().Set("syscall", what);
   if (WIFSIGNALED(status)) error.Value().Set("signal", WTERMSIG(status));
-  throw error;
+  return error;
+}
+
+void SettleReport(Napi::Env env, ReportWaiter* w) {
+  if (w->startStep) {
+    w->deferred.Reject(ErrnoError(env, w->startErr, w->startStep).Value());
+    return;
+  }
+  if (!w->got) {
+    w->deferred.Reject(DiedError(env, w->what, w->status).Value());
+    return;
+  }
+  try {
+    w->deferred.Resolve(w->settle(env, w->report));
+  } catch (const Napi::Error& e) {
+    w->deferred.Reject(e.Value());
+  }
+}
+
+int ReportingChild(void* arg) {
+  auto* w = static_cast<ReportWaiter*>(arg);
+  ResetSignalHandlers();  // a copy of the table: without CLONE_SIGHAND, Node's stays as it is
+  w->body(w->reportFd);
+  _exit(1);  // bodies never return; this is only a guard
+}
+
+void RunAndWait(ReportWaiter* w) {
+  BlockAllSignals();  // this thread's own mask, which the child inherits
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    w->startErr = errno;
+    w->startStep = "pipe2";
+  } else {
+    ChildStack stack;
+    w->reportFd = fds[1];
+    pid_t pid = CloneVfork(ReportingChild, w, stack.bytes.get(), ChildStack::kSize);
+    if (pid < 0) {
+      w->startErr = errno;
+      w->startStep = "clone";
+    }
+    close(fds[1]);
+    if (pid > 0) {
+      // it has exited by now (these children never exec): the report is in the pipe
+      w->got = ReadReport(fds[0], &w->report);
+      while (waitpid(pid, &w->status, 0) < 0 && errno == EINTR) {
+      }
+    }
+    close(fds[0]);
+  }
+  w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function, ReportWaiter* waiter) {
+    SettleReport(env, waiter);
+    waiter->tsfn.Release();
+    delete waiter;
+  });
+}
+
+}  // namespace
+
+Napi::Promise RunReporting(Napi::Env env, const char* what, std::function<void(int)> body, Settle settle) {
+  auto deferred = Napi::Promise::Deferred::New(env);
+  auto* waiter = new ReportWaiter{what, std::move(body), std::move(settle), deferred,
+                                  Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), what, 0, 1)};
+  std::thread(RunAndWait, waiter).detach();
+  return deferred.Promise();
 }
 
 CStrings::CStrings(const Napi::Array& arr) {

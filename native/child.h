@@ -12,6 +12,8 @@
 
 #include <napi.h>
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -163,10 +165,14 @@ struct Forked {
 // dumpable: a process in the container with CAP_SYS_PTRACE must not attach to it while it
 // holds host file descriptors (runc does the same since CVE-2016-9962). Exec restores
 // dumpability for the command, which by then holds none of crashcart's descriptors.
+// Returns 0, or the errno of the step named in *failed (off the main thread: no throwing).
 template <typename Body>
-Forked ForkReporting(Napi::Env env, Body body) {
+int ForkChild(Body body, Forked* out, const char** failed) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) throw ErrnoError(env, errno, "pipe2");
+  if (pipe2(fds, O_CLOEXEC) < 0) {
+    *failed = "pipe2";
+    return errno;
+  }
   sigset_t old = BlockAllSignals();
   pid_t pid = fork();
   if (pid == 0) {
@@ -181,14 +187,47 @@ Forked ForkReporting(Napi::Env env, Body body) {
   close(fds[1]);
   if (pid < 0) {
     close(fds[0]);
-    throw ErrnoError(env, forkErr, "fork");
+    *failed = "fork";
+    return forkErr;
   }
-  return {pid, fds[0]};
+  *out = {pid, fds[0]};
+  return 0;
 }
 
-// Waits for a child that reports once and exits. A child that died without a report (a
-// signal, or a crash) is an error of its own: code ECHILDDIED, with the signal or status.
-ChildReport AwaitReport(Napi::Env env, const Forked& child, const char* what);
+// ForkChild on the calling (main) thread, throwing its failure.
+template <typename Body>
+Forked ForkReporting(Napi::Env env, Body body) {
+  Forked out{};
+  const char* failed = nullptr;
+  if (int err = ForkChild(body, &out, &failed)) throw ErrnoError(env, err, failed);
+  return out;
+}
+
+// Runs fn(arg) in a child that shares this process's memory until it execs or exits (clone
+// with CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables are copied, which for a
+// process of Node's size is most of what a fork costs. The calling thread is suspended
+// meanwhile, and fn runs on `stack` (a ChildStack's). Only for children that make raw syscalls on memory
+// prepared before: joining a user namespace refuses a shared mm, and PR_SET_DUMPABLE would
+// change the parent's. Returns the pid, or -1 with errno.
+pid_t CloneVfork(int (*fn)(void*), void* arg, char* stack, size_t size);
+
+// A child's stack: not zeroed, so only the pages the child touches are ever faulted in.
+struct ChildStack {
+  static constexpr size_t kSize = 256 * 1024;
+  std::unique_ptr<char[]> bytes{new char[kSize]};
+};
+
+// What becomes of a child that reports once and exits: settle(env, report) runs on the
+// main thread and returns the promise's value, or throws a Napi::Error that rejects it.
+using Settle = std::function<Napi::Value(Napi::Env, const ChildReport&)>;
+
+// Runs body(reportFd) in such a child (CloneVfork), from a thread of its own so that the
+// event loop runs on meanwhile (many targets graft at once), and returns a promise that
+// settle decides. In the child every handler is back to SIG_DFL and all signals stay
+// blocked. body never returns. A child that died without a report (a signal, or a crash)
+// rejects it with code ECHILDDIED, and the signal or status; `what` names the child in that
+// message ("graft") and must outlive it (a literal).
+Napi::Promise RunReporting(Napi::Env env, const char* what, std::function<void(int)> body, Settle settle);
 
 // Strings made before fork and never touched after it.
 struct CStrings {

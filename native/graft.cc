@@ -1,7 +1,9 @@
 // Graft: mount the toolkit's loop device at a directory inside a target's mount namespace;
-// ungraft: take it away again. setns(CLONE_NEWNS) is refused in a multithreaded process, so
-// the namespace work happens in a forked, single-threaded child. Everything the child needs
-// is prepared here before fork; the child makes raw syscalls only and reports one record.
+// ungraft: take it away again. setns(CLONE_NEWNS) is refused to a thread that shares its
+// filesystem attributes, so the namespace work happens in a child (CloneVfork: it shares
+// crashcart's memory but not its root, cwd or mount namespace), started from a thread of
+// its own. Everything the child needs is prepared here before; the child makes raw
+// syscalls only and reports one record.
 //
 // The container is hostile: every path inside it is walked one component at a time from
 // its root with O_NOFOLLOW, and every later step works on the directory fds so found
@@ -20,6 +22,7 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -198,13 +201,31 @@ int EnterMountNamespace(int mntNsFd, int rootFd, int fsUid, int fsGid) {
   return kStepNone;
 }
 
+// The target's fds are the plan's own duplicates: the child starts on another thread, after
+// the caller may have closed (and reused) the numbers it passed.
 struct Target {
-  int mntNsFd, rootFd, fsUid, fsGid;
+  int mntNsFd = -1, rootFd = -1, fsUid = 0, fsGid = 0;
+
+  Target() = default;
+  Target(const Target&) = delete;
+  Target& operator=(const Target&) = delete;
+  ~Target() {
+    if (mntNsFd >= 0) close(mntNsFd);
+    if (rootFd >= 0) close(rootFd);
+  }
 };
 
-Target ReadTarget(const Napi::Object& req) {
+void ReadTarget(Napi::Env env, const Napi::Object& req, Target* t) {
   auto i = [&](const char* k) { return req.Get(k).As<Napi::Number>().Int32Value(); };
-  return {i("mntNsFd"), i("rootFd"), i("fsUid"), i("fsGid")};
+  auto dup = [&](const char* k) {
+    int fd = fcntl(i(k), F_DUPFD_CLOEXEC, 3);
+    if (fd < 0) throw ErrnoError(env, errno, "fcntl F_DUPFD_CLOEXEC", k);
+    return fd;
+  };
+  t->mntNsFd = dup("mntNsFd");
+  t->rootFd = dup("rootFd");
+  t->fsUid = i("fsUid");
+  t->fsGid = i("fsGid");
 }
 
 struct GraftPlan {
@@ -217,6 +238,10 @@ struct GraftPlan {
   dev_t device;
   int mountFd = -1;  // mount API: the detached mount made in the host namespace
   Fault fault;
+
+  ~GraftPlan() {
+    if (mountFd >= 0) close(mountFd);  // the mount lives on where the child moved it
+  }
 };
 
 // The child: never returns. Undoes its own work on any failure, in reverse order.
@@ -409,17 +434,18 @@ Napi::Error ReportError(Napi::Env env, const ChildReport& r, const InnerPath& mp
 
 }  // namespace
 
-// graft(req) -> { createdDir, remountedParent }
+// graft(req) -> Promise<{ createdDir, remountedParent }>
 Napi::Value Graft(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object req = info[0].As<Napi::Object>();
-  GraftPlan plan;
+  auto owned = std::make_shared<GraftPlan>();
+  GraftPlan& plan = *owned;
   std::string method = Str(req, "method");
   if (method != "mknod" && method != "mountapi") {
     throw Napi::TypeError::New(env, "Expected method 'mknod' or 'mountapi' but received '" + method + "'");
   }
   plan.method = method == "mountapi" ? 1 : 0;
-  plan.target = ReadTarget(req);
+  ReadTarget(env, req, &plan.target);
   plan.mountPoint = SplitPath(env, Str(req, "mountPoint"));
   plan.nodeName = Str(req, "nodeName");
   if (plan.nodeName.empty() || plan.nodeName.find('/') != std::string::npos || plan.nodeName == "." || plan.nodeName == "..") {
@@ -450,41 +476,39 @@ Napi::Value Graft(const Napi::CallbackInfo& info) {
     close(fs);
   }
 
-  ChildReport report;
-  try {
-    plan.fault = ParseFault(env, req);
-    Forked child = ForkReporting(env, [&](int fd) { GraftChild(plan, fd); });
-    report = AwaitReport(env, child, "graft");
-  } catch (...) {
-    if (plan.mountFd >= 0) close(plan.mountFd);
-    throw;
-  }
-  if (plan.mountFd >= 0) close(plan.mountFd);  // the mount lives on where it was moved
-  if (report.step != kStepNone) throw ReportError(env, report, plan.mountPoint, plan.method == 0 ? plan.nodeName : "");
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("createdDir", (report.flags & kCreatedDir) != 0);
-  out.Set("remountedParent", (report.flags & kRemountedParent) != 0);
-  return out;
+  plan.fault = ParseFault(env, req);
+  std::string node = plan.method == 0 ? plan.nodeName : "";
+  return RunReporting(env, "graft", [owned](int fd) { GraftChild(*owned, fd); },
+                      [owned, node](Napi::Env env, const ChildReport& report) -> Napi::Value {
+                        if (report.step != kStepNone) throw ReportError(env, report, owned->mountPoint, node);
+                        Napi::Object out = Napi::Object::New(env);
+                        out.Set("createdDir", (report.flags & kCreatedDir) != 0);
+                        out.Set("remountedParent", (report.flags & kRemountedParent) != 0);
+                        return out;
+                      });
 }
 
-// ungraft(req) -> { removedDir, removedNodes }
+// ungraft(req) -> Promise<{ removedDir, removedNodes }>
 Napi::Value Ungraft(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object req = info[0].As<Napi::Object>();
-  UngraftPlan plan;
-  plan.target = ReadTarget(req);
+  auto owned = std::make_shared<UngraftPlan>();
+  UngraftPlan& plan = *owned;
+  ReadTarget(env, req, &plan.target);
   plan.unmount = req.Get("unmount").ToBoolean().Value();
   plan.detach = req.Get("detach").ToBoolean().Value();
   plan.removeDir = req.Get("removeDir").ToBoolean().Value();
   plan.mountPoint = SplitPath(env, Str(req, "mountPoint"));
   plan.nodePrefix = req.Has("sweepNodes") ? Str(req, "sweepNodes") : "";
   plan.fault = ParseFault(env, req);
-  ChildReport report = AwaitReport(env, ForkReporting(env, [&](int fd) { UngraftChild(plan, fd); }), "ungraft");
-  if (report.step != kStepNone) throw ReportError(env, report, plan.mountPoint, "");
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("removedDir", (report.flags & kCreatedDir) != 0);
-  out.Set("removedNodes", (report.flags & kRemovedNodes) != 0);
-  return out;
+  return RunReporting(env, "ungraft", [owned](int fd) { UngraftChild(*owned, fd); },
+                      [owned](Napi::Env env, const ChildReport& report) -> Napi::Value {
+                        if (report.step != kStepNone) throw ReportError(env, report, owned->mountPoint, "");
+                        Napi::Object out = Napi::Object::New(env);
+                        out.Set("removedDir", (report.flags & kCreatedDir) != 0);
+                        out.Set("removedNodes", (report.flags & kRemovedNodes) != 0);
+                        return out;
+                      });
 }
 
 // fsopen({ fsType }) -> fd: a filesystem context, nothing configured or mounted; the

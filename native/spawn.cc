@@ -1,7 +1,7 @@
 // Spawn a command inside a target's namespaces.
 //
 //   node ──fork──▶ middle: joins cgroups, setns() in the order given (user last)
-//                    └─fork──▶ command: chroot to the target's root, chdir, capabilities,
+//                    └─vfork──▶ command: chroot to the target's root, chdir, capabilities,
 //                                        ids, reset the signal mask, execve
 //
 // setns(CLONE_NEWPID) only moves *children* into the PID namespace, hence the second fork.
@@ -55,6 +55,21 @@ struct SpawnPlan {
   sigset_t fromTerminal;  // passed on only when a process sent them: the terminal's reach it directly
   std::unique_ptr<CStrings> candidates, argv, env;
   Fault fault;
+  ChildStack commandStack;  // made before fork: the middle cannot allocate
+  std::vector<int> ownFds;  // duplicates of the caller's fds, until the middle is forked
+
+  int Own(Napi::Env env, int fd) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+    if (dup < 0) throw ErrnoError(env, errno, "fcntl F_DUPFD_CLOEXEC");
+    ownFds.push_back(dup);
+    return dup;
+  }
+  void CloseOwnFds() {
+    for (int fd : ownFds) close(fd);
+    ownFds.clear();
+    fault.Close();  // the children have theirs
+  }
+  ~SpawnPlan() { CloseOwnFds(); }
 };
 
 int Fail(int reportFd, int step, int err, int detail = 0) {
@@ -196,6 +211,16 @@ bool CommandFault(const SpawnPlan& p, int point) { return p.fault.action != kFau
   _exit(128 + sig);  // a signal that cannot end a process: the parent reads the code
 }
 
+struct CommandStart {
+  const SpawnPlan* plan;
+  int reportFd;
+};
+
+int StartCommand(void* arg) {
+  auto* start = static_cast<CommandStart*>(arg);
+  CommandChild(*start->plan, start->reportFd);
+}
+
 [[noreturn]] void MiddleChild(const SpawnPlan& p, int reportFd) {
   prctl(PR_SET_NAME, "crashcart-wait");  // what `ps` on the host shows for it
   // Join the target's cgroups first, as docker exec does ("0" means the writer itself).
@@ -207,24 +232,31 @@ bool CommandFault(const SpawnPlan& p, int point) { return p.fault.action != kFau
   }
   bool commandPoint = p.fault.point == kFaultInTarget || p.fault.point == kFaultBeforeExec;
   if (commandPoint && p.fault.action == kFaultKill) FaultHere(p.fault, p.fault.point);
-  pid_t command = fork();
+  // The command shares the middle's memory until its exec (CloneVfork): no second copy of
+  // Node's page tables. It is not dumpable either, since the flag belongs to that memory.
+  CommandStart start{&p, reportFd};
+  pid_t command = CloneVfork(StartCommand, &start, p.commandStack.bytes.get(), ChildStack::kSize);
   if (command < 0) Fail(reportFd, kStepFork, errno);
-  if (command == 0) CommandChild(p, reportFd);  // still not dumpable: inherited across fork
-  close(reportFd);  // from here on only the command holds it, until its exec closes it
+  close(reportFd);  // the command has exec'd by now (closing it) or reported and exited
   MirrorCommand(p, command);
 }
 
 struct Waiter {
-  Forked child;
-  Napi::Promise::Deferred deferred;
-  Napi::ThreadSafeFunction tsfn;
   std::shared_ptr<SpawnPlan> plan;  // keeps the strings alive for error messages
+  Napi::Promise::Deferred started, exited;
+  Napi::ThreadSafeFunction tsfn;
+  // what `started` resolves to: { exited } made here (a promise's value lives only in the
+  // scope that made it), and pid added once there is one
+  Napi::ObjectReference handle;
+  Forked child{};
+  int forkErr = 0;
+  const char* forkStep = nullptr;
   ChildReport report{};
   bool failed = false;
   int status = 0;
 };
 
-void Settle(Napi::Env env, Napi::Function, Waiter* w) {
+void Settle(Napi::Env env, Waiter* w) {
   if (w->failed) {
     const SpawnPlan& p = *w->plan;
     int step = w->report.step;
@@ -238,7 +270,7 @@ void Settle(Napi::Env env, Napi::Function, Waiter* w) {
     Napi::Error error = ErrnoError(env, w->report.err, StepName(step), path);
     error.Value().Set("step", StepName(step));
     error.Value().Set("detail", detail);
-    w->deferred.Reject(error.Value());
+    w->exited.Reject(error.Value());
   } else {
     Napi::Object result = Napi::Object::New(env);
     if (WIFEXITED(w->status)) {
@@ -248,17 +280,34 @@ void Settle(Napi::Env env, Napi::Function, Waiter* w) {
       result.Set("code", env.Null());
       result.Set("signal", WTERMSIG(w->status));
     }
-    w->deferred.Resolve(result);
+    w->exited.Resolve(result);
   }
 }
 
-void Wait(Waiter* w) {
-  w->failed = ReadReport(w->child.reportFd, &w->report) && w->report.step != kStepNone;
-  close(w->child.reportFd);
-  while (waitpid(w->child.pid, &w->status, 0) < 0 && errno == EINTR) {
+// On a thread of its own: fork there (a fork of Node's size costs the event loop
+// milliseconds), say so, then wait for the command's end.
+void ForkAndWait(Waiter* w) {
+  BlockAllSignals();  // this thread's own; the middle keeps them blocked and waits with sigwaitinfo
+  w->forkErr = ForkChild([w](int fd) { MiddleChild(*w->plan, fd); }, &w->child, &w->forkStep);
+  w->plan->CloseOwnFds();  // the middle has its copies
+  w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function, Waiter* waiter) {
+    if (waiter->forkStep) {
+      waiter->started.Reject(ErrnoError(env, waiter->forkErr, waiter->forkStep).Value());  // exited never settles: nobody has it
+      return;
+    }
+    Napi::Object out = waiter->handle.Value();
+    out.Set("pid", waiter->child.pid);
+    waiter->started.Resolve(out);
+    waiter->handle.Reset();
+  });
+  if (!w->forkStep) {
+    w->failed = ReadReport(w->child.reportFd, &w->report) && w->report.step != kStepNone;
+    close(w->child.reportFd);
+    while (waitpid(w->child.pid, &w->status, 0) < 0 && errno == EINTR) {
+    }
   }
-  w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function fn, Waiter* waiter) {
-    Settle(env, fn, waiter);
+  w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function, Waiter* waiter) {
+    if (!waiter->forkStep) Settle(env, waiter);
     waiter->tsfn.Release();
     delete waiter;
   });
@@ -289,20 +338,24 @@ uint64_t Hex(Napi::Env env, const Napi::Object& o, const char* key) {
 
 }  // namespace
 
-// spawn(req) -> { pid, exited: Promise<{code, signal}> }
+// spawn(req) -> Promise<{ pid, exited: Promise<{code, signal}> }>, once the middle is forked
 Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object req = info[0].As<Napi::Object>();
   auto plan = std::make_shared<SpawnPlan>();
+  // The fork happens on another thread, later: every fd the middle needs is the plan's own
+  // duplicate, so the caller may close (and reuse) its numbers meanwhile.
+  auto own = [&](int fd) { return plan->Own(env, fd); };
   Napi::Array nss = req.Get("namespaces").As<Napi::Array>();
   for (uint32_t i = 0; i < nss.Length(); i++) {
     Napi::Array pair = nss.Get(i).As<Napi::Array>();
-    plan->namespaces.emplace_back(pair.Get(0u).As<Napi::Number>().Int32Value(),
+    plan->namespaces.emplace_back(own(pair.Get(0u).As<Napi::Number>().Int32Value()),
                                   pair.Get(1u).As<Napi::Number>().Int32Value());
   }
-  plan->cgroupProcsFds = Ints(req.Get("cgroupProcsFds").As<Napi::Array>());
-  plan->rootFd = req.Get("rootFd").As<Napi::Number>().Int32Value();
-  plan->cwdFd = req.Get("cwdFd").As<Napi::Number>().Int32Value();
+  for (int fd : Ints(req.Get("cgroupProcsFds").As<Napi::Array>())) plan->cgroupProcsFds.push_back(own(fd));
+  plan->rootFd = own(req.Get("rootFd").As<Napi::Number>().Int32Value());
+  int cwdFd = req.Get("cwdFd").As<Napi::Number>().Int32Value();
+  plan->cwdFd = cwdFd >= 0 ? own(cwdFd) : -1;
   plan->workdir = req.Get("workdir").As<Napi::String>().Utf8Value();
   plan->uid = req.Get("uid").As<Napi::Number>().Uint32Value();
   plan->gid = req.Get("gid").As<Napi::Number>().Uint32Value();
@@ -311,7 +364,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (stdio.IsArray()) {
     std::vector<int> fds = Ints(stdio.As<Napi::Array>());
     if (fds.size() != 3) throw Napi::TypeError::New(env, "Expected stdio as three fds (-1: keep crashcart's)");
-    for (int i = 0; i < 3; i++) plan->stdio[i] = fds[i];
+    for (int i = 0; i < 3; i++) plan->stdio[i] = fds[i] >= 0 ? own(fds[i]) : -1;
   }
   plan->forwarded = Signals(req.Get("forwardSignals"));
   plan->fromTerminal = Signals(req.Get("terminalSignals"));
@@ -336,20 +389,16 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, "Expected a non-empty argv and candidates");
   }
 
-  // The middle waits with sigwaitinfo, so the mask ForkReporting leaves (all blocked) stays.
-  Forked child = ForkReporting(env, [&](int fd) { MiddleChild(*plan, fd); });
-  plan->fault.Close();  // the children have theirs; the plan lives on until the command ends
-  auto deferred = Napi::Promise::Deferred::New(env);
-  auto* waiter = new Waiter{child, deferred,
+  auto* waiter = new Waiter{plan, Napi::Promise::Deferred::New(env), Napi::Promise::Deferred::New(env),
                             Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                                           "crashcart-wait", 0, 1),
-                            plan};
-  std::thread(Wait, waiter).detach();
-
-  Napi::Object out = Napi::Object::New(env);
-  out.Set("pid", child.pid);
-  out.Set("exited", deferred.Promise());
-  return out;
+                            {}};
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("exited", waiter->exited.Promise());
+  waiter->handle = Napi::Persistent(handle);
+  Napi::Promise started = waiter->started.Promise();
+  std::thread(ForkAndWait, waiter).detach();
+  return started;
 }
 
 // isatty(fd) -> boolean. process.stdin.isTTY would make Node open stdin as a stream, and

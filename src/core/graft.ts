@@ -70,33 +70,33 @@ const TARGET_STEPS = new Set(['openat', 'remount rw', 'remount ro', 'fault']);
 const isTargetProblem = (e: ChildFailure) => TARGET_STEPS.has(e.step) || e.code === 'ECHILDDIED';
 
 /** Grafts the loop device's filesystem at /dev/crashcart in the target. */
-export function graftToolkit(target: TargetHandles, loop: HeldLoop, choice: MethodChoice): GraftOutcome {
+export async function graftToolkit(target: TargetHandles, loop: HeldLoop, choice: MethodChoice): Promise<GraftOutcome> {
   // With a user namespace of its own the mknod path cannot work (mkdir gives EOVERFLOW,
   // mknod EPERM, and its /dev is nodev): go straight to the mount API.
   const first: GraftMethod = choice === 'auto' ? (target.facts.ownUserNs ? 'mountapi' : 'mknod') : choice;
   let outcome: GraftOutcome;
   try {
-    outcome = { method: first, ...graftWith(first, target, loop) };
+    outcome = { method: first, ...(await graftWith(first, target, loop)) };
   } catch (e) {
     if (choice !== 'auto' || first === 'mountapi' || !isNativeError(e) || isTargetProblem(e as ChildFailure)) throw graftError(first, e, target.facts.pid);
     try {
-      outcome = { method: 'mountapi', ...graftWith('mountapi', target, loop), fallbackReason: e.message };
+      outcome = { method: 'mountapi', ...(await graftWith('mountapi', target, loop)), fallbackReason: e.message };
     } catch (e2) {
       throw graftError('mountapi', e2, target.facts.pid, `mknod path: ${e.message}`);
     }
   }
-  checkGraftFlags(target, outcome);
+  await checkGraftFlags(target, outcome);
   return outcome;
 }
 
 /** The graft must be where it was meant to go, and read-only, nosuid and nodev. */
-function checkGraftFlags(target: TargetHandles, outcome: GraftOutcome): void {
+async function checkGraftFlags(target: TargetHandles, outcome: GraftOutcome): Promise<void> {
   const m = findGraft(target.facts.pid);
   const opts = m?.options.split(',') ?? [];
   const missing = ['ro', 'nosuid', 'nodev'].filter((o) => !opts.includes(o));
   if (m && missing.length === 0) return;
   try {
-    ungraftToolkit(target, { removeDir: outcome.createdDir });
+    await ungraftToolkit(target, { removeDir: outcome.createdDir });
   } catch {
     // the error below says what is wrong; the next run's cleanup retries
   }
@@ -166,17 +166,17 @@ export interface UngraftOutcome {
 
 /** Unmounts /dev/crashcart in the target (lazily if something still uses it) and removes
  *  the directory when crashcart created it. */
-export function ungraftToolkit(target: TargetHandles, opts: { removeDir: boolean }): UngraftOutcome {
+export async function ungraftToolkit(target: TargetHandles, opts: { removeDir: boolean }): Promise<UngraftOutcome> {
   const req = { ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: true, removeDir: opts.removeDir, ...nativeFault() };
   try {
-    ungraft({ ...req, detach: false });
+    await ungraft({ ...req, detach: false });
     return { lazy: false };
   } catch (e) {
     if (errnoCode(e) === 'EBUSY') {
       // A process left running from a session still has files open there. Detach now; the
       // kernel drops the mount (and autoclear the loop device) when it lets go.
       try {
-        ungraft({ ...req, detach: true });
+        await ungraft({ ...req, detach: true });
         return { lazy: true };
       } catch (e2) {
         e = e2;
@@ -192,9 +192,9 @@ export function ungraftToolkit(target: TargetHandles, opts: { removeDir: boolean
  * moment, and the mount point directory if it is empty. No unmount (there is no graft).
  * Returns whether anything was there to remove.
  */
-export function sweepLeftovers(target: TargetHandles): boolean {
+export async function sweepLeftovers(target: TargetHandles): Promise<boolean> {
   try {
-    const r = ungraft({ ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: false, detach: false, removeDir: true, sweepNodes: NODE_PREFIX });
+    const r = await ungraft({ ...targetFds(target), mountPoint: TOOLKIT_DIR, unmount: false, detach: false, removeDir: true, sweepNodes: NODE_PREFIX });
     return r.removedDir || r.removedNodes;
   } catch (e) {
     if (errnoCode(e) === 'ENOTEMPTY' || errnoCode(e) === 'ENOENT') return false;

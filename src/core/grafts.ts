@@ -53,9 +53,9 @@ function newRecord(key: string, target: Target, facts: TargetFacts): TargetRecor
 
 /**
  * Makes sure the image is grafted in the target and records `session` (if any) against it.
- * Runs under the state lock. Returns the record.
+ * Runs holding the target's record (or the whole state). Returns the record.
  */
-export function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, opts: GraftOptions, session?: Session, pin = false): TargetRecord {
+export async function ensureGrafted(store: StateStore, target: Target, facts: TargetFacts, opts: GraftOptions, session?: Session, pin = false): Promise<TargetRecord> {
   const key = targetKey(facts.mntNs);
   const image = statSync(opts.image);
   let rec = store.read(key);
@@ -85,7 +85,7 @@ export function ensureGrafted(store: StateStore, target: Target, facts: TargetFa
       opts.log(`${loop.attached ? 'attached' : 'sharing'} ${loop.path} for ${opts.image}`);
       faultPoint('after-loop-attach');
       handles = TargetHandles.forGraft(facts);
-      const outcome = graftToolkit(handles, loop, opts.method);
+      const outcome = await graftToolkit(handles, loop, opts.method);
       if (outcome.fallbackReason) opts.log(`mknod path failed (${outcome.fallbackReason}); used the mount API`);
       if (outcome.remountedParent) opts.log("the container's /dev was read-only: made writable for a moment, then restored");
       opts.log(`grafted at /dev/crashcart with ${outcome.method}`);
@@ -127,8 +127,8 @@ function anotherImage(target: Target, rec: TargetRecord, index: number): Crashca
  *  or forgot a target that is gone. */
 export type Release = 'kept' | 'unmounted' | 'detached' | 'swept' | 'cleared' | 'forgotten';
 
-/** Takes the toolkit out of a target if nothing needs it any more. Runs under the lock. */
-export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log): Release {
+/** Takes the toolkit out of a target if nothing needs it any more. Runs holding its record (or the whole state). */
+export async function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log): Promise<Release> {
   rec.sessions = rec.sessions.filter(sessionAlive);
   if (rec.pinned || rec.sessions.length > 0) {
     store.write(rec);
@@ -148,12 +148,12 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
   try {
     // only crashcart's: a mount the container made there itself is its own business
     if (findToolkit(facts.pid)) {
-      const { lazy } = ungraftToolkit(handles, { removeDir: rec.createdDir || unfinished });
+      const { lazy } = await ungraftToolkit(handles, { removeDir: rec.createdDir || unfinished });
       log(lazy ? 'toolkit detached (still in use by a leftover process; freed when it exits)' : 'toolkit unmounted');
       done = lazy ? 'detached' : 'unmounted';
     } else if ((unfinished || rec.createdDir) && !findGraft(facts.pid)) {
       // unmounted already (an ungraft that was interrupted, or by hand): the rest goes
-      if (sweepLeftovers(handles)) done = 'swept';
+      if (await sweepLeftovers(handles)) done = 'swept';
     }
   } finally {
     handles.close();
@@ -162,15 +162,15 @@ export function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log):
   return done;
 }
 
-/** Forgets dead sessions everywhere, and ungrafts targets that crashed sessions left. */
-export function pruneStale(store: StateStore, log: Log): void {
+/** Forgets dead sessions everywhere, and ungrafts targets that crashed sessions left. Runs holding the whole state. */
+export async function pruneStale(store: StateStore, log: Log): Promise<void> {
   // one listing of the directory for both (this runs on every attach)
   const names = store.list();
   store.sweepPartialWrites(log, names);
   for (const rec of store.all(names)) {
     if (!needsCleanup(rec)) continue;
     try {
-      releaseIfUnused(store, rec, log);
+      await releaseIfUnused(store, rec, log);
     } catch (e) {
       log(`could not clean up after a stale session in ${rec.target.runtime} ${rec.target.id}: ${(e as Error).message}`);
     }
@@ -191,8 +191,8 @@ export interface GcAction {
 }
 
 /** crashcart gc: every record whose sessions are all dead, or whose target is gone. */
-export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: Log }): GcAction[] {
-  return store.withLock(() => {
+export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: Log }): Promise<GcAction[]> {
+  return store.withLock(async () => {
     const out: GcAction[] = [];
     if (!opts.dryRun) store.sweepPartialWrites(opts.log);
     for (const rec of store.all()) {
@@ -204,7 +204,7 @@ export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: 
         continue;
       }
       try {
-        out.push({ target: rec.target, action: releaseIfUnused(store, rec, opts.log) });
+        out.push({ target: rec.target, action: await releaseIfUnused(store, rec, opts.log) });
       } catch (e) {
         out.push({ target: rec.target, action: 'failed', message: (e as Error).message });
       }
@@ -214,19 +214,19 @@ export function collectGarbage(store: StateStore, opts: { dryRun: boolean; log: 
 }
 
 /** --mount-only: graft and pin; the toolkit stays until crashcart -u. */
-export function mountOnly(target: Target, facts: TargetFacts, opts: GraftOptions): TargetRecord {
+export function mountOnly(target: Target, facts: TargetFacts, opts: GraftOptions): Promise<TargetRecord> {
   const store = new StateStore();
-  return store.withLock(() => {
-    pruneStale(store, opts.log);
+  return store.withLock(async () => {
+    await pruneStale(store, opts.log);
     return ensureGrafted(store, target, facts, opts, undefined, true);
   });
 }
 
 /** --unmount: unpin, and ungraft now unless live sessions still use it. */
-export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }): { removed: boolean; sessions: number } {
+export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }): Promise<{ removed: boolean; sessions: number }> {
   const store = new StateStore();
-  return store.withLock(() => {
-    pruneStale(store, opts.log);
+  return store.withLock(async () => {
+    await pruneStale(store, opts.log);
     const key = targetKey(facts.mntNs);
     // Without a record (grafted by an older crashcart, or the state was lost) the directory
     // is taken to be crashcart's own.
@@ -243,7 +243,7 @@ export function unmount(target: Target, facts: TargetFacts, opts: { log: Log }):
       store.remove(key);
       return { removed: false, sessions: 0 };
     }
-    releaseIfUnused(store, rec, opts.log);
+    await releaseIfUnused(store, rec, opts.log);
     return { removed: live === 0, sessions: live };
   });
 }

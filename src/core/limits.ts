@@ -4,7 +4,7 @@
 // one above it) and runs such a session outside the container's cgroups instead.
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { cgroupDirs, readCgroups, readMountInfo, type MountInfo } from './proc.js';
+import { cgroupDirs, hostCgroupMounts, readCgroups, type MountInfo } from './proc.js';
 
 /** Fewer free pids than this, and a shell with a tool or two could not start. */
 export const PIDS_HEADROOM = 8;
@@ -83,7 +83,7 @@ export function withAncestors(dirs: string[], mounts: MountInfo[]): string[] {
 }
 
 /** The pids and memory limits over the process `pid`, and which of them it is at. */
-export function checkLimits(pid: number, mounts: MountInfo[] = readMountInfo('self')): LimitCheck {
+export function checkLimits(pid: number, mounts: MountInfo[] = hostCgroupMounts()): LimitCheck {
   let dirs: string[];
   try {
     dirs = withAncestors(cgroupDirs(readCgroups(pid), mounts), mounts);

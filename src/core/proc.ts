@@ -15,6 +15,14 @@ export function namespaceInode(pid: number | 'self', ns: Namespace): number | un
   }
 }
 
+const ownNamespaces = new Map<string, number | undefined>();
+/** crashcart's own namespaces, and PID 1's: they never change while it runs (it never setns's itself). */
+export function fixedNamespaceInode(pid: 'self' | 1, ns: Namespace): number | undefined {
+  const k = `${pid}/${ns}`;
+  if (!ownNamespaces.has(k)) ownNamespaces.set(k, namespaceInode(pid, ns));
+  return ownNamespaces.get(k);
+}
+
 export interface IdMapping {
   inside: number;
   outside: number;
@@ -102,7 +110,9 @@ export function isRunning(pid: number): boolean {
 }
 
 /** Is the process still the one we knew (same pid, same start time), and not a zombie? */
+let me: number | undefined;
 export function isAlive(pid: number, start: number): boolean {
+  if (pid === process.pid && start === (me ??= startTime('self'))) return true; // crashcart itself
   const st = readStat(pid);
   return st !== undefined && st.start === start && st.state !== 'Z';
 }
@@ -149,6 +159,12 @@ export function parseMountInfo(text: string): MountInfo[] {
 
 export function readMountInfo(pid: number | 'self'): MountInfo[] {
   return parseMountInfo(readFileSync(`/proc/${pid}/mountinfo`, 'utf8'));
+}
+
+let cgroupMounts: MountInfo[] | undefined;
+/** The host's cgroup mounts, read once: where a target's cgroups are (they stay put while crashcart runs). */
+export function hostCgroupMounts(): MountInfo[] {
+  return (cgroupMounts ??= readMountInfo('self').filter((m) => m.fsType === 'cgroup' || m.fsType === 'cgroup2'));
 }
 
 export interface CgroupEntry {
@@ -205,7 +221,7 @@ export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]
  * Is the process in a frozen cgroup (a paused container)? Joining it would hang the command
  * until someone thaws it. cgroup v1's freezer.state or v2's cgroup.freeze, whichever is there.
  */
-export function isFrozen(pid: number, hostMounts: MountInfo[] = readMountInfo('self')): boolean {
+export function isFrozen(pid: number, hostMounts: MountInfo[] = hostCgroupMounts()): boolean {
   try {
     return cgroupDirs(readCgroups(pid), hostMounts).some((dir) => {
       try {

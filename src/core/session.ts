@@ -86,11 +86,17 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
   const mine = (s: Session) => s.id === session.id;
   const trap = opts.signals ?? trapSignals();
   const key = targetKey(facts.mntNs);
+  let recording: Promise<void> | undefined;
   try {
-    const rec = store.withLock(() => {
-      if (opts.prune ?? true) pruneStale(store, opts.log);
-      return ensureGrafted(store, target, facts, opts, session, opts.keep);
-    });
+    // One session: the whole state, swept of dead sessions first. Several (a fan-out, swept
+    // once before): only this target's record, so they graft at once.
+    const graft = () => ensureGrafted(store, target, facts, opts, session, opts.keep);
+    const rec = await (opts.prune ?? true
+      ? store.withLock(async () => {
+        await pruneStale(store, opts.log);
+        return graft();
+      })
+      : store.withTargetLock(key, graft));
     grafted(rec.method);
     opts.timing?.lap('graft');
     await signalsSeen(); // a signal that came during the graft
@@ -100,24 +106,25 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
       // Remember the waiting process too: the session lives while either of us does.
       const start = startTime(pid);
       if (start === undefined) return;
-      store.withLock(() => {
+      recording = store.withTargetLock(key, () => {
         const r = store.read(key);
         const recorded = r?.sessions.find(mine);
         if (r && recorded) {
           recorded.processes.push({ pid, start });
           store.write(r);
         }
-      });
+      }).catch((e: unknown) => opts.warn(`the session's waiting process is not recorded (a crashcart killed now would leave its toolkit to the next run's cleanup): ${(e as Error).message}`));
     });
   } finally {
     opts.timing?.lap('wait');
+    await recording;
     // Whatever failed, and however late: if the record holds this session, leave it.
     try {
-      store.withLock(() => {
+      await store.withTargetLock(key, async () => {
         const r = store.read(key);
         if (!r?.sessions.some(mine)) return;
         r.sessions = r.sessions.filter((s) => !mine(s));
-        releaseIfUnused(store, r, opts.log);
+        await releaseIfUnused(store, r, opts.log);
       });
     } catch (e) {
       // The command's own exit code still stands (scripts rely on it); the next run
@@ -165,7 +172,7 @@ async function runCommand(facts: TargetFacts, opts: RunOptions, argv: string[], 
     if (opts.user && facts.ownUserNs) checkMapped(facts.pid, user, opts.user);
     faultPoint('before-spawn');
     trap.throwIfReceived();
-    handle = spawn({
+    handle = await spawn({
       namespaces: handles.namespaceList(),
       cgroupProcsFds: handles.cgroupProcs,
       rootFd: handles.root,

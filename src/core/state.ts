@@ -1,10 +1,11 @@
 // Session state: which targets have the toolkit grafted, by which sessions, under a
 // root-only directory (/run/crashcart, a tmpfs: a reboot clears it together with the
 // containers it describes). One JSON record per target, keyed by its mount namespace;
-// every change happens under an flock that the kernel drops if crashcart dies.
+// every change happens under a lock that the kernel drops if crashcart dies: one record's,
+// or the whole state's for a sweep of them all.
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { lock, unlock } from '../native/index.js';
+import { tryLock } from '../native/index.js';
 import { CrashcartError, errnoCode } from './errors.js';
 import { isAlive } from './proc.js';
 import { unsafeDirReason, unsafeReason } from './trust.js';
@@ -37,11 +38,22 @@ export interface TargetRecord {
 
 export const targetKey = (mntNs: number) => `mnt-${mntNs}`;
 
+/** How long a waiter sleeps at most between two tries of a held lock. */
+const LOCK_POLL_MAX_MS = 20;
+
+/** A record's byte in the lock file (byte 0 is no record's; two keys may share one, and then wait for each other). */
+export function lockOffset(key: string): number {
+  let h = 0x811c9dc5; // FNV-1a
+  for (let i = 0; i < key.length; i++) h = Math.imul(h ^ key.charCodeAt(i), 0x01000193) >>> 0;
+  return 1 + h;
+}
+
 export const sessionAlive = (s: Session) => s.processes.some((p) => isAlive(p.pid, p.start));
 
-export class StateStore {
-  private trusted = false;
+/** State directories found safe by this process: checked once, however many stores and targets. */
+const trustedDirs = new Set<string>();
 
+export class StateStore {
   constructor(readonly dir = stateDir()) {}
 
   private get targetsDir() {
@@ -53,7 +65,7 @@ export class StateStore {
    * write to is refused (the same rule as for images), before anything is made in it.
    */
   checkTrust(): void {
-    if (this.trusted) return;
+    if (trustedDirs.has(this.dir)) return;
     for (const dir of [this.dir, this.targetsDir]) {
       try {
         // Nothing is made below a directory others could write to.
@@ -74,28 +86,39 @@ export class StateStore {
       }
       if (reason) throw untrusted(dir, reason);
     }
-    this.trusted = true;
+    trustedDirs.add(this.dir);
   }
 
-  /** Runs fn holding the state lock. */
-  withLock<T>(fn: () => T): T {
+  /** Runs fn holding the whole state: no other holder, of any record, meanwhile. */
+  withLock<T>(fn: () => T | Promise<T>): Promise<T> {
+    return this.holding({ start: 0, length: 0 }, fn);
+  }
+
+  /**
+   * Runs fn holding one target's record (and no sweep of the whole state runs meanwhile):
+   * sessions in different targets, of one crashcart or of several, go on at once.
+   */
+  withTargetLock<T>(key: string, fn: () => T | Promise<T>): Promise<T> {
+    return this.holding({ start: lockOffset(key), length: 1 }, fn);
+  }
+
+  private async holding<T>(range: { start: number; length: number }, fn: () => T | Promise<T>): Promise<T> {
     this.checkTrust();
     let fd = -1;
     try {
+      // a description of its own: holders in this process exclude each other too
       fd = openSync(join(this.dir, 'lock'), 'a', 0o600);
-      lock(fd, true);
+      for (let wait = 1; !tryLock({ fd, exclusive: true, ...range }); wait = Math.min(wait * 2, LOCK_POLL_MAX_MS)) {
+        await new Promise((resolve) => setTimeout(resolve, wait));
+      }
     } catch (e) {
       if (fd >= 0) closeSync(fd);
       throw stateError(`cannot lock the state directory ${this.dir}`, e);
     }
     try {
-      return fn();
+      return await fn();
     } finally {
-      try {
-        unlock(fd);
-      } finally {
-        closeSync(fd);
-      }
+      closeSync(fd); // and with it the lock
     }
   }
 

@@ -9,11 +9,12 @@ import {
   NAMESPACES,
   type Namespace,
   cgroupProcsFiles,
+  fixedNamespaceInode,
+  hostCgroupMounts,
   mapToHost,
   namespaceInode,
   readCgroups,
   readIdMap,
-  readMountInfo,
   PF_KTHREAD,
   readStat,
   startTime,
@@ -92,7 +93,8 @@ export interface TargetFacts {
 
 export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: string } = {}): TargetFacts {
   const what = opts.what ?? `process ${pid}`;
-  const start = startTime(pid);
+  const stat = readStat(pid);
+  const start = stat?.start;
   let mntNs: number;
   try {
     mntNs = statSync(`/proc/${pid}/ns/mnt`).ino;
@@ -105,7 +107,6 @@ export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: s
       cause: e,
     });
   }
-  const stat = readStat(pid);
   if (start === undefined || !stat) {
     throw new CrashcartError(`${what} is gone (pid ${pid} has no /proc entry)`, { hint: 'is it still running?' });
   }
@@ -116,11 +117,11 @@ export function inspectTarget(pid: number, opts: { allowHost?: boolean; what?: s
     throw new CrashcartError(`${what} is a kernel thread (${stat.comm}): it has no user space to enter`, { hint: "give the PID of a container's process" });
   }
   const differs = Object.fromEntries(
-    NAMESPACES.map((ns) => [ns, namespaceInode(pid, ns) !== namespaceInode('self', ns)]),
+    NAMESPACES.map((ns) => [ns, namespaceInode(pid, ns) !== fixedNamespaceInode('self', ns)]),
   ) as Record<Namespace, boolean>;
   // The host's mount namespace is PID 1's: crashcart may itself run in a container (the
   // image, with the host's PID namespace), where every host process differs from its own.
-  if ((!differs.mnt || mntNs === namespaceInode(1, 'mnt')) && !opts.allowHost) {
+  if ((!differs.mnt || mntNs === fixedNamespaceInode(1, 'mnt')) && !opts.allowHost) {
     throw new CrashcartError(`${what} shares the host's mount namespace: it is not in a container`, {
       hint: 'grafting there would create /dev/crashcart on the host; pass --allow-host if that is what you want',
     });
@@ -174,7 +175,7 @@ export class TargetHandles {
       h.root = openProc(facts.pid, 'root');
       if (opts.useCwd) h.cwd = openProc(facts.pid, 'cwd');
       if (opts.joinCgroup) {
-        const files = cgroupProcsFiles(readCgroups(facts.pid), readMountInfo('self'));
+        const files = cgroupProcsFiles(readCgroups(facts.pid), hostCgroupMounts());
         for (const file of files) {
           try {
             h.cgroupProcs.push(openSync(file, fsConstants.O_WRONLY));

@@ -274,6 +274,14 @@ export interface NetConnectRequest {
   path?: string;
 }
 
+/** A byte range of a lock file (see native/lock.cc). */
+export interface LockRange {
+  fd: number;
+  start: number;
+  /** 0: to the end of the file */
+  length: number;
+}
+
 export interface ExitStatus {
   /** exit code, or null when a signal ended the command */
   code: number | null;
@@ -300,10 +308,10 @@ interface Addon {
   loopStatus(loopFd: number): LoopStatus;
   loopDetach(loopFd: number): void;
   loopFree(): number;
-  graft(req: GraftRequest): GraftResult;
-  ungraft(req: UngraftRequest): UngraftResult;
+  graft(req: GraftRequest): Promise<GraftResult>;
+  ungraft(req: UngraftRequest): Promise<UngraftResult>;
   fsopen(req: FsOpenRequest): number;
-  spawn(req: SpawnRequest): SpawnHandle;
+  spawn(req: SpawnRequest): Promise<SpawnHandle>;
   pipe(): [number, number];
   isatty(fd: number): boolean;
   openInRoot(req: OpenInRootRequest): number;
@@ -324,8 +332,7 @@ interface Addon {
   netHelper(req: NetHelperRequest): { pid: number; control: number };
   netConnect(req: NetConnectRequest): boolean;
   netStop(req: { control: number }): void;
-  lock(fd: number, exclusive: boolean): void;
-  unlock(fd: number): void;
+  tryLock(req: LockRange & { exclusive: boolean }): boolean;
   constants: Record<string, number>;
 }
 
@@ -358,6 +365,7 @@ export const loopStatus = (loopFd: number) => native().loopStatus(loopFd);
 export const loopDetach = (loopFd: number) => native().loopDetach(loopFd);
 /** The index of the loop device LOOP_CTL_GET_FREE hands out; nothing is bound to it. */
 export const loopFree = () => native().loopFree();
+/** Forks the child that grafts; resolves once it has reported (the event loop runs on meanwhile). */
 export const graft = (req: GraftRequest) => native().graft(req);
 export const ungraft = (req: UngraftRequest) => native().ungraft(req);
 /** fsopen(2) with FSOPEN_CLOEXEC: an fs context's fd (nothing mounted); the caller closes it. */
@@ -373,7 +381,8 @@ function handled<T extends { exited: Promise<unknown>; ready?: Promise<unknown> 
   return h;
 }
 
-export const spawn = (req: SpawnRequest) => handled(native().spawn(req));
+/** Resolves once the waiting process is forked (on a thread of the addon's: the event loop runs on). */
+export const spawn = (req: SpawnRequest) => native().spawn(req).then(handled);
 /** pipe2(O_CLOEXEC): [read end, write end]; the caller closes both. */
 export const pipe = () => native().pipe();
 /** isatty(3) of one of crashcart's fds, without opening it as a Node stream. */
@@ -405,8 +414,8 @@ export const netHelper = (req: NetHelperRequest) => native().netHelper(req);
 export const netConnect = (req: NetConnectRequest) => native().netConnect(req);
 /** Ends the helper: it sees EOF and exits; onExit follows. */
 export const netStop = (control: number) => native().netStop({ control });
-export const lock = (fd: number, exclusive = true) => native().lock(fd, exclusive);
-export const unlock = (fd: number) => native().unlock(fd);
+/** An open file description lock on a byte range (length 0: to the end); false when someone else holds it. Closing the fd unlocks. */
+export const tryLock = (req: LockRange & { exclusive: boolean }) => native().tryLock(req);
 export const constants = (): Record<string, number> => native().constants;
 /** The number of a signal crashcart traps or forwards (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, ...). */
 export const signalNumber = (name: string): number => {

@@ -102,7 +102,7 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
   const auditTarget = { runtime: target.runtime, id: target.id, ...(target.name ? { name: target.name } : {}), pid: target.pid };
 
   if (args.unmount) {
-    const { removed, sessions } = unmount(target, facts, { log });
+    const { removed, sessions } = await unmount(target, facts, { log });
     audited({ event: 'unmount', target: auditTarget, exitCode: 0 });
     if (!removed && sessions > 0) {
       process.stderr.write(`crashcart: ${sessions} session(s) still use the toolkit; it goes when the last one ends\n`);
@@ -116,7 +116,7 @@ async function attachTimed(args: AttachArgs, command: string[], timing: Stopwatc
   timing.lap('image');
   const graft = { image: image.path, method: args.method, allowHost: args['allow-host'], log, warn };
   if (args['mount-only']) {
-    const rec = mountOnly(target, facts, graft);
+    const rec = await mountOnly(target, facts, graft);
     audited({ event: 'mount', target: auditTarget, image: { path: image.path, sha256 }, method: rec.method, exitCode: 0 });
     log('the toolkit stays at /dev/crashcart until crashcart -u');
     return 0;

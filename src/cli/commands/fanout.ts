@@ -79,7 +79,7 @@ export async function fanOut(args: AttachArgs, command: string[], load?: number)
   const image = await toolkitImage(args);
   const sha256 = await recordedDigest(image.path);
   const store = new StateStore();
-  store.withLock(() => pruneStale(store, args.verbose ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {}));
+  await store.withLock(() => pruneStale(store, args.verbose ? (line) => process.stderr.write(`crashcart: ${line}\n`) : () => {}));
 
   const colour = (to: Stream) => !process.env.NO_COLOR && isatty(to === 'stdout' ? 1 : 2);
   const format = lineFormat(planned.map((p) => p.label), { prefix: args.prefix, json: args.json, colour });

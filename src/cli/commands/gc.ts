@@ -32,9 +32,9 @@ export function gcLine(a: GcAction, dryRun: boolean): string {
   return `${WORDS[a.action][dryRun ? 1 : 0]} ${what}${why}`;
 }
 
-export function gc(args: GcArgs): number {
+export async function gc(args: GcArgs): Promise<number> {
   requireRoot('crashcart gc', 'it unmounts toolkits inside containers');
-  const actions = collectGarbage(new StateStore(), { dryRun: args['dry-run'], log: logger(args.verbose) });
+  const actions = await collectGarbage(new StateStore(), { dryRun: args['dry-run'], log: logger(args.verbose) });
   for (const a of actions) {
     if (a.action === 'failed') warn(gcLine(a, args['dry-run']));
     else process.stdout.write(`${gcLine(a, args['dry-run'])}\n`);
