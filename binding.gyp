@@ -21,6 +21,13 @@
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fstack-protector-strong"]
     },
     {
+      "target_name": "crashcart-wait",
+      "type": "executable",
+      "sources": ["native/wait.cc"],
+      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-O2", "-fstack-protector-strong"],
+      "ldflags": ["-static"]
+    },
+    {
       "target_name": "sleeper",
       "type": "executable",
       "sources": ["images/demo/sleeper.c"],

@@ -44,6 +44,8 @@ const char* StepName(int step) {
     case kStepSymlink: return "symlinkat";
     case kStepMountSetattr: return "mount_setattr";
     case kStepDup2: return "dup2";
+    case kStepHelper: return "execve crashcart-wait";
+    case kStepPlan: return "read plan";
     default: return "child";
   }
 }

@@ -28,7 +28,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const pkg = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { name: string; version: string; description: string };
 
 /** What the npm package's install builds, and the .deb and the image carry built. */
-const BUILT = ['build/Release/crashcart.node', 'build/Release/sleeper'];
+const BUILT = ['build/Release/crashcart.node', 'build/Release/crashcart-wait', 'build/Release/sleeper'];
 /** Generated from the CLI's definitions before anything is packed (they are in "files"). */
 const SHARE = {
   man: 'dist/share/man/crashcart.1',

@@ -325,6 +325,7 @@ function spawnError(e: unknown, argv: string[], env: string[], ctx: { pid: numbe
     setgroups: "the container's user namespace does not allow setgroups",
     fork: e.code === 'EAGAIN' ? 'the container is at a pids limit: try --no-cgroup' : 'run with -v for details',
     'write cgroup.procs': 'try --no-cgroup',
+    'execve crashcart-wait': "crashcart's helper must be an executable file on a filesystem that allows exec: run 'npm run build:native' in the project directory",
   };
   return new CrashcartError(`cannot start the command in the container: ${e.message}${detail}`, {
     hint: hints[f.step] ?? 'run with -v for details',

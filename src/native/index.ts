@@ -311,7 +311,7 @@ interface Addon {
   graft(req: GraftRequest): Promise<GraftResult>;
   ungraft(req: UngraftRequest): Promise<UngraftResult>;
   fsopen(req: FsOpenRequest): number;
-  spawn(req: SpawnRequest): Promise<SpawnHandle>;
+  spawn(req: SpawnRequest & { helper: string }): Promise<SpawnHandle>;
   pipe(): [number, number];
   isatty(fd: number): boolean;
   openInRoot(req: OpenInRootRequest): number;
@@ -341,18 +341,19 @@ const projectRoot = [join(here, '..', '..'), join(here, '..', '..', '..')].find(
   existsSync(join(p, 'binding.gyp')),
 ) ?? join(here, '..', '..', '..');
 
-function load(): Addon {
-  const require = createRequire(import.meta.url);
-  const candidates = ['build/Release/crashcart.node', 'build/Debug/crashcart.node'].map((p) =>
-    join(projectRoot, p),
-  );
-  for (const file of candidates) {
-    if (existsSync(file)) return require(file) as Addon;
-  }
-  throw new CrashcartError(`the native addon is not built (looked in ${candidates.join(', ')})`, {
+/** A file node-gyp builds (the addon, crashcart-wait), Release before Debug. */
+function builtFile(name: string): string {
+  const candidates = ['Release', 'Debug'].map((kind) => join(projectRoot, 'build', kind, name));
+  const found = candidates.find((file) => existsSync(file));
+  if (found) return found;
+  throw new CrashcartError(`${name === 'crashcart.node' ? 'the native addon' : name} is not built (looked in ${candidates.join(', ')})`, {
     code: 'ENOADDON',
     hint: `run 'npm run build:native' in ${projectRoot}`,
   });
+}
+
+function load(): Addon {
+  return createRequire(import.meta.url)(builtFile('crashcart.node')) as Addon;
 }
 
 let addon: Addon | undefined;
@@ -381,8 +382,11 @@ function handled<T extends { exited: Promise<unknown>; ready?: Promise<unknown> 
   return h;
 }
 
-/** Resolves once the waiting process is forked (on a thread of the addon's: the event loop runs on). */
-export const spawn = (req: SpawnRequest) => native().spawn(req).then(handled);
+/**
+ * crashcart-wait (native/wait.cc), the waiting process of a spawn, built next to the addon.
+ * Resolves once it runs (started from a thread of the addon's: the event loop runs on).
+ */
+export const spawn = (req: SpawnRequest) => native().spawn({ ...req, helper: builtFile('crashcart-wait') }).then(handled);
 /** pipe2(O_CLOEXEC): [read end, write end]; the caller closes both. */
 export const pipe = () => native().pipe();
 /** isatty(3) of one of crashcart's fds, without opening it as a Node stream. */

@@ -8,11 +8,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
 import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { createScratchContainer, type ScratchContainer } from '../../src/demo/scratch.js';
 import { StateStore } from '../../src/core/state.js';
-import { privateDirs, runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
+import { cliEnv, privateDirs, runCrashcart, startCrashcart, testImage } from '../helpers/cli.js';
 import { startDockerd, type PrivateDockerd } from '../helpers/dockerd.js';
-import { onPath, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
+import { onPath, projectRoot, requireCommand, requireRoot, sleeperPath } from '../helpers/host.js';
 import { assertClean, assertFailure, grafts, snapshot, stateRecords, waitFor } from '../helpers/expect.js';
 import { stopAndCheck } from '../helpers/daemon.js';
 import { importScratchRoot } from '../helpers/rootfs.js';
@@ -135,6 +136,21 @@ describe('fan-out', () => {
     const lines = own(r.stderr);
     assert.match(lines.find((l) => l.includes('nosuch'))!, new RegExp(`^crashcart: ${BASE}-nosuch +not reached \\(exit 125\\): no container or process matches '${BASE}-nosuch'`));
     assert.equal(lines.at(-1), 'crashcart: 4 targets: 3 succeeded, 0 failed, 1 not reached; exit 125');
+    await assertClean(before);
+  });
+
+  test('a reader that goes away (| head -2): the commands run to their end, the summary comes, exit 0, nothing left', async (t) => {
+    if (!ready(t)) return;
+    const before = await snapshot();
+    // every command writes more than a pipe holds after head has gone
+    const r = await execa('sh', ['-c', `"$0" "$@" | head -2`, process.execPath, join(projectRoot(), 'bin', 'crashcart'), '-i', image, ids().join(','), '--', 'sh', '-c', 'seq 1 20000; echo done >&2'], {
+      env: cliEnv(), reject: false, timeout: 60_000,
+    });
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stdout.split('\n').length, 2, r.stdout);
+    const lines = own(r.stderr);
+    assert.equal(lines.at(-1), `crashcart: ${N} targets: ${N} succeeded, 0 failed; exit 0`, r.stderr);
+    assert.equal(r.stderr.split('\n').filter((l) => l.endsWith('| done')).length, N, r.stderr);
     await assertClean(before);
   });
 

@@ -83,9 +83,14 @@ export async function fanOut(args: AttachArgs, command: string[], load?: number)
 
   const colour = (to: Stream) => !process.env.NO_COLOR && isatty(to === 'stdout' ? 1 : 2);
   const format = lineFormat(planned.map((p) => p.label), { prefix: args.prefix, json: args.json, colour });
+  // A reader that went away (`| head`) takes the rest of that stream, not crashcart: the
+  // commands run to their end and the summary still comes.
+  const gone = new Set<NodeJS.WriteStream>();
+  for (const out of [process.stdout, process.stderr]) out.on('error', () => gone.add(out));
   const emit = (label: string, stream: Stream, text: string) => {
     const line = format(label, stream, text);
-    (line.to === 'stdout' ? process.stdout : process.stderr).write(line.text);
+    const out = line.to === 'stdout' ? process.stdout : process.stderr;
+    if (!gone.has(out)) out.write(line.text);
   };
 
   const hub = signalHub();

@@ -1,0 +1,137 @@
+// The record a child (a forked or cloned one of the addon's, or crashcart-wait) sends its
+// parent when a step fails, and the faults tests inject at named steps. No N-API here:
+// crashcart-wait includes it too.
+#pragma once
+#include <errno.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace crashcart {
+
+// Steps a child can fail at. The parent maps them to syscall names.
+enum Step : int {
+  kStepNone = 0,
+  kStepSetns,
+  kStepChroot,
+  kStepChdir,
+  kStepOpen,        // a directory on the way to the mount point
+  kStepMountPoint,  // the mount point itself: a symlink, a file, or unopenable
+  kStepMkdir,
+  kStepRemount,     // making a read-only parent writable
+  kStepRestore,     // making it read-only again
+  kStepMknod,
+  kStepMount,
+  kStepMoveMount,
+  kStepUnlink,
+  kStepUmount,
+  kStepRmdir,
+  kStepCgroup,
+  kStepFork,
+  kStepSetgroups,
+  kStepSetgid,
+  kStepSetuid,
+  kStepCapBound,
+  kStepCapSet,
+  kStepCapAmbient,
+  kStepNoNewPrivs,
+  kStepExecve,
+  kStepSetfsuid,
+  kStepFault,  // a fault injected on purpose (CRASHCART_FAULT)
+  // the sandbox of a stopped container (sandbox.cc)
+  kStepUnshare,
+  kStepPivotRoot,
+  kStepSethostname,
+  kStepLoopback,
+  kStepSymlink,
+  kStepMountSetattr,
+  kStepDup2,   // the command's stdin, stdout or stderr onto the pipe it was given
+  kStepHelper,  // execve of crashcart-wait (detail: 0)
+  kStepPlan,    // crashcart-wait could not read the plan it was given
+};
+
+const char* StepName(int step);
+
+struct ChildReport {
+  int step;    // kStepNone when all went well
+  int err;     // errno of the failed step
+  int detail;  // which namespace / candidate / cgroup file (step-specific)
+  int flags;   // step-specific results (graft: dir created, parent remounted)
+};
+
+// Writes the record in one write (it is far below PIPE_BUF, so it is atomic).
+inline void ChildSend(int fd, int step, int err, int detail, int flags) {
+  ChildReport r{step, err, detail, flags};
+  ssize_t unused = write(fd, &r, sizeof r);
+  (void)unused;
+}
+
+
+
+
+// Faults injected on purpose at named points of a child's work, so tests can fail or kill
+// crashcart at each step deterministically. Parsed before fork from the request's
+// `fault: { point, action }` (absent: none).
+enum FaultPoint : int {
+  kFaultNone = 0,
+  kFaultAfterMknod,
+  kFaultAfterMount,
+  kFaultRestoreDev,
+  kFaultDuringUngraft,
+  kFaultInTarget,
+  kFaultBeforeExec,
+  kFaultNoCloseRange,
+  kFaultSandboxUnshared,
+  kFaultSandboxOverlay,
+  kFaultSandboxMounted,
+  kFaultSandboxPivoted,
+  kFaultSandboxBeforeExec,
+};
+enum FaultAction : int { kFaultFail = 0, kFaultKill, kFaultStop };
+
+struct Fault {
+  int point = kFaultNone;
+  int action = kFaultFail;
+  // The Node process, which `kill` ends: a pidfd, since a child inside the target's PID
+  // namespace cannot name it by pid (and must never signal a pid of the container's).
+  // The parent's copy closes when the plan goes; a child exits without running destructors.
+  int crashcart = -1;
+
+  Fault() = default;
+  Fault(const Fault&) = delete;
+  Fault& operator=(const Fault&) = delete;
+  Fault(Fault&& o) noexcept : point(o.point), action(o.action), crashcart(o.crashcart) { o.crashcart = -1; }
+  Fault& operator=(Fault&& o) noexcept {
+    if (this != &o) {
+      Close();
+      point = o.point;
+      action = o.action;
+      crashcart = o.crashcart;
+      o.crashcart = -1;
+    }
+    return *this;
+  }
+  ~Fault() { Close(); }
+  void Close() {
+    if (crashcart >= 0) close(crashcart);
+    crashcart = -1;
+  }
+};
+
+// At `point` in a child: kill ends crashcart with SIGKILL (the child goes on, as it would
+// after a real `kill -9`), stop stops the child itself until SIGCONT. Returns true when the
+// step is to fail instead.
+inline bool FaultHere(const Fault& f, int point) {
+  if (f.point != point) return false;
+  if (f.action == kFaultKill) {
+    syscall(SYS_pidfd_send_signal, f.crashcart, SIGKILL, nullptr, 0);
+    return false;
+  }
+  if (f.action == kFaultStop) {
+    kill(getpid(), SIGSTOP);  // cannot be blocked
+    return false;
+  }
+  return true;
+}
+
+}  // namespace crashcart
