@@ -10,6 +10,7 @@ import { splitArgv } from './argv.js';
 import { parseAttachArgs, VERBOSE } from './attach-args.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
 import { report } from './output.js';
+import { noteCodeCache } from '../core/timing.js';
 
 function version(): string {
   return (JSON.parse(readFileSync(join(projectDir, 'package.json'), 'utf8')) as { version: string }).version;
@@ -163,20 +164,23 @@ export function usageLine(msg: string, argv: string[] = []): string {
   return `${text}; ${help}`;
 }
 
-export async function run(): Promise<void> {
+/** Runs the command line; says 'attach' after a plain attach (bin/crashcart keeps V8's code cache of one). */
+export async function run(opts: { codeCache?: string } = {}): Promise<'attach' | undefined> {
   const load = process.uptime() * 1000; // since the process started: Node's start and loading the CLI
+  noteCodeCache(opts.codeCache);
   const argv = process.argv.slice(2);
   // what the completion scripts ask while a user presses TAB: no yargs, no attach modules
   if (argv[0] === '__complete') {
     process.exitCode = await (await import('./commands/complete.js')).complete(argv.slice(1));
-    return;
+    return undefined;
   }
   const split = splitArgv(argv);
   const verbose = split.own.some((a) => a === '-v' || a === '--verbose');
   let code: number;
+  let fast;
   try {
     // a plain attach needs no yargs (see attach-args.ts)
-    const fast = parseAttachArgs(split.own);
+    fast = parseAttachArgs(split.own);
     code = fast ? await attach(fast, split.command, load) : await main(argv, load);
   } catch (e) {
     if (e instanceof Error && (e as { usage?: boolean }).usage) {
@@ -187,4 +191,5 @@ export async function run(): Promise<void> {
     }
   }
   process.exitCode = code;
+  return fast && code !== EXIT_CRASHCART ? 'attach' : undefined;
 }

@@ -19,6 +19,12 @@ export interface Stopwatch {
   line(): string | undefined;
 }
 
+let codeCache: string | undefined;
+/** What bin/crashcart did with V8's code cache of the bundle (used, written, rejected, none, off), for the line. */
+export function noteCodeCache(status: string | undefined): void {
+  codeCache = status;
+}
+
 const OFF: Stopwatch = { on: false, lap() {}, line: () => undefined };
 
 export const timingOn = (env: NodeJS.ProcessEnv = process.env) => env.CRASHCART_TIMING === '1';
@@ -42,7 +48,7 @@ export function stopwatch(opts: { load?: number; on?: boolean } = {}): Stopwatch
       const load = opts.load === undefined ? [] : [`load ${ms(opts.load)}`];
       const total = (opts.load ?? 0) + last - t0;
       const rss = process.resourceUsage().maxRSS / 1024;
-      return `timing (ms): ${[...load, ...parts, `total ${ms(total)}`].join(', ')}; peak rss ${rss.toFixed(1)} MiB`;
+      return `timing (ms): ${[...load, ...parts, `total ${ms(total)}`].join(', ')}; peak rss ${rss.toFixed(1)} MiB${codeCache ? `; code cache ${codeCache}` : ''}`;
     },
   };
 }

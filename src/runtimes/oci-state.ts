@@ -2,7 +2,7 @@
 // is much faster than spawning the runtime's CLI.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { isAlive, isFrozen, processState, readMountInfo, startTime, type MountInfo } from '../core/proc.js';
+import { hostCgroupMounts, isAlive, isFrozen, processState, startTime, type MountInfo } from '../core/proc.js';
 import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export interface StateReader {
@@ -53,7 +53,7 @@ export function ociStateRuntime(name: string, root: () => string, read: StateRea
     }
     const out: Container[] = [];
     let mounts: MountInfo[] | undefined; // read once, and only if a live container needs it
-    const hostMounts = () => (mounts ??= readMountInfo('self'));
+    const hostMounts = () => (mounts ??= hostCgroupMounts());
     for (const id of ids) {
       const state = read(join(dir, id));
       if (!state) continue;

@@ -36,6 +36,8 @@ export const PODMAN_ENV = ['CONTAINERS_CONF', 'CONTAINERS_STORAGE_CONF'] as cons
  * take); undefined when it is not set there.
  */
 export function tomlString(text: string, section: string, key: string): string | undefined {
+  // most files only mention the key in comments, if at all: one scan says so
+  if (!new RegExp(`^[ \t]*${key.replace(/[.]/g, '\\.')}[ \t]*=`, 'm').test(text)) return undefined;
   let current = '';
   let found: string | undefined;
   for (const raw of text.split('\n')) {

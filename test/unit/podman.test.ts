@@ -52,6 +52,10 @@ describe('tomlString', () => {
     assert.equal(tomlString(text, 'engine', 'graphroot'), undefined);
     assert.equal(tomlString('', 'storage', 'graphroot'), undefined);
   });
+  test('a key that only comments mention is not there', () => {
+    assert.equal(tomlString('[engine]\n# static_dir = "/c"\n  #static_dir="/d"\n', 'engine', 'static_dir'), undefined);
+    assert.equal(tomlString('[engine]\n  static_dir = "/e"\n', 'engine', 'static_dir'), '/e');
+  });
   test('the last assignment wins', () => {
     assert.equal(tomlString('[s]\nk = "1"\nk = "2"\n', 's', 'k'), '2');
   });
