@@ -1,7 +1,8 @@
-// What a forked child may use between fork and exec: raw syscalls only (no malloc, no
-// stdio, no exceptions, no N-API). A child reports a failure to its parent as one
-// fixed-size record on a close-on-exec pipe; the parent turns it into a NativeError.
-// Graft, ungraft and spawn all fork through ForkReporting below.
+// What a child of the addon may use between fork (or clone) and exec: raw syscalls only (no
+// malloc, no stdio, no exceptions, no N-API). A child reports a failure to its parent as
+// one fixed-size record (report.h) on a close-on-exec pipe; the parent turns it into a
+// NativeError. Graft and ungraft clone through RunReporting below, spawn clones and execs
+// crashcart-wait (spawn.cc), sandboxes and the network helper fork through ForkReporting.
 #pragma once
 #include <errno.h>
 #include <fcntl.h>

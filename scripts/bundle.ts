@@ -27,6 +27,10 @@ await build({
   packages: 'external',
   // import.meta.url of the modules (the addon's and the profiles' paths) is the bundle's own
   banner: { js: "const importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+  // import() of node builtins and of execa becomes require() (Node 20.19 requires ES
+  // modules): functions that V8's code cache gives back (bin/crashcart) have no callback for
+  // a real import() on Node 20 (ERR_VM_DYNAMIC_IMPORT_CALLBACK_MISSING)
+  supported: { 'dynamic-import': false },
   define: { 'import.meta.url': 'importMetaUrl', CRASHCART_RECIPES: JSON.stringify(recipes) },
   logLevel: 'warning',
 });
