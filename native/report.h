@@ -4,7 +4,10 @@
 #pragma once
 #include <errno.h>
 #include <signal.h>
+#include <stddef.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace crashcart {
@@ -132,6 +135,45 @@ inline bool FaultHere(const Fault& f, int point) {
     return false;
   }
   return true;
+}
+
+// Tries each candidate with execve as execvp would (the PATH search was done in crashcart),
+// remembering that one existed but could not be run (EACCES) over "not found". Returns only
+// when none could run: the errno, and in *which the candidate it is about.
+inline int ExecCandidates(char* const* candidates, size_t n, char* const* argv, char* const* envp, int* which) {
+  int err = ENOENT;
+  *which = 0;
+  bool sawAccess = false;
+  for (size_t i = 0; i < n; i++) {
+    execve(candidates[i], argv, envp);
+    if (errno == ENOENT || errno == ENOTDIR) continue;
+    if (errno == EACCES) {
+      if (!sawAccess) *which = static_cast<int>(i);
+      sawAccess = true;
+      continue;
+    }
+    err = errno;
+    *which = static_cast<int>(i);
+    sawAccess = false;
+    break;
+  }
+  return sawAccess ? EACCES : err;
+}
+
+// Becomes a command's wait status: its exit code, or its signal raised on itself (with no
+// core: the command's, if any, is written already).
+[[noreturn]] inline void BecomeStatus(int status) {
+  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
+  int sig = WTERMSIG(status);
+  struct rlimit noCore = {0, 0};
+  setrlimit(RLIMIT_CORE, &noCore);
+  signal(sig, SIG_DFL);
+  sigset_t only;
+  sigemptyset(&only);
+  sigaddset(&only, sig);
+  sigprocmask(SIG_UNBLOCK, &only, nullptr);
+  kill(getpid(), sig);
+  _exit(128 + sig);  // a signal that cannot end a process: the parent reads the code
 }
 
 }  // namespace crashcart

@@ -326,23 +326,8 @@ int LoopbackUp() {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
-  // the PATH search was done before fork: each candidate as execvp would try it
-  int err = ENOENT, which = 0;
-  bool sawAccess = false;
-  for (size_t i = 0; i < p.candidates->size(); i++) {
-    execve(p.candidates->data()[i], p.argv->data(), p.env->data());
-    if (errno == ENOENT || errno == ENOTDIR) continue;
-    if (errno == EACCES) {
-      if (!sawAccess) which = static_cast<int>(i);
-      sawAccess = true;
-      continue;
-    }
-    err = errno;
-    which = static_cast<int>(i);
-    sawAccess = false;
-    break;
-  }
-  if (sawAccess) err = EACCES;
+  int which = 0;
+  int err = ExecCandidates(p.candidates->data(), p.candidates->size(), p.argv->data(), p.env->data(), &which);
   Fail(reportFd, kStepExecve, err, which);
 }
 
@@ -398,19 +383,7 @@ sigset_t WaitSet(const SandboxPlan& p) {
 }
 
 // Becomes the command's exit status: its code, or its signal raised on itself.
-[[noreturn]] void Mirror(int status) {
-  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-  int sig = WTERMSIG(status);
-  struct rlimit noCore = {0, 0};
-  setrlimit(RLIMIT_CORE, &noCore);  // the command's core, if any, is written already
-  signal(sig, SIG_DFL);
-  sigset_t only;
-  sigemptyset(&only);
-  sigaddset(&only, sig);
-  sigprocmask(SIG_UNBLOCK, &only, nullptr);
-  kill(getpid(), sig);
-  _exit(128 + sig);
-}
+[[noreturn]] void Mirror(int status) { BecomeStatus(status); }
 
 // Reads one int written in one write; false at EOF.
 bool ReadStatus(int fd, int* out) {

@@ -143,24 +143,8 @@ bool CommandFault(const Running& r, int point) { return r.fault.action != kFault
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, nullptr);
 
-  // The PATH search was done in crashcart: try each candidate as execvp would, remembering
-  // that one existed but could not be run (EACCES) over "not found".
-  int err = ENOENT, which = 0;
-  bool sawAccess = false;
-  for (size_t i = 0; i + 1 < r.candidates.size(); i++) {
-    execve(r.candidates[i], r.argv.data(), r.env.data());
-    if (errno == ENOENT || errno == ENOTDIR) continue;
-    if (errno == EACCES) {
-      if (!sawAccess) which = static_cast<int>(i);
-      sawAccess = true;
-      continue;
-    }
-    err = errno;
-    which = static_cast<int>(i);
-    sawAccess = false;
-    break;
-  }
-  if (sawAccess) err = EACCES;
+  int which = 0;
+  int err = ExecCandidates(r.candidates.data(), r.candidates.size() - 1, r.argv.data(), r.env.data(), &which);
   Fail(p.reportFd, kStepExecve, err, which);
 }
 
@@ -185,17 +169,7 @@ bool CommandFault(const Running& r, int point) { return r.fault.action != kFault
     if (sigismember(&r.fromTerminal, sig) == 1 && si.si_code == SI_KERNEL) continue;
     kill(command, sig);
   }
-  if (WIFEXITED(status)) _exit(WEXITSTATUS(status));
-  int sig = WTERMSIG(status);
-  struct rlimit noCore = {0, 0};
-  setrlimit(RLIMIT_CORE, &noCore);  // the command's core, if any, is already written
-  signal(sig, SIG_DFL);
-  sigset_t only;
-  sigemptyset(&only);
-  sigaddset(&only, sig);
-  sigprocmask(SIG_UNBLOCK, &only, nullptr);
-  kill(getpid(), sig);
-  _exit(128 + sig);  // a signal that cannot end a process: the parent reads the code
+  BecomeStatus(status);
 }
 
 bool ReadPlan(int fd, CommandPlan* plan) {
