@@ -128,7 +128,7 @@ function anotherImage(target: Target, rec: TargetRecord, index: number): Crashca
 export type Release = 'kept' | 'unmounted' | 'detached' | 'swept' | 'cleared' | 'forgotten';
 
 /** Takes the toolkit out of a target if nothing needs it any more. Runs holding its record (or the whole state). */
-export async function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log): Promise<Release> {
+export async function releaseIfUnused(store: StateStore, rec: TargetRecord, log: Log, known?: TargetFacts): Promise<Release> {
   rec.sessions = rec.sessions.filter(sessionAlive);
   if (rec.pinned || rec.sessions.length > 0) {
     store.write(rec);
@@ -139,7 +139,8 @@ export async function releaseIfUnused(store: StateStore, rec: TargetRecord, log:
     store.remove(rec.key); // the container is gone, and its mounts with it
     return 'forgotten';
   }
-  const facts = inspectTarget(rec.target.pid, { allowHost: true });
+  // the session's own facts of the target, when the record is of that same process
+  const facts = known && known.pid === rec.target.pid && known.start === rec.target.start ? known : inspectTarget(rec.target.pid, { allowHost: true });
   // A record without a method is a graft that never finished: whatever of it exists
   // (the mount, the directory, the device node) is crashcart's.
   const unfinished = rec.method === '';

@@ -4,7 +4,7 @@
 // one above it) and runs such a session outside the container's cgroups instead.
 import { readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { cgroupDirs, hostCgroupMounts, readCgroups, type MountInfo } from './proc.js';
+import { cgroupPlaces, hostCgroupMounts, readCgroups, type CgroupPlace, type MountInfo } from './proc.js';
 
 /** Fewer free pids than this, and a shell with a tool or two could not start. */
 export const PIDS_HEADROOM = 8;
@@ -42,16 +42,28 @@ function readNumber(file: string): number | undefined {
 // cgroup v1 says "no limit" with the largest page-aligned signed 64-bit value.
 const V1_UNLIMITED = 2 ** 62;
 
-const FILES: { kind: CgroupLimit['kind']; current: string; max: string }[] = [
-  { kind: 'pids', current: 'pids.current', max: 'pids.max' },
-  { kind: 'memory', current: 'memory.current', max: 'memory.max' }, // v2
-  { kind: 'memory', current: 'memory.usage_in_bytes', max: 'memory.limit_in_bytes' }, // v1
+interface LimitFiles {
+  kind: CgroupLimit['kind'];
+  current: string;
+  max: string;
+  /** in the unified hierarchy, or in a v1 one of that controller */
+  v2: boolean;
+  v1: boolean;
+}
+
+const FILES: LimitFiles[] = [
+  { kind: 'pids', current: 'pids.current', max: 'pids.max', v2: true, v1: true },
+  { kind: 'memory', current: 'memory.current', max: 'memory.max', v2: true, v1: false },
+  { kind: 'memory', current: 'memory.usage_in_bytes', max: 'memory.limit_in_bytes', v2: false, v1: true },
 ];
 
+/** The files a hierarchy can have (looking for the others would only meet ENOENT). */
+const filesOf = (p: CgroupPlace) => FILES.filter((f) => (p.v2 ? f.v2 : f.v1 && p.controllers.includes(f.kind)));
+
 /** The limits set on `dir` itself (a cgroup directory as the host sees it). */
-export function limitsOf(dir: string, read = readNumber): CgroupLimit[] {
+export function limitsOf(dir: string, read = readNumber, files = FILES): CgroupLimit[] {
   const out: CgroupLimit[] = [];
-  for (const f of FILES) {
+  for (const f of files) {
     const max = read(`${dir}/${f.max}`);
     if (max === undefined || max === Infinity || max >= V1_UNLIMITED) continue;
     const current = read(`${dir}/${f.current}`);
@@ -84,13 +96,13 @@ export function withAncestors(dirs: string[], mounts: MountInfo[]): string[] {
 
 /** The pids and memory limits over the process `pid`, and which of them it is at. */
 export function checkLimits(pid: number, mounts: MountInfo[] = hostCgroupMounts()): LimitCheck {
-  let dirs: string[];
+  let places: CgroupPlace[];
   try {
-    dirs = withAncestors(cgroupDirs(readCgroups(pid), mounts), mounts);
+    places = cgroupPlaces(readCgroups(pid), mounts).filter((p) => filesOf(p).length > 0);
   } catch {
     return { reached: [], limits: [] }; // the process is gone: the attach fails elsewhere
   }
-  const limits = dirs.flatMap((d) => limitsOf(d));
+  const limits = places.flatMap((p) => withAncestors([p.dir], mounts).flatMap((d) => limitsOf(d, readNumber, filesOf(p))));
   return { reached: limits.filter(isReached), limits };
 }
 

@@ -193,8 +193,17 @@ export function parseCgroups(text: string): CgroupEntry[] {
  * The cgroup directories (as the host sees them) of every hierarchy a process belongs to:
  * cgroup v2, and each v1 hierarchy that is mounted in `hostMounts`.
  */
-export function cgroupDirs(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
-  const dirs: string[] = [];
+/** A process's cgroup directory in one hierarchy, as the host sees it. */
+export interface CgroupPlace {
+  dir: string;
+  /** the unified hierarchy (cgroup v2) */
+  v2: boolean;
+  /** v1: the hierarchy's controllers (pids, memory, freezer, ...) */
+  controllers: string[];
+}
+
+export function cgroupPlaces(cgroups: CgroupEntry[], hostMounts: MountInfo[]): CgroupPlace[] {
+  const places: CgroupPlace[] = [];
   for (const cg of cgroups) {
     const mount = hostMounts.find((m) => {
       if (cg.controllers.length === 0) return m.fsType === 'cgroup2';
@@ -207,10 +216,12 @@ export function cgroupDirs(cgroups: CgroupEntry[], hostMounts: MountInfo[]): str
     const inside = cg.path === mount.root || cg.path.startsWith(`${mount.root}/`);
     const rel = mount.root === '/' ? cg.path : inside ? cg.path.slice(mount.root.length) || '/' : undefined;
     if (rel === undefined) continue;
-    dirs.push(`${mount.mountPoint}${rel === '/' ? '' : rel}`.replace(/\/+/g, '/'));
+    places.push({ dir: `${mount.mountPoint}${rel === '/' ? '' : rel}`.replace(/\/+/g, '/'), v2: cg.controllers.length === 0, controllers: cg.controllers });
   }
-  return dirs;
+  return places;
 }
+
+export const cgroupDirs = (cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] => cgroupPlaces(cgroups, hostMounts).map((p) => p.dir);
 
 /** The cgroup.procs file of each of those directories: writing a pid there moves it. */
 export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
@@ -223,16 +234,15 @@ export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]
  */
 export function isFrozen(pid: number, hostMounts: MountInfo[] = hostCgroupMounts()): boolean {
   try {
-    return cgroupDirs(readCgroups(pid), hostMounts).some((dir) => {
+    // only the file each hierarchy has: a missing one costs an exception
+    return cgroupPlaces(readCgroups(pid), hostMounts).some((p) => {
+      const file = p.v2 ? 'cgroup.freeze' : p.controllers.includes('freezer') ? 'freezer.state' : undefined;
+      if (!file) return false;
       try {
-        const state = readFileSync(`${dir}/freezer.state`, 'utf8').trim();
-        return state === 'FROZEN' || state === 'FREEZING';
+        const state = readFileSync(`${p.dir}/${file}`, 'utf8').trim();
+        return p.v2 ? state === '1' : state === 'FROZEN' || state === 'FREEZING';
       } catch {
-        try {
-          return readFileSync(`${dir}/cgroup.freeze`, 'utf8').trim() === '1';
-        } catch {
-          return false;
-        }
+        return false;
       }
     });
   } catch {

@@ -124,7 +124,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
         const r = store.read(key);
         if (!r?.sessions.some(mine)) return;
         r.sessions = r.sessions.filter((s) => !mine(s));
-        await releaseIfUnused(store, r, opts.log);
+        await releaseIfUnused(store, r, opts.log, facts);
       });
     } catch (e) {
       // The command's own exit code still stands (scripts rely on it); the next run
