@@ -35,7 +35,6 @@ void ResetSignalHandlers();
 // The request's `fault: { point, action }` (absent: none); kill opens crashcart's pidfd.
 Fault ParseFault(Napi::Env env, const Napi::Object& req);
 
-
 // A forked child and the read end of its report pipe.
 struct Forked {
   pid_t pid;
@@ -47,14 +46,10 @@ struct Forked {
 // dumpable: a process in the container with CAP_SYS_PTRACE must not attach to it while it
 // holds host file descriptors (runc does the same since CVE-2016-9962). Exec restores
 // dumpability for the command, which by then holds none of crashcart's descriptors.
-// Returns 0, or the errno of the step named in *failed (off the main thread: no throwing).
 template <typename Body>
-int ForkChild(Body body, Forked* out, const char** failed) {
+Forked ForkReporting(Napi::Env env, Body body) {
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) < 0) {
-    *failed = "pipe2";
-    return errno;
-  }
+  if (pipe2(fds, O_CLOEXEC) < 0) throw ErrnoError(env, errno, "pipe2");
   sigset_t old = BlockAllSignals();
   pid_t pid = fork();
   if (pid == 0) {
@@ -69,27 +64,24 @@ int ForkChild(Body body, Forked* out, const char** failed) {
   close(fds[1]);
   if (pid < 0) {
     close(fds[0]);
-    *failed = "fork";
-    return forkErr;
+    throw ErrnoError(env, forkErr, "fork");
   }
-  *out = {pid, fds[0]};
-  return 0;
+  return {pid, fds[0]};
 }
 
-// ForkChild on the calling (main) thread, throwing its failure.
-template <typename Body>
-Forked ForkReporting(Napi::Env env, Body body) {
-  Forked out{};
-  const char* failed = nullptr;
-  if (int err = ForkChild(body, &out, &failed)) throw ErrnoError(env, err, failed);
-  return out;
+// A close-on-exec duplicate of one of the caller's fds, for a plan whose child starts later
+// on another thread (the caller may close, and reuse, its number meanwhile). `what` names it.
+inline int DupFd(Napi::Env env, int fd, const char* what) {
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (dup < 0) throw ErrnoError(env, errno, "fcntl F_DUPFD_CLOEXEC", what);
+  return dup;
 }
 
 // Runs fn(arg) in a child that shares this process's memory until it execs or exits (clone
 // with CLONE_VM | CLONE_VFORK, as posix_spawn does): no page tables are copied, which for a
 // process of Node's size is most of what a fork costs. The calling thread is suspended
-// meanwhile, and fn runs on `stack` (a ChildStack's). Only for children that make raw syscalls on memory
-// prepared before: joining a user namespace refuses a shared mm, and PR_SET_DUMPABLE would
+// meanwhile, and fn runs on `stack` (a ChildStack's). Only for children that make raw
+// syscalls on memory prepared before: joining a user namespace refuses a shared mm, and PR_SET_DUMPABLE would
 // change the parent's. Returns the pid, or -1 with errno.
 pid_t CloneVfork(int (*fn)(void*), void* arg, char* stack, size_t size);
 

@@ -217,13 +217,8 @@ struct Target {
 
 void ReadTarget(Napi::Env env, const Napi::Object& req, Target* t) {
   auto i = [&](const char* k) { return req.Get(k).As<Napi::Number>().Int32Value(); };
-  auto dup = [&](const char* k) {
-    int fd = fcntl(i(k), F_DUPFD_CLOEXEC, 3);
-    if (fd < 0) throw ErrnoError(env, errno, "fcntl F_DUPFD_CLOEXEC", k);
-    return fd;
-  };
-  t->mntNsFd = dup("mntNsFd");
-  t->rootFd = dup("rootFd");
+  t->mntNsFd = DupFd(env, i("mntNsFd"), "mntNsFd");
+  t->rootFd = DupFd(env, i("rootFd"), "rootFd");
   t->fsUid = i("fsUid");
   t->fsGid = i("fsGid");
 }

@@ -10,14 +10,14 @@
 
 namespace crashcart {
 
-// tryLock({ fd, exclusive, start, length }) -> boolean: granted, or held by someone else.
+// tryLock({ fd, start, length }) -> boolean: an exclusive lock granted, or held by someone else.
 // length 0 means to the end of the file (the whole file with start 0). Closing the fd
 // unlocks: no unlock call is needed.
 Napi::Value TryLock(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object req = info[0].As<Napi::Object>();
   struct flock fl {};
-  fl.l_type = req.Get("exclusive").ToBoolean().Value() ? F_WRLCK : F_RDLCK;
+  fl.l_type = F_WRLCK;
   fl.l_whence = SEEK_SET;
   fl.l_start = static_cast<off_t>(req.Get("start").As<Napi::Number>().Int64Value());
   fl.l_len = static_cast<off_t>(req.Get("length").As<Napi::Number>().Int64Value());

@@ -69,9 +69,6 @@ inline void ChildSend(int fd, int step, int err, int detail, int flags) {
   (void)unused;
 }
 
-
-
-
 // Faults injected on purpose at named points of a child's work, so tests can fail or kill
 // crashcart at each step deterministically. Parsed before fork from the request's
 // `fault: { point, action }` (absent: none).
@@ -158,6 +155,16 @@ inline int ExecCandidates(char* const* candidates, size_t n, char* const* argv, 
     break;
   }
   return sawAccess ? EACCES : err;
+}
+
+// The signals a waiting process waits for: those it passes on, the terminal's, SIGCHLD.
+inline sigset_t WaitSet(const sigset_t& forwarded, const sigset_t& fromTerminal) {
+  sigset_t set = forwarded;
+  for (int sig = 1; sig < NSIG; sig++) {
+    if (sigismember(&fromTerminal, sig) == 1) sigaddset(&set, sig);
+  }
+  sigaddset(&set, SIGCHLD);
+  return set;
 }
 
 // Becomes a command's wait status: its exit code, or its signal raised on itself (with no

@@ -331,15 +331,6 @@ int LoopbackUp() {
   Fail(reportFd, kStepExecve, err, which);
 }
 
-// The signals the box and init wait for: those passed on, the terminal's, SIGCHLD.
-sigset_t WaitSet(const SandboxPlan& p) {
-  sigset_t set = p.forwarded;
-  for (int sig = 1; sig < NSIG; sig++) {
-    if (sigismember(&p.fromTerminal, sig) == 1) sigaddset(&set, sig);
-  }
-  sigaddset(&set, SIGCHLD);
-  return set;
-}
 
 // PID 1 of the sandbox: mounts /proc, runs the command, reaps whatever else ends, passes
 // signals on, and writes the command's wait status for the box when it ends. When init
@@ -361,7 +352,7 @@ sigset_t WaitSet(const SandboxPlan& p) {
     CommandChild(p, reportFd);
   }
   CloseAllBut(statusFd, -1);  // the report pipe too: its last copy is the command's
-  sigset_t set = WaitSet(p);
+  sigset_t set = WaitSet(p.forwarded, p.fromTerminal);
   for (;;) {
     siginfo_t si;
     int sig = sigwaitinfo(&set, &si);
@@ -381,9 +372,6 @@ sigset_t WaitSet(const SandboxPlan& p) {
     }
   }
 }
-
-// Becomes the command's exit status: its code, or its signal raised on itself.
-[[noreturn]] void Mirror(int status) { BecomeStatus(status); }
 
 // Reads one int written in one write; false at EOF.
 bool ReadStatus(int fd, int* out) {
@@ -507,7 +495,7 @@ bool ReadStatus(int fd, int* out) {
   }
   close(pipeFds[1]);
   CloseAllBut(pipeFds[0], -1);  // from here on only init and the command hold the report pipe
-  sigset_t set = WaitSet(p);
+  sigset_t set = WaitSet(p.forwarded, p.fromTerminal);
   for (;;) {
     siginfo_t si;
     int sig = sigwaitinfo(&set, &si);
@@ -519,7 +507,7 @@ bool ReadStatus(int fd, int* out) {
     int initStatus = 0;
     if (waitpid(init, &initStatus, WNOHANG) != init) continue;
     int status = 0;
-    if (ReadStatus(pipeFds[0], &status)) Mirror(status);
+    if (ReadStatus(pipeFds[0], &status)) BecomeStatus(status);
     _exit(1);  // init failed before the command ended; its report says why
   }
 }

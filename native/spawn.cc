@@ -39,10 +39,8 @@ struct Spawning {
 
   int Own(Napi::Env env, int fd) {
     if (fd < 0) return -1;
-    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-    if (dup < 0) throw ErrnoError(env, errno, "fcntl F_DUPFD_CLOEXEC");
-    ownFds.push_back(dup);
-    return dup;
+    ownFds.push_back(DupFd(env, fd, "spawn"));
+    return ownFds.back();
   }
   // Once crashcart-wait has exec'd (or failed to): it holds its copies.
   void CloseHandedOver() {
@@ -60,15 +58,16 @@ struct Spawning {
 };
 
 // The clone's body, until execve: handlers back to SIG_DFL (the mask, all blocked, stays),
-// the fds crashcart-wait needs made inheritable (in the clone's own fd table), exec.
+// the fds crashcart-wait needs made inheritable (in the clone's own fd table), exec. It
+// shares crashcart's memory: no allocation here, only what Spawn prepared.
 int StartHelper(void* arg) {
   auto* s = static_cast<Spawning*>(arg);
   ResetSignalHandlers();
-  for (int fd : s->plan.Fds()) {
+  for (int fd : s->ownFds) fcntl(fd, F_SETFD, 0);
+  for (int fd : {s->planFd, s->plan.reportFd, s->fault.crashcart}) {
     if (fd >= 0) fcntl(fd, F_SETFD, 0);
   }
   for (int fd = 0; fd <= 2; fd++) fcntl(fd, F_SETFD, 0);  // crashcart's own stdio (Node may mark it close-on-exec)
-  fcntl(s->planFd, F_SETFD, 0);
   char planArg[16], reportArg[16];
   // no snprintf between clone and exec: digits by hand
   auto digits = [](int v, char* out) {

@@ -150,11 +150,7 @@ bool CommandFault(const Running& r, int point) { return r.fault.action != kFault
 
 // Waits for the command, forwarding signals; then becomes its exit status.
 [[noreturn]] void Mirror(const Running& r, pid_t command) {
-  sigset_t set = r.forwarded;
-  for (int sig = 1; sig < NSIG; sig++) {
-    if (sigismember(&r.fromTerminal, sig) == 1) sigaddset(&set, sig);
-  }
-  sigaddset(&set, SIGCHLD);
+  sigset_t set = WaitSet(r.forwarded, r.fromTerminal);
   int status = 0;
   for (;;) {
     siginfo_t si;

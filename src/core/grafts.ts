@@ -8,7 +8,7 @@ import { CrashcartError } from './errors.js';
 import { faultPoint } from './fault.js';
 import { findGraft, findToolkit, graftToolkit, isToolkitMount, sweepLeftovers, ungraftToolkit, type MethodChoice } from './graft.js';
 import { acquireLoop, loopBackingFile, loopBacks, loopIndexOf, releaseLoop, type HeldLoop } from './loop.js';
-import { isAlive, startTime } from './proc.js';
+import { isAlive, selfStart } from './proc.js';
 import { sessionAlive, StateStore, targetKey, type Session, type TargetRecord } from './state.js';
 import { inspectTarget, TargetHandles, type Target, type TargetFacts } from './target.js';
 
@@ -28,11 +28,8 @@ export interface GraftOptions {
 
 export const describeTarget = (t: Pick<Target, 'runtime' | 'id' | 'pid'>) => (t.runtime === 'pid' ? `process ${t.pid}` : `${t.runtime} container ${t.id}`);
 
-let me: { pid: number; start: number } | undefined;
-export function self(): { pid: number; start: number } {
-  me ??= { pid: process.pid, start: startTime('self')! };
-  return { ...me };
-}
+/** crashcart's own process, as a session record holds it. */
+export const self = (): { pid: number; start: number } => ({ pid: process.pid, start: selfStart()! });
 
 let sessions = 0;
 /** A session's own id, unique on the host: one crashcart process may run several at once. */

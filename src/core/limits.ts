@@ -98,11 +98,14 @@ export function withAncestors(dirs: string[], mounts: MountInfo[]): string[] {
 export function checkLimits(pid: number, mounts: MountInfo[] = hostCgroupMounts()): LimitCheck {
   let places: CgroupPlace[];
   try {
-    places = cgroupPlaces(readCgroups(pid), mounts).filter((p) => filesOf(p).length > 0);
+    places = cgroupPlaces(readCgroups(pid), mounts);
   } catch {
     return { reached: [], limits: [] }; // the process is gone: the attach fails elsewhere
   }
-  const limits = places.flatMap((p) => withAncestors([p.dir], mounts).flatMap((d) => limitsOf(d, readNumber, filesOf(p))));
+  const limits = places.flatMap((p) => {
+    const files = filesOf(p);
+    return files.length === 0 ? [] : withAncestors([p.dir], mounts).flatMap((d) => limitsOf(d, readNumber, files));
+  });
   return { reached: limits.filter(isReached), limits };
 }
 

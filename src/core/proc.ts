@@ -109,10 +109,13 @@ export function isRunning(pid: number): boolean {
   return st !== undefined && st.state !== 'Z';
 }
 
+let ownStart: number | undefined;
+/** crashcart's own start time (it cannot change while it runs). */
+export const selfStart = (): number | undefined => (ownStart ??= startTime('self'));
+
 /** Is the process still the one we knew (same pid, same start time), and not a zombie? */
-let me: number | undefined;
 export function isAlive(pid: number, start: number): boolean {
-  if (pid === process.pid && start === (me ??= startTime('self'))) return true; // crashcart itself
+  if (pid === process.pid && start === selfStart()) return true; // crashcart itself
   const st = readStat(pid);
   return st !== undefined && st.start === start && st.state !== 'Z';
 }
@@ -189,10 +192,6 @@ export function parseCgroups(text: string): CgroupEntry[] {
     });
 }
 
-/**
- * The cgroup directories (as the host sees them) of every hierarchy a process belongs to:
- * cgroup v2, and each v1 hierarchy that is mounted in `hostMounts`.
- */
 /** A process's cgroup directory in one hierarchy, as the host sees it. */
 export interface CgroupPlace {
   dir: string;
@@ -202,6 +201,10 @@ export interface CgroupPlace {
   controllers: string[];
 }
 
+/**
+ * The cgroup directories (as the host sees them) of every hierarchy a process belongs to:
+ * cgroup v2, and each v1 hierarchy that is mounted in `hostMounts`.
+ */
 export function cgroupPlaces(cgroups: CgroupEntry[], hostMounts: MountInfo[]): CgroupPlace[] {
   const places: CgroupPlace[] = [];
   for (const cg of cgroups) {
@@ -221,7 +224,9 @@ export function cgroupPlaces(cgroups: CgroupEntry[], hostMounts: MountInfo[]): C
   return places;
 }
 
-export const cgroupDirs = (cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] => cgroupPlaces(cgroups, hostMounts).map((p) => p.dir);
+export function cgroupDirs(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {
+  return cgroupPlaces(cgroups, hostMounts).map((p) => p.dir);
+}
 
 /** The cgroup.procs file of each of those directories: writing a pid there moves it. */
 export function cgroupProcsFiles(cgroups: CgroupEntry[], hostMounts: MountInfo[]): string[] {

@@ -108,7 +108,7 @@ export class StateStore {
     try {
       // a description of its own: holders in this process exclude each other too
       fd = openSync(join(this.dir, 'lock'), 'a', 0o600);
-      for (let wait = 1; !tryLock({ fd, exclusive: true, ...range }); wait = Math.min(wait * 2, LOCK_POLL_MAX_MS)) {
+      for (let wait = 1; !tryLock({ fd, ...range }); wait = Math.min(wait * 2, LOCK_POLL_MAX_MS)) {
         await new Promise((resolve) => setTimeout(resolve, wait));
       }
     } catch (e) {

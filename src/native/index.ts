@@ -192,8 +192,7 @@ export interface SandboxRequest extends CommandRequest {
   fault?: FaultRequest;
 }
 
-/** A stopped container's root alone (its layers and mount table), for crashcart cp. */
-/** The mount table has no late ops: no init runs there. */
+/** A stopped container's root alone (its layers and mount table, with no late ops: no init runs there), for crashcart cp. */
 export type SandboxViewRequest = Pick<SandboxRequest, 'layers' | 'ops' | 'fault'>;
 
 export interface SandboxView {
@@ -332,7 +331,7 @@ interface Addon {
   netHelper(req: NetHelperRequest): { pid: number; control: number };
   netConnect(req: NetConnectRequest): boolean;
   netStop(req: { control: number }): void;
-  tryLock(req: LockRange & { exclusive: boolean }): boolean;
+  tryLock(req: LockRange): boolean;
   constants: Record<string, number>;
 }
 
@@ -382,11 +381,10 @@ function handled<T extends { exited: Promise<unknown>; ready?: Promise<unknown> 
   return h;
 }
 
-/**
- * crashcart-wait (native/wait.cc), the waiting process of a spawn, built next to the addon.
- * Resolves once it runs (started from a thread of the addon's: the event loop runs on).
- */
-export const spawn = (req: SpawnRequest) => native().spawn({ ...req, helper: builtFile('crashcart-wait') }).then(handled);
+/** crashcart-wait (native/wait.cc), the waiting process of a spawn, built next to the addon: looked up once. */
+let helper: string | undefined;
+/** Resolves once crashcart-wait runs (started from a thread of the addon's: the event loop runs on). */
+export const spawn = (req: SpawnRequest) => native().spawn({ ...req, helper: (helper ??= builtFile('crashcart-wait')) }).then(handled);
 /** pipe2(O_CLOEXEC): [read end, write end]; the caller closes both. */
 export const pipe = () => native().pipe();
 /** isatty(3) of one of crashcart's fds, without opening it as a Node stream. */
@@ -418,8 +416,8 @@ export const netHelper = (req: NetHelperRequest) => native().netHelper(req);
 export const netConnect = (req: NetConnectRequest) => native().netConnect(req);
 /** Ends the helper: it sees EOF and exits; onExit follows. */
 export const netStop = (control: number) => native().netStop({ control });
-/** An open file description lock on a byte range (length 0: to the end); false when someone else holds it. Closing the fd unlocks. */
-export const tryLock = (req: LockRange & { exclusive: boolean }) => native().tryLock(req);
+/** An exclusive open file description lock on a byte range (length 0: to the end); false when someone else holds it. Closing the fd unlocks. */
+export const tryLock = (req: LockRange) => native().tryLock(req);
 export const constants = (): Record<string, number> => native().constants;
 /** The number of a signal crashcart traps or forwards (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, ...). */
 export const signalNumber = (name: string): number => {

@@ -142,8 +142,8 @@ describe('fan-out', () => {
   test('a reader that goes away (| head -2): the commands run to their end, the summary comes, exit 0, nothing left', async (t) => {
     if (!ready(t)) return;
     const before = await snapshot();
-    // every command writes more than a pipe holds after head has gone
-    const r = await execa('sh', ['-c', `"$0" "$@" | head -2`, process.execPath, join(projectRoot(), 'bin', 'crashcart'), '-i', image, ids().join(','), '--', 'sh', '-c', 'seq 1 20000; echo done >&2'], {
+    // every command writes more than a pipe holds after head has gone; pipefail: crashcart's exit code, not head's
+    const r = await execa('bash', ['-c', `set -o pipefail; "$0" "$@" | head -2`, process.execPath, join(projectRoot(), 'bin', 'crashcart'), '-i', image, ids().join(','), '--', 'sh', '-c', 'seq 1 20000; echo done >&2'], {
       env: cliEnv(), reject: false, timeout: 60_000,
     });
     assert.equal(r.exitCode, 0, r.stderr);

@@ -8,6 +8,10 @@ import { join } from 'node:path';
 import { lockOffset, StateStore } from '../../src/core/state.js';
 
 const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Resolves once `done` holds, looking every millisecond (no deadline: the test's timeout is one). */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await delay(1);
+}
 
 function store(): { store: StateStore; done: () => void } {
   const dir = mkdtempSync(join(tmpdir(), 'crashcart-lock-'));
@@ -46,7 +50,7 @@ test('the whole state waits for every record holder, and they wait for it', asyn
       await delay(40);
       events.push('all out');
     });
-    await delay(60); // a is out, the sweep is in
+    await until(() => events.includes('all in')); // a is out, the sweep is in
     const b = s.withTargetLock('mnt-2', () => void events.push('b'));
     await Promise.all([a, all, b]);
     assert.deepEqual(events, ['a in', 'a out', 'all in', 'all out', 'b']);
@@ -61,9 +65,11 @@ test('a holder that throws lets go; the event loop runs while a holder waits', a
     await assert.rejects(s.withLock(() => {
       throw new Error('boom');
     }), /boom/);
+    // the first holder lets go only once the event loop has run five times: a waiter that
+    // blocked the loop would never see it let go
     let ticks = 0;
     const timer = setInterval(() => ticks++, 2);
-    const held = s.withTargetLock('mnt-1', () => delay(50));
+    const held = s.withTargetLock('mnt-1', () => until(() => ticks >= 5));
     await delay(1);
     await s.withTargetLock('mnt-1', () => {}); // waits for the first
     clearInterval(timer);
