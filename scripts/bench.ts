@@ -29,6 +29,7 @@ import { StateStore } from '../src/core/state.js';
 import { startDockerd, type PrivateDockerd } from '../test/helpers/dockerd.js';
 import { importScratchRoot } from '../test/helpers/rootfs.js';
 import { drawSvg, type Results, type Stat } from './bench-svg.js';
+import { writeLauncher } from './launcher.js';
 
 const SECTIONS = ['attach', 'phases', 'rss', 'fanout', 'hung', 'load', 'images', 'forward'] as const;
 type Section = (typeof SECTIONS)[number];
@@ -50,8 +51,10 @@ function options() {
 }
 
 const opts = options();
-const cli = join(projectDir, 'bin', 'crashcart');
 const work = mkdtempSync(join(tmpdir(), 'crashcart-bench-'));
+// the command as scripts/setup.sh installs it: bin/crashcart run by this Node, without /usr/bin/env
+const cli = join(work, 'crashcart');
+writeLauncher(join(projectDir, 'bin', 'crashcart'), cli);
 const env: Record<string, string | undefined> = { ...process.env, CRASHCART_STATE_DIR: join(work, 'state'), CRASHCART_CACHE_DIR: join(work, 'cache'), CRASHCART_AUDIT_LOG: join(work, 'audit.log') };
 delete env.CRASHCART_TIMING;
 

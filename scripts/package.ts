@@ -168,6 +168,12 @@ async function buildDeb(out: string, time: number): Promise<string> {
   try {
     const lib = join(stage, LIB);
     await installTree(lib);
+    // Depends: nodejs, whose node is /usr/bin/node: no /usr/bin/env and search of PATH on every run
+    for (const bin of ['bin/crashcart', 'bin/kubectl-crashcart']) {
+      const text = await readFile(join(lib, bin), 'utf8');
+      if (!text.startsWith('#!/usr/bin/env node\n')) throw new Error(`${bin} does not start with #!/usr/bin/env node`);
+      await writeFile(join(lib, bin), `#!/usr/bin/node\n${text.slice(text.indexOf('\n') + 1)}`);
+    }
     await mkdir(join(stage, 'usr/bin'), { recursive: true });
     await symlink('../lib/crashcart/bin/crashcart', join(stage, 'usr/bin/crashcart'));
     await symlink('../lib/crashcart/bin/kubectl-crashcart', join(stage, 'usr/bin/kubectl-crashcart'));

@@ -35,5 +35,6 @@ fi
 npm ci --no-audit --no-fund --loglevel=error
 npm run --silent build
 
-ln -sf "$PWD/bin/crashcart" /usr/local/bin/crashcart
+# bin/crashcart, started by the Node.js the addon was built for (no /usr/bin/env on every run)
+node dist/scripts/launcher.js "$PWD/bin/crashcart" /usr/local/bin/crashcart
 echo "setup: crashcart is ready: $(command -v crashcart)"

@@ -115,6 +115,10 @@ describe('the .deb', () => {
       assert.ok(files.includes(f), `${f} is not in the package`);
     }
     assert.equal((await run('readlink', ['-f', '/usr/bin/crashcart'])).stdout, '/usr/lib/crashcart/bin/crashcart');
+    // started by the nodejs the package depends on, not through /usr/bin/env and PATH
+    for (const bin of ['crashcart', 'kubectl-crashcart']) {
+      assert.equal((await readFile(`/usr/lib/crashcart/bin/${bin}`, 'utf8')).split('\n')[0], '#!/usr/bin/node', bin);
+    }
     // nothing installed points back into a checkout
     const grep = await run('grep', ['-rlI', '--exclude-dir=node_modules', '/work/', '/usr/lib/crashcart']);
     assert.equal(grep.stdout, '', `files naming a checkout path:\n${grep.stdout}`);

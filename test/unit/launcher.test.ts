@@ -1,0 +1,59 @@
+// The installed `crashcart` command (scripts/launcher.ts): bin/crashcart run by the Node.js
+// the addon was built for, by its absolute path, with the arguments, exit code and streams
+// passed through; written over an older command (a symlink) in one rename.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { writeLauncher } from '../../scripts/launcher.js';
+
+function scratch(): { dir: string; target: string; done: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'crashcart-launcher-'));
+  // a target like bin/crashcart: CommonJS, a #! line, no extension
+  const target = join(dir, 'target');
+  writeFileSync(target, '#!/usr/bin/env node\nprocess.stdout.write(JSON.stringify(process.argv.slice(2)));\nprocess.stderr.write(__dirname);\nprocess.exitCode = 7;\n');
+  return { dir, target, done: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+test('the command starts its target with this Node, by absolute path, passing arguments and the exit code', async () => {
+  const { dir, target, done } = scratch();
+  try {
+    const cmd = join(dir, 'crashcart');
+    writeLauncher(target, cmd);
+    assert.equal(readFileSync(cmd, 'utf8').split('\n')[0], `#!${process.execPath}`);
+    assert.equal(lstatSync(cmd).mode & 0o777, 0o755);
+    // no PATH at all: nothing is searched for
+    const r = await execa(cmd, ['-i', 'x y', '--', 'true'], { env: { PATH: '' }, extendEnv: false, reject: false });
+    assert.equal(r.exitCode, 7);
+    assert.equal(r.stdout, JSON.stringify(['-i', 'x y', '--', 'true']));
+    assert.equal(r.stderr, dir); // the target's own __dirname: it finds its files as when run itself
+  } finally {
+    done();
+  }
+});
+
+test('an older command (a symlink) is replaced, and nothing is left beside it', async () => {
+  const { dir, target, done } = scratch();
+  try {
+    const cmd = join(dir, 'crashcart');
+    symlinkSync('/nonexistent', cmd);
+    writeLauncher(target, cmd);
+    assert.ok(lstatSync(cmd).isFile());
+    assert.deepEqual(readdirSync(dir).sort(), ['crashcart', 'target']);
+  } finally {
+    done();
+  }
+});
+
+test('a Node whose path a #! line cannot hold gets a symlink to the target instead', () => {
+  const { dir, target, done } = scratch();
+  try {
+    const cmd = join(dir, 'crashcart');
+    writeLauncher(target, cmd, '/opt/my node/bin/node');
+    assert.equal(readlinkSync(cmd), target);
+  } finally {
+    done();
+  }
+});
