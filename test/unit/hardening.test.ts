@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { gcLine } from '../../src/cli/commands/gc.js';
 import { usageLine } from '../../src/cli/main.js';
 import { causeChain } from '../../src/cli/output.js';
-import { auditLine, recordedCommand } from '../../src/core/audit.js';
+import { auditLine, isoTime, recordedCommand } from '../../src/core/audit.js';
 import { parseCaps } from '../../src/core/caps.js';
 import { CrashcartError } from '../../src/core/errors.js';
 import { configuredFault } from '../../src/core/fault.js';
@@ -107,6 +107,12 @@ describe('audit lines', () => {
     assert.deepEqual(o.command, ['ps', '-ef']);
     assert.equal(o.exitCode, 0);
     assert.ok(!line.includes('\n'));
+  });
+
+  test("the time is toISOString's, written without V8's date cache", () => {
+    for (const ms of [0, 1, 999, Date.UTC(2026, 11, 31, 23, 59, 59, 999), Date.UTC(2000, 1, 29, 7, 5, 3, 40), Date.UTC(999, 0, 1), Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.now()]) {
+      assert.equal(isoTime(new Date(ms)), new Date(ms).toISOString(), String(ms));
+    }
   });
 
   test('a huge command is recorded up to 4 KiB, with how much was left out', () => {

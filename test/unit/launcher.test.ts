@@ -3,7 +3,7 @@
 // passed through; written over an older command (a symlink) in one rename.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstatSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -29,6 +29,25 @@ test('the command starts its target with this Node, by absolute path, passing ar
     assert.equal(r.exitCode, 7);
     assert.equal(r.stdout, JSON.stringify(['-i', 'x y', '--', 'true']));
     assert.equal(r.stderr, dir); // the target's own __dirname: it finds its files as when run itself
+  } finally {
+    done();
+  }
+});
+
+test('below a package.json of "type": "module" the command runs its target all the same', async () => {
+  const { dir, target, done } = scratch();
+  try {
+    // the target is CommonJS by its own package.json, as bin/crashcart is by bin/package.json
+    const bin = join(dir, 'bin');
+    mkdirSync(bin);
+    renameSync(target, join(bin, 'target'));
+    writeFileSync(join(bin, 'package.json'), '{"type": "commonjs"}\n');
+    writeFileSync(join(dir, 'package.json'), '{"type": "module"}\n');
+    const cmd = join(dir, 'crashcart');
+    writeLauncher(join(bin, 'target'), cmd);
+    const r = await execa(cmd, ['a'], { reject: false });
+    assert.equal(r.exitCode, 7, r.stderr);
+    assert.equal(r.stdout, JSON.stringify(['a']));
   } finally {
     done();
   }
