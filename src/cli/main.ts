@@ -1,7 +1,6 @@
 // crashcart's command line: parse, run one command, print one line on failure, exit with
 // a code that means something (see README: exit codes).
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { EXIT_CRASHCART } from '../core/errors.js';
@@ -99,6 +98,8 @@ export function defineCli(y: Argv, m: CliModules, command: string[] = [], run: R
  */
 export async function main(argv: string[], load?: number): Promise<number> {
   const { own, command } = splitArgv(argv);
+  // node:module here, not on an attach's path: it brings Node's ES module loader along
+  const { createRequire } = await import('node:module');
   const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
   const m = await cliModules();
   let exitCode = 0;

@@ -1,7 +1,6 @@
 // The one module that loads the C++ addon. Everything else imports these typed wrappers.
 // The addon makes the syscalls Node cannot (loop ioctls, setns, mount, fork+exec inside
 // namespaces); policy, defaults and messages stay in TypeScript.
-import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -352,7 +351,11 @@ function builtFile(name: string): string {
 }
 
 function load(): Addon {
-  return createRequire(import.meta.url)(builtFile('crashcart.node')) as Addon;
+  // what require() does with a .node file, without node:module (which brings Node's ES
+  // module loader along: most of a millisecond of every attach)
+  const m = { exports: {} as Addon };
+  process.dlopen(m, builtFile('crashcart.node'));
+  return m.exports;
 }
 
 let addon: Addon | undefined;
