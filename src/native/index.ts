@@ -368,7 +368,7 @@ export const loopStatus = (loopFd: number) => native().loopStatus(loopFd);
 export const loopDetach = (loopFd: number) => native().loopDetach(loopFd);
 /** The index of the loop device LOOP_CTL_GET_FREE hands out; nothing is bound to it. */
 export const loopFree = () => native().loopFree();
-/** Forks the child that grafts; resolves once it has reported (the event loop runs on meanwhile). */
+/** Starts the child that grafts (a clone sharing crashcart's memory); resolves once it has reported (the event loop runs on meanwhile). */
 export const graft = (req: GraftRequest) => native().graft(req);
 export const ungraft = (req: UngraftRequest) => native().ungraft(req);
 /** fsopen(2) with FSOPEN_CLOEXEC: an fs context's fd (nothing mounted); the caller closes it. */

@@ -2,7 +2,7 @@
 // is much faster than spawning the runtime's CLI.
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { hostCgroupMounts, isAlive, isFrozen, processState, startTime, type MountInfo } from '../core/proc.js';
+import { isAlive, isFrozen, processState, startTime } from '../core/proc.js';
 import type { Container, ExecCommand, ExecRequest, Runtime } from './types.js';
 
 export interface StateReader {
@@ -11,12 +11,12 @@ export interface StateReader {
 }
 
 /** runc and crun write no status: it follows from the process, the fifo and the freezer. */
-function statusOf(pid: number, start: number | undefined, createdMarker: boolean, hostMounts: () => MountInfo[]): string {
+function statusOf(pid: number, start: number | undefined, createdMarker: boolean): string {
   if (pid <= 0) return 'stopped';
   const alive = start === undefined ? startTime(pid) !== undefined : isAlive(pid, start);
   if (!alive || processState(pid) === 'Z') return 'stopped';
   if (createdMarker) return 'created';
-  return isFrozen(pid, hostMounts()) ? 'paused' : 'running';
+  return isFrozen(pid) ? 'paused' : 'running';
 }
 
 /**
@@ -52,13 +52,11 @@ export function ociStateRuntime(name: string, root: () => string, read: StateRea
       return [];
     }
     const out: Container[] = [];
-    let mounts: MountInfo[] | undefined; // read once, and only if a live container needs it
-    const hostMounts = () => (mounts ??= hostCgroupMounts());
     for (const id of ids) {
       const state = read(join(dir, id));
       if (!state) continue;
       const created = existsSync(join(dir, id, createdFile));
-      const status = statusOf(state.pid, state.start, created, hostMounts);
+      const status = statusOf(state.pid, state.start, created);
       // a stopped container's recorded pid is gone, or someone else's now (runc says 0 too)
       out.push({ runtime: name, id, pid: status === 'stopped' ? 0 : state.pid, status });
     }
