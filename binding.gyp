@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/child.cc",
         "native/errors.cc",
+        "native/file.cc",
         "native/loop.cc",
         "native/graft.cc",
         "native/spawn.cc",

@@ -5,6 +5,7 @@
 #include <sys/mount.h>
 #include <signal.h>
 
+#include "file.h"
 #include "graft.h"
 #include "inroot.h"
 #include "lock.h"
@@ -74,6 +75,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netConnect", Napi::Function::New(env, crashcart::NetConnect, "netConnect"));
   exports.Set("netStop", Napi::Function::New(env, crashcart::NetStop, "netStop"));
   exports.Set("tryLock", Napi::Function::New(env, crashcart::TryLock, "tryLock"));
+  exports.Set("readWhole", Napi::Function::New(env, crashcart::ReadWhole, "readWhole"));
   exports.Set("constants", Constants(env));
   return exports;
 }

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Argv } from 'yargs';
 import { EXIT_CRASHCART } from '../core/errors.js';
-import { projectDir } from '../native/index.js';
+import { projectDir, provideAddon } from '../native/index.js';
 import { splitArgv } from './argv.js';
 import { parseAttachArgs, VERBOSE } from './attach-args.js';
 import { attach, attachOptions, type AttachArgs } from './commands/attach.js';
@@ -166,9 +166,10 @@ export function usageLine(msg: string, argv: string[] = []): string {
 }
 
 /** Runs the command line; says 'attach' after a plain attach (bin/crashcart keeps V8's code cache of one). */
-export async function run(opts: { codeCache?: string } = {}): Promise<'attach' | undefined> {
+export async function run(opts: { codeCache?: string; addon?: unknown } = {}): Promise<'attach' | undefined> {
   const load = process.uptime() * 1000; // since the process started: Node's start and loading the CLI
   noteCodeCache(opts.codeCache);
+  provideAddon(opts.addon);
   const argv = process.argv.slice(2);
   // what the completion scripts ask while a user presses TAB: no yargs, no attach modules
   if (argv[0] === '__complete') {

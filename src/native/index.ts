@@ -331,6 +331,7 @@ interface Addon {
   netConnect(req: NetConnectRequest): boolean;
   netStop(req: { control: number }): void;
   tryLock(req: LockRange): boolean;
+  readWhole(req: { fd: number; as: 'latin1' | 'bytes' }): string | ArrayBuffer;
   constants: Record<string, number>;
 }
 
@@ -361,6 +362,11 @@ function load(): Addon {
 let addon: Addon | undefined;
 function native(): Addon {
   return (addon ??= load());
+}
+
+/** The addon as bin/crashcart loaded it already (to read the bundle), instead of a second dlopen of the same file. */
+export function provideAddon(loaded: unknown): void {
+  if (loaded) addon ??= loaded as Addon;
 }
 
 export const loopAttach = (imageFd: number, readOnly = true) => native().loopAttach(imageFd, readOnly);
@@ -421,6 +427,8 @@ export const netConnect = (req: NetConnectRequest) => native().netConnect(req);
 export const netStop = (control: number) => native().netStop({ control });
 /** An exclusive open file description lock on a byte range (length 0: to the end); false when someone else holds it. Closing the fd unlocks. */
 export const tryLock = (req: LockRange) => native().tryLock(req);
+/** A whole regular file (from offset 0) as one-byte text or bytes, read once into pages populated at once; V8 uses them in place. */
+export const readWhole = (fd: number, as: 'latin1' | 'bytes') => native().readWhole({ fd, as });
 export const constants = (): Record<string, number> => native().constants;
 /** The number of a signal crashcart traps or forwards (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, ...). */
 export const signalNumber = (name: string): number => {
