@@ -1,14 +1,17 @@
 // Spawn a command inside a target's namespaces, through crashcart-wait (native/wait.cc):
 //
-//   node ─thread─▶ clone(VM|VFORK) + execve crashcart-wait PLAN-FD REPORT-FD
+//   node ─clone(VM|VFORK)─▶ execve crashcart-wait PLAN-FD REPORT-FD
 //                    crashcart-wait: cgroups, setns (user last) ─fork─▶ command: exec
+//   node ─thread─▶ waits for crashcart-wait's report and end
 //
-// The request becomes a CommandPlan here, with duplicates of the caller's fds (the exec
-// happens later, on a thread of its own, so the caller may close its numbers meanwhile), in
-// a memfd that crashcart-wait reads. The clone shares crashcart's memory only until that
-// exec: no copy of Node's page tables, no copy-on-write faults in Node while the command
-// runs. crashcart-wait's pid is the waiting process; its exit status is the command's. A
-// failure before the command's exec comes back on a close-on-exec pipe as {step, errno}.
+// The request becomes a CommandPlan here, with duplicates of the caller's fds, in a memfd
+// that crashcart-wait reads. The clone, from the calling thread with every signal blocked,
+// shares crashcart's memory only until that exec (the caller is suspended meanwhile, a
+// fraction of a millisecond): no copy of Node's page tables, no copy-on-write faults in
+// Node while the command runs, and no thread to start before the command can (starting one
+// cost an attach a millisecond or two here). crashcart-wait's pid is the waiting process;
+// its exit status is the command's, which a thread of its own waits for. A failure before
+// the command's exec comes back on a close-on-exec pipe as {step, errno}.
 
 #include <fcntl.h>
 #include <string.h>
@@ -88,13 +91,9 @@ int StartHelper(void* arg) {
 
 struct Waiter {
   std::shared_ptr<Spawning> spawning;  // keeps the strings alive for error messages
-  Napi::Promise::Deferred started, exited;
+  Napi::Promise::Deferred exited;
   Napi::ThreadSafeFunction tsfn;
-  // what `started` resolves to: { exited } made on the main thread (a promise's value lives
-  // only in the scope that made it), and pid added once there is one
-  Napi::ObjectReference handle;
-  pid_t pid = -1;
-  int startErr = 0;
+  pid_t pid;  // crashcart-wait's
   ChildReport report{};
   bool failed = false;
   int status = 0;
@@ -130,31 +129,14 @@ void Settle(Napi::Env env, Waiter* w) {
   }
 }
 
-// On a thread of its own: start crashcart-wait, say so, then wait for the command's end.
-void StartAndWait(Waiter* w) {
-  BlockAllSignals();  // this thread's own; crashcart-wait keeps them blocked and waits with sigwaitinfo
-  Spawning& s = *w->spawning;
-  ChildStack stack;
-  w->pid = CloneVfork(StartHelper, &s, stack.bytes.get(), ChildStack::kSize);
-  if (w->pid < 0) w->startErr = errno;
-  s.CloseHandedOver();
-  w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function, Waiter* waiter) {
-    if (waiter->pid < 0) {
-      waiter->started.Reject(ErrnoError(env, waiter->startErr, "clone").Value());  // exited never settles: nobody has it
-      return;
-    }
-    Napi::Object out = waiter->handle.Value();
-    out.Set("pid", waiter->pid);
-    waiter->started.Resolve(out);
-    waiter->handle.Reset();
-  });
-  if (w->pid > 0) {
-    w->failed = ReadReport(s.reportRead, &w->report) && w->report.step != kStepNone;
-    while (waitpid(w->pid, &w->status, 0) < 0 && errno == EINTR) {
-    }
+// On a thread of its own, once crashcart-wait runs: its report, then its end.
+void WaitForEnd(Waiter* w) {
+  BlockAllSignals();  // this thread's own: Node's handlers run on its main thread
+  w->failed = ReadReport(w->spawning->reportRead, &w->report) && w->report.step != kStepNone;
+  while (waitpid(w->pid, &w->status, 0) < 0 && errno == EINTR) {
   }
   w->tsfn.BlockingCall(w, [](Napi::Env env, Napi::Function, Waiter* waiter) {
-    if (waiter->pid > 0) Settle(env, waiter);
+    Settle(env, waiter);
     waiter->tsfn.Release();
     delete waiter;
   });
@@ -257,15 +239,32 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     done += static_cast<size_t>(n);
   }
 
-  auto* waiter = new Waiter{spawning, Napi::Promise::Deferred::New(env), Napi::Promise::Deferred::New(env),
+  // The clone inherits this thread's mask: every signal blocked until crashcart-wait, which
+  // keeps them blocked and waits with sigwaitinfo; Node's handlers never run in the clone.
+  pid_t pid;
+  int cloneErr;
+  {
+    ChildStack stack;
+    sigset_t old = BlockAllSignals();
+    pid = CloneVfork(StartHelper, &s, stack.bytes.get(), ChildStack::kSize);
+    cloneErr = errno;
+    RestoreSignals(old);
+  }
+  s.CloseHandedOver();
+  Napi::Promise::Deferred started = Napi::Promise::Deferred::New(env);
+  if (pid < 0) {
+    started.Reject(ErrnoError(env, cloneErr, "clone").Value());
+    return started.Promise();
+  }
+  auto* waiter = new Waiter{spawning, Napi::Promise::Deferred::New(env),
                             Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "crashcart-wait", 0, 1),
-                            {}};
+                            pid};
   Napi::Object handle = Napi::Object::New(env);
+  handle.Set("pid", pid);
   handle.Set("exited", waiter->exited.Promise());
-  waiter->handle = Napi::Persistent(handle);
-  Napi::Promise started = waiter->started.Promise();
-  std::thread(StartAndWait, waiter).detach();
-  return started;
+  std::thread(WaitForEnd, waiter).detach();
+  started.Resolve(handle);
+  return started.Promise();
 }
 
 // isatty(fd) -> boolean. process.stdin.isTTY would make Node open stdin as a stream, and
