@@ -117,6 +117,16 @@ describe('resolution with daemons', () => {
     assert.equal(containerd.signal?.aborted, true);
   });
 
+  test('when every runtime has answered, nothing is left to end: the shared signal is not aborted', async () => {
+    const runc = disk('runc', [live('runc', 'web')]);
+    const docker = daemon('docker');
+    docker.answer([]);
+    const r = await resolve('web', [runc, docker], { graceMs: LONG, deadlineMs: LONG });
+    assert.equal(r.target.runtime, 'runc');
+    assert.equal(runc.signal?.aborted, false);
+    assert.equal(docker.signal?.aborted, false);
+  });
+
   test('a hung daemon that could not have the name is neither waited for nor named', async () => {
     const docker = daemon('docker', { couldName: (q) => /^[a-z0-9]+$/.test(q) });
     const r = await resolve('web+1', [disk('runc', [live('runc', 'web+1')]), docker], { graceMs: LONG, deadlineMs: LONG });
