@@ -93,7 +93,7 @@ struct Waiter {
   std::shared_ptr<Spawning> spawning;  // keeps the strings alive for error messages
   Napi::Promise::Deferred exited;
   Napi::ThreadSafeFunction tsfn;
-  pid_t pid;  // crashcart-wait's
+  pid_t pid = -1;  // crashcart-wait's
   ChildReport report{};
   bool failed = false;
   int status = 0;
@@ -239,29 +239,31 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     done += static_cast<size_t>(n);
   }
 
+  // Everything that can fail (throw) is made before the clone: once crashcart-wait runs,
+  // only the thread that waits for it is left to start.
+  Napi::Promise::Deferred started = Napi::Promise::Deferred::New(env);
+  auto* waiter = new Waiter{spawning, Napi::Promise::Deferred::New(env),
+                            Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "crashcart-wait", 0, 1)};
+  Napi::Object handle = Napi::Object::New(env);
+  handle.Set("exited", waiter->exited.Promise());
   // The clone inherits this thread's mask: every signal blocked until crashcart-wait, which
   // keeps them blocked and waits with sigwaitinfo; Node's handlers never run in the clone.
-  pid_t pid;
   int cloneErr;
   {
     ChildStack stack;
     sigset_t old = BlockAllSignals();
-    pid = CloneVfork(StartHelper, &s, stack.bytes.get(), ChildStack::kSize);
+    waiter->pid = CloneVfork(StartHelper, &s, stack.bytes.get(), ChildStack::kSize);
     cloneErr = errno;
     RestoreSignals(old);
   }
   s.CloseHandedOver();
-  Napi::Promise::Deferred started = Napi::Promise::Deferred::New(env);
-  if (pid < 0) {
+  if (waiter->pid < 0) {
+    waiter->tsfn.Release();
+    delete waiter;  // exited never settles: nobody has it
     started.Reject(ErrnoError(env, cloneErr, "clone").Value());
     return started.Promise();
   }
-  auto* waiter = new Waiter{spawning, Napi::Promise::Deferred::New(env),
-                            Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}), "crashcart-wait", 0, 1),
-                            pid};
-  Napi::Object handle = Napi::Object::New(env);
-  handle.Set("pid", pid);
-  handle.Set("exited", waiter->exited.Promise());
+  handle.Set("pid", waiter->pid);
   std::thread(WaitForEnd, waiter).detach();
   started.Resolve(handle);
   return started.Promise();
