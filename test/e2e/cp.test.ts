@@ -236,8 +236,18 @@ describe('crashcart cp', () => {
       }
       t.diagnostic(`exit codes under the race: ${[...codes].map(([c, n]) => `${c}: ${n}`).join(', ')}`);
     } finally {
-      for (const p of racer()) process.kill(p.pid, 'SIGKILL');
-      await waitFor('the swapping loop is gone', () => racer().length === 0);
+      // The loop's shell forks for mv, ln and rm: a fork carries its command line until it
+      // execs and may be gone by the time it is signalled. Kill until none is left.
+      await waitFor('the swapping loop is gone', () => {
+        for (const p of racer()) {
+          try {
+            process.kill(p.pid, 'SIGKILL');
+          } catch (e) {
+            if ((e as NodeJS.ErrnoException).code !== 'ESRCH') throw e;
+          }
+        }
+        return racer().length === 0;
+      });
     }
     canaryIntact();
   });
