@@ -76,6 +76,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netStop", Napi::Function::New(env, crashcart::NetStop, "netStop"));
   exports.Set("tryLock", Napi::Function::New(env, crashcart::TryLock, "tryLock"));
   exports.Set("readWhole", Napi::Function::New(env, crashcart::ReadWhole, "readWhole"));
+  exports.Set("exchangePaths", Napi::Function::New(env, crashcart::ExchangePaths, "exchangePaths"));
   exports.Set("constants", Constants(env));
   return exports;
 }

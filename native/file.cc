@@ -5,6 +5,8 @@
 // (MAP_POPULATE) and read into once; the text is a V8 external string over them. Read, not
 // mapped from the file: a mapping of a file that is then truncated (a rebuild that writes
 // in place) would raise SIGBUS when V8 later compiles a function from it.
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -78,6 +80,19 @@ Napi::Value ReadWhole(const Napi::CallbackInfo& info) {
     NAPI_THROW(Napi::Error::New(env, "readWhole: V8 did not take the pages"), Napi::Value());
   }
   return Napi::Value(env, result);
+}
+
+// exchangePaths({ from, to }): renameat2(RENAME_EXCHANGE), both names swapped at once.
+// Session records are replaced this way, the old one kept as the next write's spare: a
+// rename over the old record would free its inode, and freeing blocks on a filesystem
+// mounted with discard (ext4 without a journal) waits for the device, milliseconds.
+Napi::Value ExchangePaths(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object req = info[0].As<Napi::Object>();
+  std::string from = req.Get("from").As<Napi::String>().Utf8Value();
+  std::string to = req.Get("to").As<Napi::String>().Utf8Value();
+  if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) < 0) throw ErrnoError(env, errno, "renameat2 RENAME_EXCHANGE", to);
+  return env.Undefined();
 }
 
 }  // namespace crashcart

@@ -3,9 +3,9 @@
 // containers it describes). One JSON record per target, keyed by its mount namespace;
 // every change happens under a lock that the kernel drops if crashcart dies: one record's,
 // or the whole state's for a sweep of them all.
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { tryLock } from '../native/index.js';
+import { exchangePaths, tryLock } from '../native/index.js';
 import { CrashcartError, errnoCode } from './errors.js';
 import { isAlive } from './proc.js';
 import { unsafeDirReason, unsafeReason } from './trust.js';
@@ -37,6 +37,9 @@ export interface TargetRecord {
 }
 
 export const targetKey = (mntNs: number) => `mnt-${mntNs}`;
+
+/** A record's spare file: the next write goes there, then trades names with the record. */
+const SPARE = '.spare';
 
 /** How long a waiter sleeps at most between two tries of a held lock. */
 const LOCK_POLL_MAX_MS = 20;
@@ -130,31 +133,64 @@ export class StateStore {
     }
   }
 
+  /**
+   * Replaces a record at once: the new text goes into the record's spare file, which then
+   * trades names with the record (RENAME_EXCHANGE), and the old record is the next write's
+   * spare. Nothing is freed, so nothing waits for a filesystem that discards freed blocks
+   * as it frees them (renaming over the old record costs an attach milliseconds there).
+   * The spare is overwritten in place, padded with spaces to its length (JSON allows
+   * them), never truncated. The first write of a record, and a filesystem without
+   * RENAME_EXCHANGE, rename the spare over it instead.
+   */
   write(rec: TargetRecord): void {
     const file = join(this.targetsDir, `${rec.key}.json`);
+    const spare = `${file}${SPARE}`;
+    let fd = -1;
     try {
-      writeFileSync(`${file}.tmp`, JSON.stringify(rec, null, 2) + '\n', { mode: 0o600 });
-      renameSync(`${file}.tmp`, file);
+      fd = openSync(spare, 'r+', 0o600);
     } catch (e) {
-      rmSync(`${file}.tmp`, { force: true });
+      if (errnoCode(e) !== 'ENOENT') throw stateError(`cannot write the session record ${file}`, e);
+    }
+    try {
+      if (fd < 0) fd = openSync(spare, 'wx', 0o600);
+      const text = Buffer.from(JSON.stringify(rec, null, 2) + '\n');
+      const size = fstatSync(fd).size;
+      const bytes = text.length >= size ? text : Buffer.concat([text, Buffer.alloc(size - text.length, ' ')]);
+      for (let done = 0; done < bytes.length;) done += writeSync(fd, bytes, done, bytes.length - done, done);
+      closeSync(fd);
+      fd = -1;
+      try {
+        exchangePaths(spare, file);
+      } catch (e) {
+        // no record yet (ENOENT), or no RENAME_EXCHANGE here (EINVAL): a plain rename
+        if (errnoCode(e) !== 'ENOENT' && errnoCode(e) !== 'EINVAL') throw e;
+        renameSync(spare, file);
+      }
+    } catch (e) {
+      if (fd >= 0) closeSync(fd);
+      rmSync(spare, { force: true });
       throw stateError(`cannot write the session record ${file}`, e);
     }
   }
 
   /**
-   * Removes the temporary files of writes that never finished (a crashcart killed between
-   * writing a record's .tmp and renaming it). Only while holding the lock: then no write is
-   * under way.
+   * Removes what writes that never finished left: a record's .tmp (written by older
+   * versions, which renamed it over the record) and a spare whose record was never made (a
+   * crashcart killed during a record's first write). Only while holding the lock: then no
+   * write is under way.
    */
   sweepPartialWrites(log: (line: string) => void, names = this.list()): void {
-    for (const n of names.filter((n) => n.endsWith('.json.tmp'))) {
+    const orphanSpare = (n: string) => n.endsWith(`.json${SPARE}`) && !names.includes(n.slice(0, -SPARE.length));
+    for (const n of names.filter((n) => n.endsWith('.json.tmp') || orphanSpare(n))) {
       rmSync(join(this.targetsDir, n), { force: true });
       log(`removed ${join(this.targetsDir, n)}, a session record whose write was cut short`);
     }
   }
 
   remove(key: string): void {
-    rmSync(join(this.targetsDir, `${key}.json`), { force: true });
+    const file = join(this.targetsDir, `${key}.json`);
+    rmSync(file, { force: true });
+    rmSync(`${file}${SPARE}`, { force: true });
   }
 
   /** The names in the records' directory ([] before there is one). */

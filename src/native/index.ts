@@ -332,6 +332,7 @@ interface Addon {
   netStop(req: { control: number }): void;
   tryLock(req: LockRange): boolean;
   readWhole(req: { fd: number; as: 'latin1' | 'bytes' }): string | ArrayBuffer;
+  exchangePaths(req: { from: string; to: string }): void;
   constants: Record<string, number>;
 }
 
@@ -429,6 +430,8 @@ export const netStop = (control: number) => native().netStop({ control });
 export const tryLock = (req: LockRange) => native().tryLock(req);
 /** A whole regular file (from offset 0) as one-byte text or bytes, read once into pages populated at once; V8 uses them in place. */
 export const readWhole = (fd: number, as: 'latin1' | 'bytes') => native().readWhole({ fd, as });
+/** Swaps two names at once (renameat2 RENAME_EXCHANGE); both must exist. */
+export const exchangePaths = (from: string, to: string) => native().exchangePaths({ from, to });
 export const constants = (): Record<string, number> => native().constants;
 /** The number of a signal crashcart traps or forwards (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT, ...). */
 export const signalNumber = (name: string): number => {

@@ -16,14 +16,17 @@ export const TOOLKIT = '/dev/crashcart';
 
 export const snapshot = (c?: ScratchContainer) => snapshotHost(c && { pid: c.pid, rootfs: c.rootfs });
 
-/** The session records in the private state directory (see helpers/cli.ts). */
-export function stateRecords(): string[] {
+/** What the private state directory's records directory holds (see helpers/cli.ts): records and their spares. */
+function stateFiles(): string[] {
   try {
     return readdirSync(`${privateDirs().state}/targets`).filter((n) => !n.startsWith('.'));
   } catch {
     return [];
   }
 }
+
+/** The session records in the private state directory. */
+export const stateRecords = (): string[] => stateFiles().filter((n) => n.endsWith('.json'));
 
 /**
  * Nothing left since `before`: loop devices (autoclear frees one when its last user goes, so
@@ -33,7 +36,7 @@ export async function assertClean(before: HostSnapshot, c?: ScratchContainer): P
   const loops = new Set(before.loops);
   await until(async () => (await snapshotHost()).loops.every((l) => loops.has(l)), { ms: 5_000 });
   assertNoLeaks(before, await snapshot(c));
-  assert.deepEqual(stateRecords(), [], 'session records left in the state directory');
+  assert.deepEqual(stateFiles(), [], 'session records (or their spares) left in the state directory');
 }
 
 /** A failure of crashcart's own: exactly `line` (or one line matching it) on stderr, nothing on stdout. */

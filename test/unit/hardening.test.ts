@@ -11,8 +11,8 @@ import { CrashcartError } from '../../src/core/errors.js';
 import { configuredFault } from '../../src/core/fault.js';
 import { describeLimit, isReached, limitsOf, withAncestors } from '../../src/core/limits.js';
 import { parseMountInfo } from '../../src/core/proc.js';
-import { StateStore } from '../../src/core/state.js';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { StateStore, type TargetRecord } from '../../src/core/state.js';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -154,16 +154,48 @@ test('-v: the cause chain with the native side\'s step and detail', () => {
   assert.deepEqual(causeChain(new CrashcartError('plain')), []);
 });
 
-test('the state store sweeps the .tmp of a record write that was cut short, and nothing else', () => {
+test('the state store sweeps what cut-short record writes left (a .tmp, a spare without its record), and nothing else', () => {
   const dir = mkdtempSync(join(tmpdir(), 'crashcart-state-'));
   try {
     mkdirSync(join(dir, 'targets'));
-    for (const n of ['mnt-1.json', 'mnt-1.json.tmp', 'mnt-2.json', 'lock']) writeFileSync(join(dir, 'targets', n), '{}');
+    for (const n of ['mnt-1.json', 'mnt-1.json.tmp', 'mnt-2.json', 'mnt-2.json.spare', 'mnt-3.json.spare', 'lock']) writeFileSync(join(dir, 'targets', n), '{}');
     const lines: string[] = [];
     new StateStore(dir).sweepPartialWrites((l) => lines.push(l));
-    assert.deepEqual(readdirSync(join(dir, 'targets')).sort(), ['lock', 'mnt-1.json', 'mnt-2.json']);
-    assert.deepEqual(lines, [`removed ${join(dir, 'targets', 'mnt-1.json.tmp')}, a session record whose write was cut short`]);
+    assert.deepEqual(readdirSync(join(dir, 'targets')).sort(), ['lock', 'mnt-1.json', 'mnt-2.json', 'mnt-2.json.spare']);
+    assert.deepEqual(lines, ['mnt-1.json.tmp', 'mnt-3.json.spare'].map((n) => `removed ${join(dir, 'targets', n)}, a session record whose write was cut short`));
     new StateStore(join(dir, 'missing')).sweepPartialWrites(() => assert.fail('nothing to sweep'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a record is replaced by trading names with its spare: the old inode is kept for the next write, a shorter record is padded, remove takes both', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'crashcart-state-'));
+  try {
+    const store = new StateStore(dir);
+    mkdirSync(join(dir, 'targets'));
+    const file = join(dir, 'targets', 'mnt-7.json');
+    const rec = (sessions: number): TargetRecord => ({
+      key: 'mnt-7', target: { pid: 1, start: 2, runtime: 'runc', id: 'x' }, image: '/i.img', loop: '/dev/loop9', method: 'mknod', createdDir: true, pinned: false,
+      sessions: Array.from({ length: sessions }, (_, i) => ({ id: `s${i}`, processes: [{ pid: 100 + i, start: 5 }] })),
+    });
+    store.write(rec(1));
+    assert.deepEqual(readdirSync(join(dir, 'targets')), ['mnt-7.json']);
+    const first = statSync(file).ino;
+    store.write(rec(3));
+    assert.deepEqual(readdirSync(join(dir, 'targets')).sort(), ['mnt-7.json', 'mnt-7.json.spare']);
+    assert.equal(statSync(`${file}.spare`).ino, first, 'the old record is the spare now');
+    assert.deepEqual(JSON.parse(readFileSync(`${file}.spare`, 'utf8')), rec(1), 'the spare still holds a whole record');
+    const second = statSync(file).ino;
+    store.write(rec(0)); // shorter than what the spare held
+    assert.equal(statSync(file).ino, first, 'the two inodes take turns');
+    assert.equal(statSync(`${file}.spare`).ino, second);
+    assert.deepEqual(store.read('mnt-7'), rec(0));
+    assert.match(readFileSync(file, 'utf8'), /\n +$/, 'padded with spaces, not truncated');
+    store.write(rec(2));
+    assert.deepEqual(store.read('mnt-7'), rec(2));
+    store.remove('mnt-7');
+    assert.deepEqual(readdirSync(join(dir, 'targets')), []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
