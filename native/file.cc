@@ -91,7 +91,7 @@ Napi::Value ExchangePaths(const Napi::CallbackInfo& info) {
   Napi::Object req = info[0].As<Napi::Object>();
   std::string from = req.Get("from").As<Napi::String>().Utf8Value();
   std::string to = req.Get("to").As<Napi::String>().Utf8Value();
-  if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) < 0) throw ErrnoError(env, errno, "renameat2 RENAME_EXCHANGE", to);
+  if (renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_EXCHANGE) < 0) throw ErrnoError(env, errno, "renameat2", from, to);
   return env.Undefined();
 }
 

@@ -3,7 +3,7 @@
 // containers it describes). One JSON record per target, keyed by its mount namespace;
 // every change happens under a lock that the kernel drops if crashcart dies: one record's,
 // or the whole state's for a sweep of them all.
-import { closeSync, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { exchangePaths, tryLock } from '../native/index.js';
 import { CrashcartError, errnoCode } from './errors.js';
@@ -147,12 +147,8 @@ export class StateStore {
     const spare = `${file}${SPARE}`;
     let fd = -1;
     try {
-      fd = openSync(spare, 'r+', 0o600);
-    } catch (e) {
-      if (errnoCode(e) !== 'ENOENT') throw stateError(`cannot write the session record ${file}`, e);
-    }
-    try {
-      if (fd < 0) fd = openSync(spare, 'wx', 0o600);
+      // made if missing, never truncated
+      fd = openSync(spare, constants.O_WRONLY | constants.O_CREAT, 0o600);
       const text = Buffer.from(JSON.stringify(rec, null, 2) + '\n');
       const size = fstatSync(fd).size;
       const bytes = text.length >= size ? text : Buffer.concat([text, Buffer.alloc(size - text.length, ' ')]);
