@@ -100,7 +100,7 @@ export async function main(argv: string[], load?: number): Promise<number> {
   const { own, command } = splitArgv(argv);
   // node:module here, not on an attach's path: it brings Node's ES module loader along
   const { createRequire } = await import('node:module');
-  const yargs = createRequire(import.meta.url)('yargs/yargs') as (args: string[]) => Argv;
+  const yargs = createRequire(import.meta.filename)('yargs/yargs') as (args: string[]) => Argv;
   const m = await cliModules();
   let exitCode = 0;
   const run = (p: Promise<number>) =>

@@ -3,7 +3,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { imageError } from './errors.js';
 import { PROFILES, type ProfileName } from './profile-names.js';
 
@@ -49,11 +48,11 @@ let root: string | undefined;
 /** The directory holding crashcart's package.json; works from dist/ and from src/. */
 export function projectRoot(): string {
   if (root) return root;
-  for (let d = dirname(fileURLToPath(import.meta.url)); d !== dirname(d); d = dirname(d)) {
+  for (let d = import.meta.dirname; d !== dirname(d); d = dirname(d)) {
     const pkg = join(d, 'package.json');
     if (existsSync(pkg) && JSON.parse(readFileSync(pkg, 'utf8')).name === 'crashcart') return (root = d);
   }
-  throw imageError('EBUILD', `crashcart's package.json not found above ${fileURLToPath(import.meta.url)}`, { hint: 'reinstall crashcart: its files are incomplete' });
+  throw imageError('EBUILD', `crashcart's package.json not found above ${import.meta.filename}`, { hint: 'reinstall crashcart: its files are incomplete' });
 }
 
 /** Package names from packages.txt: one a line, '#' starts a comment. */

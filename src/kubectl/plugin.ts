@@ -7,8 +7,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 
 export class PluginError extends Error {}
 
@@ -46,7 +45,7 @@ const CRASHCART_FLAG = new Set(['-v', '--verbose', '-k', '--keep', '--no-target-
 const CRASHCART_VALUE: Record<string, string> = { '--user-id': '--user', '--workdir': '--workdir', '-w': '--workdir', '--env': '--env', '--caps': '--caps', '--method': '--method' };
 
 export function version(): string {
-  const dir = dirname(fileURLToPath(import.meta.url));
+  const dir = import.meta.dirname;
   return (JSON.parse(readFileSync(join(dir, '..', '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 

@@ -2,8 +2,7 @@
 // The addon makes the syscalls Node cannot (loop ioctls, setns, mount, fork+exec inside
 // namespaces); policy, defaults and messages stay in TypeScript.
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { CrashcartError } from '../core/errors.js';
 
 /** An error thrown by the addon, shaped like Node's own system errors. */
@@ -336,7 +335,7 @@ interface Addon {
   constants: Record<string, number>;
 }
 
-const here = dirname(fileURLToPath(import.meta.url));
+const here = import.meta.dirname;
 const projectRoot = [join(here, '..', '..'), join(here, '..', '..', '..')].find((p) =>
   existsSync(join(p, 'binding.gyp')),
 ) ?? join(here, '..', '..', '..');
