@@ -3,7 +3,8 @@
 // the open file description the command shares; a command writing into a slow pipe then
 // gets EAGAIN and loses output (`crashcart web -- tar c / | ssh ...`).
 import assert from 'node:assert/strict';
-import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { after, test } from 'node:test';
 import { join } from 'node:path';
@@ -66,6 +67,59 @@ for (const via of [[], ['--exec']]) test(`a slow reader gets all of the command'
     rmSync(dir, { recursive: true, force: true });
   }
   // the autoclear loop device goes when its last user does: give the kernel a moment
+  await until(async () => (await snapshotHost()).loops.length <= snap.loops.length, { ms: 2_000 });
+  assertNoLeaks(snap, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
+});
+
+// crashcart ends as soon as an attach is over (bin/crashcart: process.exit, rather than
+// Node's teardown), but not while a message of its own still waits to be written: here
+// the command fills the stderr pipe, nobody reads, and crashcart's last line (a warning:
+// the audit log cannot be written) is queued behind it.
+test("a line crashcart writes into a stderr the command filled waits for the reader: nothing is lost to a quick exit", async (t) => {
+  if (!requireRoot(t) || !requireCommand(t, 'runc')) return;
+  const image = await testImage();
+  c ??= await createScratchContainer({ sleeperPath: await sleeperPath() });
+  const snap = await snapshotHost({ pid: c.pid, rootfs: c.rootfs });
+  const dir = mkdtempSync(join(tmpdir(), 'crashcart-stdio-'));
+  const fifo = join(dir, 'stderr');
+  const notADir = join(dir, 'file');
+  writeFileSync(notADir, '');
+  await execa('mkfifo', [fifo]);
+  const early = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK); // so the writer's open does not block
+  const w = openSync(fifo, constants.O_WRONLY);
+  const r = openSync(fifo, constants.O_RDONLY); // blocking, for the end
+  closeSync(early);
+  let run: ReturnType<typeof spawn> | undefined;
+  try {
+    // 65536 bytes: a pipe's whole capacity, written before crashcart's own line
+    run = spawn(process.execPath, [join(projectRoot(), 'bin', 'crashcart'), '-i', image, c.id, '--', '/dev/crashcart/bin/sh', '-c', 'head -c 65536 /dev/zero >&2'], {
+      env: { ...process.env, ...cliEnv({ CRASHCART_AUDIT_LOG: join(notADir, 'audit.log') }) },
+      stdio: ['ignore', 'ignore', w],
+    });
+    closeSync(w);
+    const exited = new Promise<number | null>((resolve) => run!.once('exit', (code) => resolve(code)));
+    const pid = run.pid!;
+    // the command and crashcart-wait are gone, and crashcart waits in epoll for its write
+    let quiet = 0;
+    await until(() => {
+      quiet = run!.exitCode === null && descendants(pid).length === 0 && /epoll/.test(wchan(pid)) ? quiet + 1 : 0;
+      return quiet >= 10 || run!.exitCode !== null;
+    }, { ms: 30_000 });
+    assert.equal(run.exitCode, null, 'crashcart exited with its last line unwritten');
+    // now the reader: everything, then the end (crashcart and the test hold no write end any more)
+    const cat = spawn('cat', [], { stdio: [r, 'pipe', 'ignore'], timeout: 30_000 });
+    const chunks: Buffer[] = [];
+    cat.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    await new Promise((resolve) => cat.once('close', resolve));
+    const all = Buffer.concat(chunks);
+    assert.equal(all.subarray(0, 65536).every((b) => b === 0), true);
+    assert.match(all.subarray(65536).toString(), /^crashcart: warning: cannot write the audit log .*\n$/);
+    assert.equal(await exited, 0);
+  } finally {
+    if (run?.exitCode === null) run.kill('SIGKILL');
+    closeSync(r);
+    rmSync(dir, { recursive: true, force: true });
+  }
   await until(async () => (await snapshotHost()).loops.length <= snap.loops.length, { ms: 2_000 });
   assertNoLeaks(snap, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
 });
