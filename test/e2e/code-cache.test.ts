@@ -66,6 +66,31 @@ describe('code cache', () => {
     assert.equal(await attach(dir), 'used');
   });
 
+  test("rest.cjs's cache: written after an attach that loaded it (a fan-out), used by the next; the other file's stays", async (t: TestContext) => {
+    if (!requireRoot(t) || !requireCommand(t, 'runc')) return;
+    const before = await snapshot(c);
+    const dir = join(root, 'two');
+    mkdirSync(dir, { mode: 0o700 });
+    assert.equal(await attach(dir), 'written');
+    const [main] = caches(dir);
+    assert.match(main!, /^code-cache-v[0-9.]+-[a-z0-9]+-crashcart-[0-9]+-[0-9]+\.v8$/);
+    const fanOut = async () => {
+      const r = await runCrashcart(['-i', image, `${c!.id},${c!.id}`, '--', 'true'], { env: { CRASHCART_CACHE_DIR: dir } });
+      assert.equal(r.code, 0, r.stderr);
+      return Object.fromEntries(caches(dir).map((n) => [n, statSync(join(dir, n)).ino]));
+    };
+    const first = await fanOut();
+    const rest = Object.keys(first).find((n) => n !== main);
+    assert.match(rest ?? 'none', /^code-cache-v[0-9.]+-[a-z0-9]+-rest-[0-9]+-[0-9]+\.v8$/);
+    assert.deepEqual(Object.keys(first).sort(), [main, rest].sort());
+    assert.equal(statSync(join(dir, rest!)).mode & 0o777, 0o600);
+    // used, not written again (a file written anew is a new inode: it is renamed into place)
+    assert.deepEqual(await fanOut(), first);
+    assert.equal(await attach(dir), 'used');
+    assert.deepEqual(Object.keys(await fanOut()).sort(), Object.keys(first).sort());
+    await assertClean(before, c);
+  });
+
   test('a directory others could write to is not used at all', async (t: TestContext) => {
     if (!requireRoot(t) || !requireCommand(t, 'runc')) return;
     const dir = join(root, 'open');
