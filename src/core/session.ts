@@ -46,6 +46,8 @@ export interface RunOptions extends GraftOptions {
   prune?: boolean;
   /** called once the command's process exists (the caller closes its copies of the stdio pipes) */
   onSpawn?: () => void;
+  /** called once the command has ended, or could not start, before the toolkit is taken out (a fan-out starts its next target meanwhile) */
+  onCommandEnd?: () => void;
 }
 
 /** Graft, run the command, clean up; resolves to the exit code crashcart should exit with. */
@@ -117,6 +119,7 @@ async function session(target: Target, facts: TargetFacts, opts: RunOptions, arg
     });
   } finally {
     opts.timing?.lap('wait');
+    opts.onCommandEnd?.();
     await recording;
     // Whatever failed, and however late: if the record holds this session, leave it.
     try {

@@ -98,6 +98,8 @@ export async function fanOut(args: AttachArgs, command: string[], load?: number)
   const loop = acquireLoop(image.path);
   const results: TargetResult[] = new Array(planned.length);
   const timings: string[] = [];
+  // targets whose command has ended, still taking their toolkit out and reading the last of their output
+  const ending: Promise<void>[] = [];
   try {
     let next = 0;
     const worker = async () => {
@@ -107,11 +109,22 @@ export async function fanOut(args: AttachArgs, command: string[], load?: number)
         await signalsSeen();
         if (!p.target) results[i] = failed(p.label, p.error);
         else if (hub.received) results[i] = { target: p.label, code: hub.session().exitCode(), error: `not started: interrupted by ${hub.received}` };
-        else results[i] = await runOne(p.label, p.target, { args, command, image: image.path, sha256, loop, hub, emit, load, timings });
+        else {
+          // at most --parallel commands at a time: the next one starts when this one has ended,
+          // while this target's toolkit is taken out
+          let ended = () => {};
+          const commandEnded = new Promise<void>((resolve) => (ended = resolve));
+          const one = runOne(p.label, p.target, { args, command, image: image.path, sha256, loop, hub, emit, load, timings, onCommandEnd: ended }).then((r) => {
+            results[i] = r;
+          });
+          ending.push(one);
+          await Promise.race([commandEnded, one]);
+        }
       }
     };
     const parallel = args.parallel ?? availableParallelism();
     await Promise.all(Array.from({ length: Math.min(parallel, planned.length) }, worker));
+    await Promise.all(ending);
   } finally {
     releaseLoop(loop);
     hub.release();
@@ -132,6 +145,7 @@ interface Shared {
   emit: (label: string, stream: Stream, text: string) => void;
   load?: number;
   timings: string[];
+  onCommandEnd: () => void;
 }
 
 /** One target: its session, with stdout and stderr read from pipes, line by line. */
@@ -177,6 +191,7 @@ async function runOne(label: string, target: Target, s: Shared): Promise<TargetR
       stdio: [nul, outW, errW],
       prune: false,
       onSpawn: closeChildEnds,
+      onCommandEnd: s.onCommandEnd,
     });
     return { target: label, code };
   } catch (e) {
