@@ -28,8 +28,8 @@ import { projectDir } from '../src/native/index.js';
 import { loadProfile, PROFILES, recipeDigest } from '../src/image/profile.js';
 
 /** The prefixes of the two files' requires of each other's modules (bin/crashcart answers them). */
-export const REST = 'crashcart-rest:';
-export const MAIN = 'crashcart-main:';
+const REST = 'crashcart-rest:';
+const MAIN = 'crashcart-main:';
 
 const recipes: Record<string, string> = {};
 for (const name of PROFILES) recipes[name] = recipeDigest(await loadProfile(name));
@@ -69,10 +69,11 @@ const ours = (path: string, resolveDir: string) => (path.startsWith('.') || isAb
 const inputs = (m: Metafile | undefined) => new Set(Object.keys(m!.inputs).filter((k) => !k.includes(':')).map((k) => resolve(projectDir, k)));
 
 /**
- * The main file: main.js, its static imports, and `link`. A dynamic import of a module
- * outside `inMain` (every one, while that set is not known yet) is left to rest.cjs.
+ * The main file: main.js, its static imports, and `link`. A dynamic import of one of
+ * crashcart's modules outside `inMain` (every one, while that set is not known yet) is left
+ * to rest.cjs; `dynamic` collects them.
  */
-function mainPlugin(inMain: Set<string> | undefined, lazy: Set<string>, links: string): Plugin {
+function mainPlugin(inMain: Set<string> | undefined, dynamic: Set<string>, links: string): Plugin {
   return {
     name: 'crashcart-main',
     setup(b) {
@@ -86,7 +87,7 @@ function mainPlugin(inMain: Set<string> | undefined, lazy: Set<string>, links: s
       b.onResolve({ filter: /.*/ }, (a) => {
         const abs = a.kind === 'dynamic-import' ? ours(a.path, a.resolveDir) : undefined;
         if (!abs || inMain?.has(abs)) return undefined;
-        lazy.add(abs);
+        dynamic.add(abs);
         return { path: REST + rel(abs), external: true };
       });
     },
@@ -129,8 +130,8 @@ async function linksSource(linked: Set<string>): Promise<string> {
   const cases: string[] = [];
   for (const [i, m] of mods.entries()) {
     const names = Object.keys(await import(pathToFileURL(m).href)).sort();
-    if (names.length === 0) continue;
-    lines.push(`import { ${names.map((n, j) => `${n} as l${i}_${j}`).join(', ')} } from ${JSON.stringify(m)};`);
+    // a module imported for what it does, not for a name: nothing to get
+    if (names.length > 0) lines.push(`import { ${names.map((n, j) => `${n} as l${i}_${j}`).join(', ')} } from ${JSON.stringify(m)};`);
     cases.push(`    case ${JSON.stringify(rel(m))}: return { ${names.map((n, j) => `get ${n}() { return l${i}_${j}; }`).join(', ')} };`);
   }
   return `${lines.join('\n')}
@@ -151,11 +152,11 @@ export function link(path) {
 
 rmSync(outdir, { recursive: true, force: true }); // nothing of an older build stays
 // 1. which modules an attach loads (the static graph of main.js), and which are left for rest.cjs
-const probe = await build({ ...common, entryPoints: [entry], write: false, plugins: [mainPlugin(undefined, new Set(), '')] });
+const dynamic = new Set<string>();
+const probe = await build({ ...common, entryPoints: [entry], write: false, plugins: [mainPlugin(undefined, dynamic, '')] });
 const inMain = inputs(probe.metafile);
+const lazy = new Set([...dynamic].filter((m) => !inMain.has(m)));
 // 2. rest.cjs, and what of crashcart.cjs it takes
-const lazy = new Set<string>();
-await build({ ...common, entryPoints: [entry], write: false, plugins: [mainPlugin(inMain, lazy, 'export function link() {}')] });
 const linked = new Set<string>();
 const rest = await build({ ...common, entryPoints: ['crashcart-rest-entry'], outfile: restFile, plugins: [restPlugin(inMain, lazy, linked)] });
 // 3. crashcart.cjs with link()

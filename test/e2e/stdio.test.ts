@@ -86,7 +86,7 @@ test("a line crashcart writes into a stderr the command filled waits for the rea
   writeFileSync(notADir, '');
   await execa('mkfifo', [fifo]);
   const early = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK); // so the writer's open does not block
-  const w = openSync(fifo, constants.O_WRONLY);
+  let w = openSync(fifo, constants.O_WRONLY);
   const r = openSync(fifo, constants.O_RDONLY); // blocking, for the end
   closeSync(early);
   let run: ReturnType<typeof spawn> | undefined;
@@ -97,6 +97,7 @@ test("a line crashcart writes into a stderr the command filled waits for the rea
       stdio: ['ignore', 'ignore', w],
     });
     closeSync(w);
+    w = -1;
     const exited = new Promise<number | null>((resolve) => run!.once('exit', (code) => resolve(code)));
     const pid = run.pid!;
     // the command and crashcart-wait are gone, and crashcart waits in epoll for its write
@@ -117,6 +118,7 @@ test("a line crashcart writes into a stderr the command filled waits for the rea
     assert.equal(await exited, 0);
   } finally {
     if (run?.exitCode === null) run.kill('SIGKILL');
+    if (w >= 0) closeSync(w);
     closeSync(r);
     rmSync(dir, { recursive: true, force: true });
   }
