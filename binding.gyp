@@ -7,6 +7,7 @@
         "native/child.cc",
         "native/errors.cc",
         "native/file.cc",
+        "native/process.cc",
         "native/loop.cc",
         "native/graft.cc",
         "native/spawn.cc",

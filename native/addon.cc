@@ -11,6 +11,7 @@
 #include "lock.h"
 #include "loop.h"
 #include "net.h"
+#include "process.h"
 #include "sandbox.h"
 #include "spawn.h"
 
@@ -76,6 +77,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("netStop", Napi::Function::New(env, crashcart::NetStop, "netStop"));
   exports.Set("tryLock", Napi::Function::New(env, crashcart::TryLock, "tryLock"));
   exports.Set("readWhole", Napi::Function::New(env, crashcart::ReadWhole, "readWhole"));
+  exports.Set("exitNow", Napi::Function::New(env, crashcart::ExitNow, "exitNow"));
   exports.Set("exchangePaths", Napi::Function::New(env, crashcart::ExchangePaths, "exchangePaths"));
   exports.Set("constants", Constants(env));
   return exports;

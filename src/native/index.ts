@@ -332,6 +332,8 @@ interface Addon {
   tryLock(req: LockRange): boolean;
   readWhole(req: { fd: number; as: 'latin1' | 'bytes' }): string | ArrayBuffer;
   exchangePaths(req: { from: string; to: string }): void;
+  /** _exit(2): bin/crashcart's end of an attach with nothing in flight */
+  exitNow(req: { code: number }): never;
   constants: Record<string, number>;
 }
 
