@@ -80,8 +80,19 @@ export interface EngineConfig {
   databaseBackend: string;
 }
 
-/** Like containers/common: CONTAINERS_CONF alone, else the system files in order, later wins. */
+let read: { key: string; config: EngineConfig } | undefined;
+/**
+ * Like containers/common: CONTAINERS_CONF alone, else the system files in order, later wins.
+ * Read once per process for the same variables (an attach asks twice, present() and then
+ * find(): ~24 KB of containers.conf each time).
+ */
 export function engineConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
+  const key = PODMAN_ENV.map((k) => env[k] ?? '').join('\0');
+  if (read?.key !== key) read = { key, config: readEngineConfig(env) };
+  return read.config;
+}
+
+function readEngineConfig(env: NodeJS.ProcessEnv): EngineConfig {
   let files: string[];
   if (env.CONTAINERS_CONF) {
     files = [env.CONTAINERS_CONF];
