@@ -176,6 +176,11 @@ export async function run(opts: { codeCache?: string; addon?: unknown } = {}): P
     process.exitCode = await (await import('./commands/complete.js')).complete(argv.slice(1));
     return undefined;
   }
+  // a runbook's `crashcart --version` needs no yargs either (it costs that command ~100 ms)
+  if (argv.length === 1 && (argv[0] === '--version' || argv[0] === '-V')) {
+    process.stdout.write(`${version()}\n`);
+    return undefined;
+  }
   const split = splitArgv(argv);
   const verbose = split.own.some((a) => a === '-v' || a === '--verbose');
   let code: number;

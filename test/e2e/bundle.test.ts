@@ -5,7 +5,7 @@
 // runs a copy of bin/ and dist/bundle/ whose rest.cjs the test replaces or removes.
 import { after, before, describe, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFileSync, cpSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -62,6 +62,24 @@ describe('the bundle: crashcart.cjs for an attach, rest.cjs for the rest', () =>
     // a CrashcartError of a module of rest.cjs, told by the reporter of crashcart.cjs: one line, no "internal error"
     assert.match(r.stderr, /^crashcart: image inspect \/nonexistent: no cached image of that name or digest and no image file \/nonexistent; see 'crashcart image ls'\n?$/);
     await assertClean(before, c);
+  });
+
+  test('--version loads no yargs', async () => {
+    // a preload that makes any require of yargs fail
+    const trap = join(tree, 'no-yargs.cjs');
+    writeFileSync(trap, "const M = require('node:module'); const resolve = M._resolveFilename;\n" +
+      "M._resolveFilename = function (id, ...rest) { if (/^yargs/.test(id)) throw new Error('yargs was loaded'); return resolve.call(this, id, ...rest); };\n");
+    const run = (args: string[]) => execa(process.execPath, ['-r', trap, join(tree, 'bin', 'crashcart'), ...args], { env: cliEnv(), reject: false, stdin: 'ignore' });
+    const { version } = JSON.parse(readFileSync(join(tree, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const v = await run([flag]);
+      assert.equal(v.exitCode, 0, v.stderr);
+      assert.equal(v.stdout, version);
+      assert.equal(v.stderr, '');
+    }
+    // the trap is sprung by a command that does need yargs: the case above could fail
+    const help = await run(['--help']);
+    assert.match(help.stderr, /yargs was loaded/);
   });
 
   test('without rest.cjs, one line names it and the plain build runs', async (t: TestContext) => {
