@@ -3,15 +3,17 @@
 // to produced, so a step starts on a cleared screen: what a previous step left there (a
 // prompt, an exit line) cannot answer for it.
 import { spawnSync } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { waitFor } from './wait.js';
 
-const socket = `crashcart-test-${process.pid}`;
-/** where tmux puts the server's socket (it leaves the file behind when the server ends) */
-const socketPath = join(process.env.TMUX_TMPDIR ?? '/tmp', `tmux-${process.getuid?.() ?? 0}`, socket);
-const tmux = (...args: string[]) => execa('tmux', ['-L', socket, ...args], { stdin: 'ignore' });
+/** the server's socket, in a directory of this process's own (tmux leaves the file behind when
+ *  the server ends, and with -L its own /tmp/tmux-UID directory too) */
+const socketDir = join(tmpdir(), `crashcart-tmux-${process.pid}`);
+const socketPath = join(socketDir, 'server');
+const tmux = (...args: string[]) => execa('tmux', ['-S', socketPath, ...args], { stdin: 'ignore' });
 
 let started = false;
 
@@ -44,10 +46,11 @@ export async function startTerminal(name: string, opts: { width?: number; height
     started = true;
     // a test process that ends early takes its terminals with it
     process.once('exit', () => {
-      spawnSync('tmux', ['-L', socket, 'kill-server'], { stdio: 'ignore' });
-      rmSync(socketPath, { force: true });
+      spawnSync('tmux', ['-S', socketPath, 'kill-server'], { stdio: 'ignore' });
+      rmSync(socketDir, { recursive: true, force: true });
     });
   }
+  mkdirSync(socketDir, { recursive: true, mode: 0o700 });
   await tmux('new-session', '-d', '-s', name, '-x', String(opts.width ?? 100), '-y', String(opts.height ?? 30), opts.command ?? '/bin/sh');
   await tmux('set', '-t', name, 'remain-on-exit', 'on');
   const screen = async () => (await tmux('capture-pane', '-p', '-t', name)).stdout;
@@ -93,5 +96,5 @@ export async function startTerminal(name: string, opts: { width?: number; height
 export async function stopTerminals(): Promise<void> {
   if (!started) return;
   await tmux('kill-server').catch(() => {});
-  rmSync(socketPath, { force: true });
+  rmSync(socketDir, { recursive: true, force: true });
 }
