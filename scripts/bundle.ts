@@ -162,7 +162,8 @@ const rest = await build({ ...common, entryPoints: ['crashcart-rest-entry'], out
 // 3. crashcart.cjs with link()
 const main = await build({ ...common, entryPoints: ['crashcart-entry'], outfile: mainFile, plugins: [mainPlugin(inMain, new Set(), await linksSource(linked))] });
 
-const both = [...inputs(main.metafile)].filter((m) => inputs(rest.metafile).has(m));
+const inRest = inputs(rest.metafile);
+const both = [...inputs(main.metafile)].filter((m) => inRest.has(m));
 if (both.length > 0) throw new Error(`modules in both bundle files (each must exist once in a process): ${both.map(rel).join(', ')}`);
 for (const file of [mainFile, restFile]) {
   const bytes = readFileSync(file);

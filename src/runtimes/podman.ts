@@ -80,7 +80,7 @@ export interface EngineConfig {
   databaseBackend: string;
 }
 
-let read: { key: string; config: EngineConfig } | undefined;
+let lastConfig: { key: string; config: EngineConfig } | undefined;
 /**
  * Like containers/common: CONTAINERS_CONF alone, else the system files in order, later wins.
  * Read once per process for the same variables (an attach asks twice, present() and then
@@ -88,8 +88,8 @@ let read: { key: string; config: EngineConfig } | undefined;
  */
 export function engineConfig(env: NodeJS.ProcessEnv = process.env): EngineConfig {
   const key = PODMAN_ENV.map((k) => env[k] ?? '').join('\0');
-  if (read?.key !== key) read = { key, config: readEngineConfig(env) };
-  return read.config;
+  if (lastConfig?.key !== key) lastConfig = { key, config: readEngineConfig(env) };
+  return lastConfig.config;
 }
 
 function readEngineConfig(env: NodeJS.ProcessEnv): EngineConfig {

@@ -71,10 +71,10 @@ for (const via of [[], ['--exec']]) test(`a slow reader gets all of the command'
   assertNoLeaks(snap, await snapshotHost({ pid: c.pid, rootfs: c.rootfs }));
 });
 
-// crashcart ends as soon as an attach is over (bin/crashcart: process.exit, rather than
-// Node's teardown), but not while a message of its own still waits to be written: here
-// the command fills the stderr pipe, nobody reads, and crashcart's last line (a warning:
-// the audit log cannot be written) is queued behind it.
+// crashcart ends as soon as an attach is over (bin/crashcart: _exit(2) through the addon,
+// rather than Node's teardown), but not while a message of its own still waits to be
+// written: here the command fills the stderr pipe, nobody reads, and crashcart's last line
+// (a warning: the audit log cannot be written) is queued behind it.
 test("a line crashcart writes into a stderr the command filled waits for the reader: nothing is lost to a quick exit", async (t) => {
   if (!requireRoot(t) || !requireCommand(t, 'runc')) return;
   const image = await testImage();
