@@ -14,6 +14,8 @@ export async function helpOptions(path: string[], crashcart = [process.execPath,
   const [file, ...args] = crashcart;
   const r = await execa(file!, [...args, ...path, '--help'], { env: { COLUMNS: '200' } });
   const section = r.stdout.split(/^Options:$/m)[1] ?? '';
+  // a short flag is named once, before its long one ("-v, -v, --verbose" is an option defined twice)
+  for (const line of section.split('\n').filter((l) => /^ {2}-/.test(l))) assert.match(line, /^ {2}-\w, --/, `crashcart ${path.join(' ')} --help: ${line.trim()}`);
   // option lines only: "  -i, --image" or "      --user"; wrapped descriptions are indented further
   return [...section.matchAll(/^ {2}(?:-\w, | {4})--([\w-]+)/gm)].map((m) => m[1]!).sort();
 }

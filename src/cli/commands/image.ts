@@ -10,7 +10,7 @@ interface BuildArgs {
   add?: string[];
   'from-dir'?: string;
   output?: string;
-  verbose: boolean;
+  verbose?: boolean; // the global -v
 }
 
 export const imageBuildCommand: CommandModule<object, BuildArgs> = {
@@ -21,8 +21,7 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
       .option('profile', { requiresArg: true, choices: ['full', 'minimal', 'static'] as const, default: 'full' as const, describe: 'what goes into the image' })
       .option('add', { type: 'string', array: true, describe: 'another Debian package to take in, with its libraries (repeatable)' })
       .option('from-dir', { type: 'string', requiresArg: true, describe: 'directory of tools built for /dev/crashcart, copied over the profile as it is' })
-      .option('output', { alias: 'o', type: 'string', requiresArg: true, describe: 'image file to write (default: the cached image of the profile)' })
-      .option('verbose', { alias: 'v', type: 'boolean', default: false }),
+      .option('output', { alias: 'o', type: 'string', requiresArg: true, describe: 'image file to write (default: the cached image of the profile)' }),
   handler: async (a) => {
     const custom = (a.add?.length ?? 0) > 0 || a['from-dir'] !== undefined;
     if (custom && !a.output) {
@@ -39,7 +38,7 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
     const result = await buildImage({
       profile: a.profile,
       output,
-      progress: progress(a.verbose),
+      progress: progress(a.verbose === true),
       ...(a.add?.length ? { add: a.add } : {}),
       ...(a['from-dir'] !== undefined ? { fromDir: a['from-dir'] } : {}),
     });
