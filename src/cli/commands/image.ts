@@ -10,10 +10,11 @@ interface BuildArgs {
   add?: string[];
   'from-dir'?: string;
   output?: string;
-  verbose?: boolean; // the global -v
+  verbose: boolean;
 }
 
-export const imageBuildCommand: CommandModule<object, BuildArgs> = {
+// --verbose is the global option (main.ts): defined here again, yargs would list -v twice
+export const imageBuildCommand: CommandModule<{ verbose: boolean }, BuildArgs> = {
   command: 'build',
   describe: 'build a toolkit image from Debian packages',
   builder: (b) =>
@@ -38,7 +39,7 @@ export const imageBuildCommand: CommandModule<object, BuildArgs> = {
     const result = await buildImage({
       profile: a.profile,
       output,
-      progress: progress(a.verbose === true),
+      progress: progress(a.verbose),
       ...(a.add?.length ? { add: a.add } : {}),
       ...(a['from-dir'] !== undefined ? { fromDir: a['from-dir'] } : {}),
     });
